@@ -1,0 +1,287 @@
+//! The catalogue: every object the connector knows, its fields with their types, and its filters.
+//!
+//! It is built once, from data: the AppFlow table (`appflow-fields.tsv`, one row per object and field,
+//! embedded at compile time) gives the fields, types and filter operators; [`objects::OBJECTS`] gives
+//! the GitLab side (endpoints, keys, cursors, corrections). [`schema`] joins the two into an
+//! [`ObjectSchema`] plus the lookups the reader needs. No object has code of its own.
+
+pub mod objects;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use crate::error::{ConnectorError, invalid};
+use crate::types::{FieldInfo, FieldType, FilterOperator, ObjectInfo, ObjectSchema};
+pub use objects::{Cursor, Endpoint, OBJECTS, ObjectSpec};
+
+/// The AppFlow table: `object<TAB>field<TAB>type<TAB>filter operator or empty`, with a header line.
+const TABLE: &str = include_str!("appflow-fields.tsv");
+
+/// One field that appears in records.
+#[derive(Debug)]
+pub struct RecordField {
+    /// The name in records and in the schema.
+    pub name: String,
+    /// The key in GitLab's JSON (differs from `name` only where the table misspells it).
+    pub source: String,
+    /// The normalized type.
+    pub field_type: FieldType,
+}
+
+/// One object's compiled schema: the contract's view plus the lookups reading needs.
+#[derive(Debug)]
+pub struct Schema {
+    pub spec: &'static ObjectSpec,
+    /// What `describe-schema` returns.
+    pub described: ObjectSchema,
+    /// The record fields, in record order.
+    pub record_fields: Vec<RecordField>,
+    /// Every filterable field (record or filter-only) and the operators it accepts.
+    pub filters: HashMap<String, (FieldType, Vec<FilterOperator>)>,
+}
+
+impl Schema {
+    /// The record field named `name`, if any.
+    pub fn record_field(&self, name: &str) -> Option<&RecordField> {
+        self.record_fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// Every object's compiled schema, in catalogue order.
+pub fn schemas() -> &'static [Schema] {
+    static SCHEMAS: OnceLock<Vec<Schema>> = OnceLock::new();
+    SCHEMAS.get_or_init(|| OBJECTS.iter().map(compile).collect())
+}
+
+/// The compiled schema of `object`, or an invalid-request error listing the known objects.
+pub fn schema(object: &str) -> Result<&'static Schema, ConnectorError> {
+    schemas()
+        .iter()
+        .find(|s| s.spec.name == object)
+        .ok_or_else(|| {
+            let known: Vec<&str> = OBJECTS.iter().map(|o| o.name).collect();
+            invalid(format!(
+                "unknown object '{object}'; known objects: {}",
+                known.join(", ")
+            ))
+        })
+}
+
+/// What `list-objects` returns.
+pub fn object_infos() -> Vec<ObjectInfo> {
+    schemas()
+        .iter()
+        .map(|s| s.described.object.clone())
+        .collect()
+}
+
+/// Join the table's rows for `spec` with `spec`'s GitLab metadata.
+fn compile(spec: &'static ObjectSpec) -> Schema {
+    let mut record_fields = Vec::new();
+    let mut record_infos = Vec::new();
+    let mut filter_infos = Vec::new();
+    let mut filters = HashMap::new();
+
+    if let Some(scope_field) = spec.scope_field {
+        let in_table = table_rows(spec.label).any(|(field, _, _)| field == scope_field);
+        if !in_table {
+            record_fields.push(RecordField {
+                name: scope_field.to_owned(),
+                source: scope_field.to_owned(),
+                field_type: FieldType::Integer,
+            });
+            record_infos.push(field_info(
+                spec,
+                scope_field,
+                FieldType::Integer,
+                Vec::new(),
+                false,
+            ));
+        }
+    }
+
+    for (table_name, table_type, operator) in table_rows(spec.label) {
+        let name = spec
+            .renames
+            .iter()
+            .find(|(from, _)| *from == table_name)
+            .map_or(table_name, |(_, to)| *to);
+        let field_type = spec
+            .retypes
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, t)| *t)
+            .or_else(|| FieldType::from_table(table_type))
+            .unwrap_or(FieldType::String);
+        let mut operators: Vec<FilterOperator> = operator.into_iter().collect();
+        if spec.cursor.as_ref().is_some_and(|c| c.field == name) {
+            // The cursor field itself accepts `>=`: the host's incremental reads use it.
+            operators.push(FilterOperator::GreaterThanOrEqualTo);
+        }
+        let filter_only = operator.is_some() && !spec.record_filters.contains(&name);
+        if !operators.is_empty() {
+            filters.insert(name.to_owned(), (field_type, operators.clone()));
+        }
+        let info = field_info(spec, name, field_type, operators, filter_only);
+        if filter_only {
+            filter_infos.push(info);
+        } else {
+            record_fields.push(RecordField {
+                name: name.to_owned(),
+                source: name.to_owned(),
+                field_type,
+            });
+            record_infos.push(info);
+        }
+    }
+
+    record_infos.extend(filter_infos);
+    Schema {
+        spec,
+        described: ObjectSchema {
+            object: ObjectInfo {
+                name: spec.name.to_owned(),
+                label: spec.label.to_owned(),
+                scopes: spec.endpoints.iter().map(|e| e.scope).collect(),
+                primary_key: spec.primary_key.iter().map(|k| (*k).to_owned()).collect(),
+                cursor_field: spec.cursor.as_ref().map(|c| c.field.to_owned()),
+                readable: spec.readable,
+            },
+            fields: record_infos,
+        },
+        record_fields,
+        filters,
+    }
+}
+
+fn field_info(
+    spec: &ObjectSpec,
+    name: &str,
+    field_type: FieldType,
+    filter_operators: Vec<FilterOperator>,
+    filter_only: bool,
+) -> FieldInfo {
+    FieldInfo {
+        name: name.to_owned(),
+        field_type,
+        nullable: !spec.primary_key.contains(&name),
+        filter_operators,
+        filter_only,
+    }
+}
+
+/// The table's rows for one object label: (field, type, filter operator).
+fn table_rows(
+    label: &str,
+) -> impl Iterator<Item = (&'static str, &'static str, Option<FilterOperator>)> {
+    TABLE.lines().skip(1).filter_map(move |line| {
+        let mut cells = line.split('\t');
+        let (object, field, kind) = (cells.next()?, cells.next()?, cells.next()?);
+        let operator = cells.next().and_then(FilterOperator::from_table);
+        (object == label).then_some((field, kind, operator))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_row_belongs_to_a_catalogued_object() {
+        let labels: Vec<&str> = OBJECTS.iter().map(|o| o.label).collect();
+        let rows = TABLE.lines().skip(1).filter(|l| !l.is_empty());
+        let mut count = 0;
+        for line in rows {
+            let label = line.split('\t').next().unwrap();
+            assert!(labels.contains(&label), "row of unknown object: {line}");
+            count += 1;
+        }
+        assert_eq!(count, 467);
+        assert_eq!(OBJECTS.len(), 16);
+    }
+
+    #[test]
+    fn every_table_row_is_described_once() {
+        let described: usize = schemas()
+            .iter()
+            .map(|s| {
+                s.described
+                    .fields
+                    .iter()
+                    .filter(|f| {
+                        s.spec.scope_field != Some(f.name.as_str())
+                            || table_rows(s.spec.label).any(|r| r.0 == f.name)
+                    })
+                    .count()
+            })
+            .sum();
+        assert_eq!(described, 467);
+        let filterable: usize = schemas()
+            .iter()
+            .map(|s| {
+                s.described
+                    .fields
+                    .iter()
+                    .filter(|f| {
+                        f.filter_operators.iter().any(|op| {
+                            Some(f.name.as_str()) != s.spec.cursor.as_ref().map(|c| c.field)
+                                || *op != FilterOperator::GreaterThanOrEqualTo
+                        })
+                    })
+                    .count()
+            })
+            .sum();
+        // The AppFlow page (and so the table) has 140 filterable rows.
+        assert_eq!(filterable, 140);
+    }
+
+    #[test]
+    fn filter_only_rows_are_not_record_fields() {
+        let issue = schema("issue").unwrap();
+        assert!(issue.record_field("updated_before_after").is_none());
+        assert!(issue.record_field("search").is_none());
+        assert!(
+            issue.record_field("state").is_some(),
+            "state is both a field and a filter"
+        );
+        let search = issue
+            .described
+            .fields
+            .iter()
+            .find(|f| f.name == "search")
+            .unwrap();
+        assert!(search.filter_only);
+    }
+
+    #[test]
+    fn scope_ids_are_added_where_gitlab_omits_them() {
+        let branch = schema("branch").unwrap();
+        assert_eq!(branch.record_fields[0].name, "project_id");
+        assert_eq!(branch.record_fields[0].field_type, FieldType::Integer);
+        assert_eq!(
+            schema("issue")
+                .unwrap()
+                .record_fields
+                .iter()
+                .filter(|f| f.name == "project_id")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn unknown_object_lists_the_known_ones() {
+        let err = schema("issues").unwrap_err().to_string();
+        assert!(err.contains("unknown object 'issues'"), "{err}");
+        assert!(err.contains("project_merge_request"), "{err}");
+    }
+
+    #[test]
+    fn corrections_apply() {
+        let project = schema("project").unwrap();
+        assert!(project.record_field("empty_repo").is_some());
+        assert!(project.record_field("empty_Repo").is_none());
+        let mr = schema("project_merge_request").unwrap();
+        assert_eq!(mr.filters["author_username"].0, FieldType::String);
+    }
+}

@@ -1,0 +1,315 @@
+//! The GitLab-specific half of the catalogue: for each object, where GitLab serves it and how it is keyed.
+//!
+//! The fields and their filter operators come from the AppFlow table (`appflow-fields.tsv`); this table
+//! adds what the AppFlow table does not say: the REST endpoint per scope, the primary key, the cursor
+//! field for incremental reads, which filter rows are also record fields, and the corrections the
+//! table needs to match GitLab's real JSON.
+
+use crate::types::{FieldType, ScopeKind};
+
+/// How one object is read under one scope.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The scope this endpoint serves.
+    pub scope: ScopeKind,
+    /// The path below `/api/v4`, with `{id}` standing for the URL-encoded group or project reference.
+    pub path: &'static str,
+    /// Query parameters always sent on the first page.
+    pub params: &'static [(&'static str, &'static str)],
+    /// Whether the endpoint supports keyset pagination (`pagination=keyset&order_by=id`), which passes
+    /// GitLab's 50,000-record offset cap. Used unless the request sets its own `order_by` or `sort`.
+    pub keyset: bool,
+}
+
+/// The incremental cursor of an object: a record field that only grows, and the GitLab query parameter
+/// that reads records at or after a value of it.
+#[derive(Debug)]
+pub struct Cursor {
+    pub field: &'static str,
+    pub after_param: &'static str,
+}
+
+/// One object of the catalogue.
+#[derive(Debug)]
+pub struct ObjectSpec {
+    /// The machine name: the AppFlow label in snake_case.
+    pub name: &'static str,
+    /// The object's label in the AppFlow table.
+    pub label: &'static str,
+    /// Endpoints by scope; the first is the object's natural scope.
+    pub endpoints: &'static [Endpoint],
+    /// The fields that identify a record.
+    pub primary_key: &'static [&'static str],
+    /// The incremental cursor, if the object has one.
+    pub cursor: Option<Cursor>,
+    /// Filter rows of the table that are also record fields (every other filter row is filter-only).
+    pub record_filters: &'static [&'static str],
+    /// The scope id this object's records carry (`project_id`, `group_id`), added when GitLab omits it.
+    pub scope_field: Option<&'static str>,
+    /// Fields the table spells differently from GitLab's JSON: (table name, GitLab name).
+    pub renames: &'static [(&'static str, &'static str)],
+    /// Fields the table types wrongly: (field, the type GitLab really sends).
+    pub retypes: &'static [(&'static str, FieldType)],
+    /// Whether `read-page` serves this object yet.
+    pub readable: bool,
+}
+
+const fn project(path: &'static str) -> Endpoint {
+    Endpoint {
+        scope: ScopeKind::Project,
+        path,
+        params: &[],
+        keyset: false,
+    }
+}
+
+const fn group(path: &'static str) -> Endpoint {
+    Endpoint {
+        scope: ScopeKind::Group,
+        path,
+        params: &[],
+        keyset: false,
+    }
+}
+
+const UPDATED_AT: Option<Cursor> = Some(Cursor {
+    field: "updated_at",
+    after_param: "updated_after",
+});
+
+/// Every object, in the order `list-objects` reports them.
+pub static OBJECTS: &[ObjectSpec] = &[
+    ObjectSpec {
+        name: "branch",
+        label: "Branch",
+        endpoints: &[project("/projects/{id}/repository/branches")],
+        primary_key: &["project_id", "name"],
+        cursor: None,
+        record_filters: &[],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "commit",
+        label: "Commit",
+        endpoints: &[project("/projects/{id}/repository/commits")],
+        primary_key: &["project_id", "id"],
+        cursor: Some(Cursor {
+            field: "committed_date",
+            after_param: "since",
+        }),
+        record_filters: &[],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "group",
+        label: "Group",
+        endpoints: &[
+            Endpoint {
+                scope: ScopeKind::Instance,
+                path: "/groups",
+                params: &[],
+                keyset: false,
+            },
+            group("/groups/{id}/descendant_groups"),
+        ],
+        primary_key: &["id"],
+        cursor: None,
+        record_filters: &[],
+        scope_field: None,
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "group_member",
+        label: "Group Member",
+        endpoints: &[group("/groups/{id}/members")],
+        primary_key: &["group_id", "id"],
+        cursor: None,
+        record_filters: &[],
+        scope_field: Some("group_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "group_label",
+        label: "Group label",
+        endpoints: &[group("/groups/{id}/labels")],
+        primary_key: &["group_id", "id"],
+        cursor: None,
+        record_filters: &[],
+        scope_field: Some("group_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "group_milestone",
+        label: "Group milestone",
+        endpoints: &[group("/groups/{id}/milestones")],
+        primary_key: &["id"],
+        cursor: None,
+        record_filters: &["state", "title"],
+        scope_field: Some("group_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "issue",
+        label: "Issue",
+        endpoints: &[project("/projects/{id}/issues")],
+        primary_key: &["id"],
+        cursor: UPDATED_AT,
+        record_filters: &["confidential", "due_date", "issue_type", "state"],
+        scope_field: Some("project_id"),
+        renames: &[],
+        // GitLab sends the closing user as an object, like `author`.
+        retypes: &[("closed_by", FieldType::Struct)],
+        readable: true,
+    },
+    ObjectSpec {
+        name: "job",
+        label: "Job",
+        endpoints: &[Endpoint {
+            scope: ScopeKind::Project,
+            path: "/projects/{id}/jobs",
+            params: &[],
+            keyset: true,
+        }],
+        primary_key: &["id"],
+        cursor: None,
+        record_filters: &[],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "pipeline",
+        label: "Pipeline",
+        endpoints: &[project("/projects/{id}/pipelines")],
+        primary_key: &["id"],
+        cursor: UPDATED_AT,
+        record_filters: &["ref", "sha", "source", "status"],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "project",
+        label: "Project",
+        endpoints: &[
+            Endpoint {
+                scope: ScopeKind::Group,
+                path: "/groups/{id}/projects",
+                // Every project of the group's subgroups too; never the list embedded in
+                // `GET /groups/:id`, which GitLab caps at 100 projects.
+                params: &[("include_subgroups", "true")],
+                keyset: false,
+            },
+            Endpoint {
+                scope: ScopeKind::Instance,
+                path: "/projects",
+                params: &[("membership", "true")],
+                keyset: true,
+            },
+        ],
+        primary_key: &["id"],
+        cursor: Some(Cursor {
+            field: "last_activity_at",
+            after_param: "last_activity_after",
+        }),
+        record_filters: &["archived", "repository_storage", "visibility"],
+        scope_field: None,
+        renames: &[("empty_Repo", "empty_repo")],
+        retypes: &[],
+        readable: true,
+    },
+    ObjectSpec {
+        name: "project_label",
+        label: "Project Label",
+        endpoints: &[project("/projects/{id}/labels")],
+        primary_key: &["project_id", "id"],
+        cursor: None,
+        record_filters: &[],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "project_member",
+        label: "Project Member",
+        endpoints: &[project("/projects/{id}/members")],
+        primary_key: &["project_id", "id"],
+        cursor: None,
+        record_filters: &[],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "project_merge_request",
+        label: "Project Merge Request",
+        endpoints: &[project("/projects/{id}/merge_requests")],
+        primary_key: &["id"],
+        cursor: UPDATED_AT,
+        record_filters: &["source_branch", "state", "target_branch"],
+        scope_field: Some("project_id"),
+        renames: &[],
+        // The table types a username as an integer and two flags as strings; GitLab sends a string,
+        // a boolean and an object.
+        retypes: &[
+            ("author_username", FieldType::String),
+            ("discussion_locked", FieldType::Boolean),
+            ("closed_by", FieldType::Struct),
+        ],
+        readable: true,
+    },
+    ObjectSpec {
+        name: "project_milestone",
+        label: "Project milestone",
+        endpoints: &[project("/projects/{id}/milestones")],
+        primary_key: &["id"],
+        cursor: None,
+        record_filters: &["state", "title"],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "release",
+        label: "Release",
+        endpoints: &[project("/projects/{id}/releases")],
+        primary_key: &["project_id", "tag_name"],
+        cursor: None,
+        record_filters: &[],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+    ObjectSpec {
+        name: "tag",
+        label: "Tag",
+        endpoints: &[project("/projects/{id}/repository/tags")],
+        primary_key: &["project_id", "name"],
+        cursor: None,
+        record_filters: &[],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: false,
+    },
+];

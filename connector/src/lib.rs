@@ -1,0 +1,34 @@
+//! The GitLab source connector.
+//!
+//! Built for `wasm32-wasip2` this crate is `gitlab.wasm`, a component exporting the `dataflow:connector`
+//! world of `wit/`. Built natively it is a plain library with the same logic, for unit tests and
+//! benchmarks.
+//!
+//! How a `read-page` call flows through the modules:
+//!
+//! ```text
+//!  read-request ──► catalogue (which object, which endpoint, which fields)
+//!               ──► filters   (validate each filter, turn it into GitLab query parameters)
+//!               ──► request   (the URL of this page: first page from the plan, later pages from the token)
+//!               ──► [guest: GET through wasi:http]
+//!               ──► response  (status → typed error; Link header → next token; body → records)
+//!               ──► normalize (GitLab JSON → typed, projected NDJSON, one buffer per page)
+//! ```
+//!
+//! Nothing here keeps state between calls: everything a page needs is in the request and its token.
+
+pub mod catalogue;
+pub mod error;
+pub mod filters;
+pub mod normalize;
+pub mod pagination;
+pub mod request;
+pub mod response;
+pub mod types;
+
+#[cfg(target_arch = "wasm32")]
+mod guest;
+#[cfg(target_arch = "wasm32")]
+mod http;
+
+pub use error::ConnectorError;

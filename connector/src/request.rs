@@ -1,0 +1,256 @@
+//! Planning a page read: from a `read-request` to the URL of the page to fetch.
+//!
+//! The first page's URL is built from the catalogue's endpoint for the request's scope, the filters'
+//! query parameters and `per_page`; later pages come from the page token. Everything is checked here,
+//! before any request is sent: the object, its scope, the selected fields and every filter.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::catalogue::{self, RecordField, Schema};
+use crate::error::{ConnectorError, invalid};
+use crate::filters;
+use crate::normalize::projection;
+use crate::types::{Connection, ReadRequest};
+
+/// GitLab's maximum `per_page`.
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// Characters left as they are in a path segment; everything else (`/` included) is percent-encoded,
+/// as GitLab wants for `:id` given as a full path (`acme%2Fplatform`).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A checked read: what to fetch and how to turn the answer into records.
+#[derive(Debug)]
+pub struct Plan {
+    pub schema: &'static Schema,
+    /// The record fields to write, in order.
+    pub fields: Vec<&'static RecordField>,
+    /// The URL of the page to fetch.
+    pub url: String,
+    /// The numeric id of the scope, when known, for records that GitLab sends without it.
+    pub scope_id: Option<i64>,
+}
+
+/// Check `request` and plan the fetch of its page.
+pub fn plan(connection: &Connection, request: &ReadRequest) -> Result<Plan, ConnectorError> {
+    let schema = catalogue::schema(&request.object)?;
+    let spec = schema.spec;
+    let kind = request.scope.kind();
+    let endpoint = spec
+        .endpoints
+        .iter()
+        .find(|e| e.scope == kind)
+        .ok_or_else(|| {
+            let scopes: Vec<&str> = spec.endpoints.iter().map(|e| e.scope.as_str()).collect();
+            invalid(format!(
+                "object '{}' is not read at {} scope; it is read at: {}",
+                spec.name,
+                kind.as_str(),
+                scopes.join(", ")
+            ))
+        })?;
+    let fields = projection(schema, &request.fields)?;
+    let filter_query = filters::to_query(schema, &request.filters)?;
+    if !spec.readable {
+        return Err(ConnectorError::Unsupported(format!(
+            "object '{}' is described but not readable yet",
+            spec.name
+        )));
+    }
+    let api_root = api_root(&connection.base_url)?;
+    let reference = request.scope.reference();
+    if reference.is_some_and(|r| r.trim().is_empty()) {
+        return Err(invalid(format!(
+            "the {} scope needs an id or a full path",
+            kind.as_str()
+        )));
+    }
+    let scope_id = reference.and_then(|r| r.parse::<i64>().ok());
+
+    let url = match &request.page_token {
+        Some(token) => {
+            if !token.starts_with('/') || token.contains("://") || token.contains('#') {
+                return Err(invalid(format!(
+                    "'{token}' is not a page token this connector issued"
+                )));
+            }
+            format!("{api_root}{token}")
+        }
+        None => {
+            let path = match reference {
+                Some(r) => endpoint
+                    .path
+                    .replace("{id}", &utf8_percent_encode(r.trim(), SEGMENT).to_string()),
+                None => endpoint.path.to_owned(),
+            };
+            let mut query: Vec<(String, String)> = endpoint
+                .params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let sets_order = filter_query
+                .iter()
+                .any(|(k, _)| k == "order_by" || k == "sort");
+            if endpoint.keyset && !sets_order {
+                for (k, v) in [
+                    ("pagination", "keyset"),
+                    ("order_by", "id"),
+                    ("sort", "asc"),
+                ] {
+                    query.push((k.to_owned(), v.to_owned()));
+                }
+            }
+            query.extend(filter_query);
+            let per_page = match request.page_size {
+                0 => MAX_PAGE_SIZE,
+                n => n.min(MAX_PAGE_SIZE),
+            };
+            query.push(("per_page".to_owned(), per_page.to_string()));
+            let query: Vec<String> = query
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v)))
+                .collect();
+            format!("{api_root}{path}?{}", query.join("&"))
+        }
+    };
+    Ok(Plan {
+        schema,
+        fields,
+        url,
+        scope_id,
+    })
+}
+
+/// `https://gitlab.example.com[/prefix]` → `https://gitlab.example.com[/prefix]/api/v4`.
+fn api_root(base_url: &str) -> Result<String, ConnectorError> {
+    let base = base_url.trim().trim_end_matches('/');
+    let base = base.strip_suffix("/api/v4").unwrap_or(base);
+    let rest = base
+        .strip_prefix("https://")
+        .or_else(|| base.strip_prefix("http://"))
+        .ok_or_else(|| {
+            invalid(format!(
+                "base URL '{base_url}' must start with https:// or http://"
+            ))
+        })?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', ' ']) {
+        return Err(invalid(format!(
+            "base URL '{base_url}' must be an origin with an optional path, like https://gitlab.example.com"
+        )));
+    }
+    Ok(format!("{base}/api/v4"))
+}
+
+fn encode_query(text: &str) -> String {
+    const QUERY: &AsciiSet = &SEGMENT.remove(b'[').remove(b']').remove(b':');
+    utf8_percent_encode(text, QUERY).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Filter, FilterOperator, Scope};
+
+    fn connection() -> Connection {
+        Connection {
+            base_url: "https://gitlab.example.com/".into(),
+            options: vec![],
+        }
+    }
+
+    fn request(object: &str, scope: Scope) -> ReadRequest {
+        ReadRequest {
+            object: object.into(),
+            scope,
+            fields: vec![],
+            filters: vec![],
+            page_size: 500,
+            page_token: None,
+        }
+    }
+
+    #[test]
+    fn group_projects_include_subgroups_and_encode_paths() {
+        let plan = plan(
+            &connection(),
+            &request("project", Scope::Group("acme/platform".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.url,
+            "https://gitlab.example.com/api/v4/groups/acme%2Fplatform/projects?include_subgroups=true&per_page=100"
+        );
+    }
+
+    #[test]
+    fn instance_projects_use_keyset_pagination() {
+        let plan = plan(&connection(), &request("project", Scope::Instance)).unwrap();
+        assert_eq!(
+            plan.url,
+            "https://gitlab.example.com/api/v4/projects?membership=true&pagination=keyset&order_by=id&sort=asc&per_page=100"
+        );
+    }
+
+    #[test]
+    fn filters_become_query_parameters() {
+        let mut req = request("issue", Scope::Project("42".into()));
+        req.filters.push(Filter {
+            field: "state".into(),
+            operator: FilterOperator::EqualTo,
+            values: vec!["opened".into()],
+        });
+        req.page_size = 20;
+        let plan = plan(&connection(), &req).unwrap();
+        assert_eq!(
+            plan.url,
+            "https://gitlab.example.com/api/v4/projects/42/issues?state=opened&per_page=20"
+        );
+        assert_eq!(plan.scope_id, Some(42));
+    }
+
+    #[test]
+    fn later_pages_come_from_the_token() {
+        let mut req = request("issue", Scope::Project("42".into()));
+        req.page_token = Some("/projects/42/issues?page=2&per_page=100".into());
+        assert_eq!(
+            plan(&connection(), &req).unwrap().url,
+            "https://gitlab.example.com/api/v4/projects/42/issues?page=2&per_page=100"
+        );
+        req.page_token = Some("https://evil.example/x".into());
+        assert!(plan(&connection(), &req).is_err());
+    }
+
+    #[test]
+    fn wrong_scope_and_unreadable_objects_are_refused() {
+        let err = plan(
+            &connection(),
+            &request("issue", Scope::Group("acme".into())),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid request: object 'issue' is not read at group scope; it is read at: project"
+        );
+        let err = plan(
+            &connection(),
+            &request("branch", Scope::Project("1".into())),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConnectorError::Unsupported(_)), "{err}");
+    }
+
+    #[test]
+    fn base_urls_are_checked() {
+        let mut conn = connection();
+        conn.base_url = "gitlab.example.com".into();
+        let err = plan(&conn, &request("issue", Scope::Project("1".into()))).unwrap_err();
+        assert!(
+            err.to_string().contains("must start with https://"),
+            "{err}"
+        );
+    }
+}
