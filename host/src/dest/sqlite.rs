@@ -1,0 +1,171 @@
+//! The SQLite destination: a table per object, typed columns, upsert on the primary key.
+//!
+//! Each page is one transaction (`synchronous=FULL`): when `write_page` returns, the page is on disk.
+//! Integers and booleans become INTEGER, numbers REAL, everything else TEXT (dates and date-times in
+//! RFC 3339, structs and lists as JSON text). A field new to the schema adds a column; nothing is dropped.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use rusqlite::{Connection, params_from_iter, types::Value as SqlValue};
+use serde_json::{Map, Value};
+
+use super::{Destination, TableSchema};
+use crate::sandbox::wit::FieldType;
+
+pub struct SqliteDestination {
+    db: Connection,
+    tables: HashMap<String, TableSchema>,
+}
+
+impl SqliteDestination {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        }
+        let db = Connection::open(path).with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+        db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
+            .with_context(|| format!("cannot configure the SQLite database {}", path.display()))?;
+        Ok(SqliteDestination { db, tables: HashMap::new() })
+    }
+}
+
+/// `name` as an SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn sql_type(field_type: FieldType) -> &'static str {
+    match field_type {
+        FieldType::Boolean | FieldType::Integer => "INTEGER",
+        FieldType::Number => "REAL",
+        _ => "TEXT",
+    }
+}
+
+fn sql_value(value: Value) -> SqlValue {
+    match value {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => SqlValue::Integer(i),
+            None => n.as_f64().map_or(SqlValue::Null, SqlValue::Real),
+        },
+        Value::String(s) => SqlValue::Text(s),
+        other => SqlValue::Text(other.to_string()),
+    }
+}
+
+impl Destination for SqliteDestination {
+    fn prepare(&mut self, table: &TableSchema) -> Result<()> {
+        let name = quote(&table.name);
+        let columns: Vec<String> =
+            table.columns.iter().map(|c| format!("{} {}", quote(&c.name), sql_type(c.field_type))).collect();
+        let key: Vec<String> = table.primary_key.iter().map(|k| quote(k)).collect();
+        self.db.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {name} ({}, PRIMARY KEY ({}))",
+            columns.join(", "),
+            key.join(", ")
+        ))?;
+        let existing: Vec<String> = self
+            .db
+            .prepare(&format!("PRAGMA table_info({name})"))?
+            .query_map([], |row| row.get::<_, String>(1))?
+            .collect::<Result<_, _>>()?;
+        for column in table.columns.iter().filter(|c| !existing.contains(&c.name)) {
+            self.db.execute_batch(&format!(
+                "ALTER TABLE {name} ADD COLUMN {} {}",
+                quote(&column.name),
+                sql_type(column.field_type)
+            ))?;
+        }
+        self.tables.insert(table.name.clone(), table.clone());
+        Ok(())
+    }
+
+    fn write_page(&mut self, object: &str, records: &[u8]) -> Result<()> {
+        let table = self.tables.get(object).ok_or_else(|| anyhow!("table '{object}' was not prepared"))?;
+        let tx = self.db.transaction()?;
+        let mut statements: HashMap<Vec<String>, String> = HashMap::new();
+        for (number, line) in records.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+            let record: Map<String, Value> = serde_json::from_slice(line)
+                .with_context(|| format!("record {} of the page is not a JSON object", number + 1))?;
+            let columns: Vec<String> = record.keys().cloned().collect();
+            let sql = statements.entry(columns.clone()).or_insert_with(|| upsert(table, &columns));
+            let mut statement = tx.prepare_cached(sql)?;
+            statement.execute(params_from_iter(record.into_iter().map(|(_, v)| sql_value(v))))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        self.db.close().map_err(|(_, e)| e)?;
+        Ok(())
+    }
+}
+
+/// `INSERT ... ON CONFLICT (key) DO UPDATE` for these columns.
+fn upsert(table: &TableSchema, columns: &[String]) -> String {
+    let names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let holes = vec!["?"; columns.len()].join(", ");
+    let key: Vec<String> = table.primary_key.iter().map(|k| quote(k)).collect();
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !table.primary_key.contains(c))
+        .map(|c| format!("{0} = excluded.{0}", quote(c)))
+        .collect();
+    let action = if updates.is_empty() { "NOTHING".to_owned() } else { format!("UPDATE SET {}", updates.join(", ")) };
+    format!(
+        "INSERT INTO {} ({}) VALUES ({holes}) ON CONFLICT ({}) DO {action}",
+        quote(&table.name),
+        names.join(", "),
+        key.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dest::Column;
+
+    fn table() -> TableSchema {
+        TableSchema {
+            name: "issue".into(),
+            columns: vec![
+                Column { name: "id".into(), field_type: FieldType::Integer },
+                Column { name: "title".into(), field_type: FieldType::String },
+                Column { name: "labels".into(), field_type: FieldType::List },
+            ],
+            primary_key: vec!["id".into()],
+        }
+    }
+
+    #[test]
+    fn upserts_on_the_primary_key_and_adds_columns() {
+        let dir = std::env::temp_dir().join(format!("sqlite-dest-{}", std::process::id()));
+        let path = dir.join("t.db");
+        let _ = std::fs::remove_file(&path);
+        let mut dest = SqliteDestination::open(&path).unwrap();
+        dest.prepare(&table()).unwrap();
+        dest.write_page("issue", b"{\"id\":1,\"title\":\"a\",\"labels\":[\"x\"]}\n{\"id\":2,\"title\":\"b\",\"labels\":[]}\n").unwrap();
+        dest.write_page("issue", b"{\"id\":1,\"title\":\"a2\",\"labels\":null}\n").unwrap();
+        let mut wider = table();
+        wider.columns.push(Column { name: "upvotes".into(), field_type: FieldType::Integer });
+        dest.prepare(&wider).unwrap();
+        dest.write_page("issue", b"{\"id\":3,\"title\":\"c\",\"labels\":[],\"upvotes\":4}\n").unwrap();
+        let rows: Vec<(i64, String, Option<String>)> = dest
+            .db
+            .prepare("SELECT id, title, labels FROM issue ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows[0], (1, "a2".into(), None));
+        assert_eq!(rows[1], (2, "b".into(), Some("[]".into())));
+        assert_eq!(rows.len(), 3);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
