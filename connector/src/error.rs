@@ -16,10 +16,7 @@ pub enum ConnectorError {
     /// HTTP 404: the scope or object does not exist or is hidden.
     NotFound(String),
     /// HTTP 429: slow down, for this many seconds when the upstream said.
-    RateLimited {
-        retry_after_seconds: Option<u32>,
-        message: String,
-    },
+    RateLimited { retry_after_seconds: Option<u32>, message: String },
     /// HTTP 5xx, or a body the connector cannot read.
     Upstream(String),
     /// The request did not complete (refused by the host, connection failed, timed out).
@@ -34,16 +31,10 @@ impl fmt::Display for ConnectorError {
             ConnectorError::Unauthorized(m) => write!(f, "unauthorized: {m}"),
             ConnectorError::Forbidden(m) => write!(f, "forbidden: {m}"),
             ConnectorError::NotFound(m) => write!(f, "not found: {m}"),
-            ConnectorError::RateLimited {
-                retry_after_seconds: Some(s),
-                message,
-            } => {
+            ConnectorError::RateLimited { retry_after_seconds: Some(s), message } => {
                 write!(f, "rate limited (retry after {s} s): {message}")
             }
-            ConnectorError::RateLimited {
-                retry_after_seconds: None,
-                message,
-            } => {
+            ConnectorError::RateLimited { retry_after_seconds: None, message } => {
                 write!(f, "rate limited: {message}")
             }
             ConnectorError::Upstream(m) => write!(f, "upstream error: {m}"),

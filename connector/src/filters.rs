@@ -18,10 +18,7 @@ use crate::types::{FieldType, Filter, FilterOperator};
 const ARRAY_PARAMS: &[&str] = &["iids", "user_ids", "skip_users", "skip_groups"];
 
 /// Check `filters` against `schema` and return the query parameters they become, in order.
-pub fn to_query(
-    schema: &Schema,
-    filters: &[Filter],
-) -> Result<Vec<(String, String)>, ConnectorError> {
+pub fn to_query(schema: &Schema, filters: &[Filter]) -> Result<Vec<(String, String)>, ConnectorError> {
     let mut query = Vec::new();
     for filter in filters {
         push_filter(schema, filter, &mut query)?;
@@ -29,11 +26,7 @@ pub fn to_query(
     Ok(query)
 }
 
-fn push_filter(
-    schema: &Schema,
-    filter: &Filter,
-    query: &mut Vec<(String, String)>,
-) -> Result<(), ConnectorError> {
+fn push_filter(schema: &Schema, filter: &Filter, query: &mut Vec<(String, String)>) -> Result<(), ConnectorError> {
     let object = schema.spec.name;
     let field = filter.field.as_str();
     let Some((field_type, operators)) = schema.filters.get(field) else {
@@ -44,10 +37,7 @@ fn push_filter(
         } else {
             format!("object '{object}' has no field '{field}'")
         };
-        return Err(invalid(format!(
-            "{what}; filterable fields: {}",
-            filterable.join(", ")
-        )));
+        return Err(invalid(format!("{what}; filterable fields: {}", filterable.join(", "))));
     };
     if !operators.contains(&filter.operator) {
         let allowed: Vec<&str> = operators.iter().map(|op| op.symbol()).collect();
@@ -57,11 +47,7 @@ fn push_filter(
             allowed.join(", ")
         )));
     }
-    let expected_values = if filter.operator == FilterOperator::Between {
-        2
-    } else {
-        1
-    };
+    let expected_values = if filter.operator == FilterOperator::Between { 2 } else { 1 };
     if filter.values.len() != expected_values {
         return Err(invalid(format!(
             "filter '{object}.{field} {}' takes {expected_values} value(s), got {}",
@@ -69,11 +55,8 @@ fn push_filter(
             filter.values.len()
         )));
     }
-    let values = filter
-        .values
-        .iter()
-        .map(|v| check_value(object, field, *field_type, v))
-        .collect::<Result<Vec<_>, _>>()?;
+    let values =
+        filter.values.iter().map(|v| check_value(object, field, *field_type, v)).collect::<Result<Vec<_>, _>>()?;
 
     match filter.operator {
         FilterOperator::EqualTo if ARRAY_PARAMS.contains(&field) => {
@@ -92,13 +75,9 @@ fn push_filter(
             query.push((param.to_owned(), values[0].clone()));
         }
         FilterOperator::Between => {
-            let (after, before) = between_params(field).ok_or_else(|| {
-                invalid(format!(
-                    "filter '{object}.{field}' has no GitLab range parameters"
-                ))
-            })?;
-            if matches!(field_type, FieldType::DateTime | FieldType::Date) && values[0] > values[1]
-            {
+            let (after, before) = between_params(field)
+                .ok_or_else(|| invalid(format!("filter '{object}.{field}' has no GitLab range parameters")))?;
+            if matches!(field_type, FieldType::DateTime | FieldType::Date) && values[0] > values[1] {
                 return Err(invalid(format!(
                     "filter '{object}.{field} between' has its low bound {} after its high bound {}",
                     values[0], values[1]
@@ -121,41 +100,26 @@ fn between_params(field: &str) -> Option<(String, String)> {
 }
 
 /// Check one value against the field's type; return it as GitLab should receive it.
-fn check_value(
-    object: &str,
-    field: &str,
-    field_type: FieldType,
-    value: &str,
-) -> Result<String, ConnectorError> {
+fn check_value(object: &str, field: &str, field_type: FieldType, value: &str) -> Result<String, ConnectorError> {
     let value = value.trim();
-    let refuse = |expected: &str| {
-        invalid(format!(
-            "filter '{object}.{field}': '{value}' is not {expected}"
-        ))
-    };
+    let refuse = |expected: &str| invalid(format!("filter '{object}.{field}': '{value}' is not {expected}"));
     match field_type {
         FieldType::Boolean => match value {
             "true" | "false" => Ok(value.to_owned()),
             _ => Err(refuse("a boolean (true or false)")),
         },
         FieldType::Integer => {
-            let all_integers =
-                !value.is_empty() && value.split(',').all(|v| v.trim().parse::<i64>().is_ok());
+            let all_integers = !value.is_empty() && value.split(',').all(|v| v.trim().parse::<i64>().is_ok());
             if all_integers && (ARRAY_PARAMS.contains(&field) || !value.contains(',')) {
                 Ok(value.to_owned())
             } else {
                 Err(refuse("an integer"))
             }
         }
-        FieldType::Number => value
-            .parse::<f64>()
-            .map(|_| value.to_owned())
-            .map_err(|_| refuse("a number")),
+        FieldType::Number => value.parse::<f64>().map(|_| value.to_owned()).map_err(|_| refuse("a number")),
         FieldType::DateTime => parse_date_time(value)
             .or_else(|| parse_date(value).map(|d| format!("{d}T00:00:00.000Z")))
-            .ok_or_else(|| {
-                refuse("a date-time (RFC 3339, e.g. 2024-01-31T12:00:00Z, or a date 2024-01-31)")
-            }),
+            .ok_or_else(|| refuse("a date-time (RFC 3339, e.g. 2024-01-31T12:00:00Z, or a date 2024-01-31)")),
         FieldType::Date => parse_date(value).ok_or_else(|| refuse("a date (YYYY-MM-DD)")),
         FieldType::String | FieldType::Struct | FieldType::List => {
             if value.is_empty() {
@@ -173,11 +137,7 @@ mod tests {
     use crate::catalogue::schema;
 
     fn filter(field: &str, operator: FilterOperator, values: &[&str]) -> Filter {
-        Filter {
-            field: field.into(),
-            operator,
-            values: values.iter().map(|v| (*v).into()).collect(),
-        }
+        Filter { field: field.into(), operator, values: values.iter().map(|v| (*v).into()).collect() }
     }
 
     fn query(object: &str, filters: &[Filter]) -> Result<Vec<(String, String)>, ConnectorError> {
@@ -188,11 +148,7 @@ mod tests {
     fn between_becomes_after_and_before() {
         let q = query(
             "issue",
-            &[filter(
-                "updated_before_after",
-                FilterOperator::Between,
-                &["2024-01-01", "2024-02-01T10:00:00+02:00"],
-            )],
+            &[filter("updated_before_after", FilterOperator::Between, &["2024-01-01", "2024-02-01T10:00:00+02:00"])],
         )
         .unwrap();
         assert_eq!(
@@ -206,83 +162,40 @@ mod tests {
 
     #[test]
     fn cursor_field_greater_than_uses_the_cursor_parameter() {
-        let q = query(
-            "issue",
-            &[filter(
-                "updated_at",
-                FilterOperator::GreaterThanOrEqualTo,
-                &["2024-05-01T00:00:00Z"],
-            )],
-        )
-        .unwrap();
-        assert_eq!(
-            q,
-            vec![("updated_after".into(), "2024-05-01T00:00:00.000Z".into())]
-        );
+        let q =
+            query("issue", &[filter("updated_at", FilterOperator::GreaterThanOrEqualTo, &["2024-05-01T00:00:00Z"])])
+                .unwrap();
+        assert_eq!(q, vec![("updated_after".into(), "2024-05-01T00:00:00.000Z".into())]);
     }
 
     #[test]
     fn list_parameters_repeat() {
-        let q = query(
-            "issue",
-            &[filter("iids", FilterOperator::EqualTo, &["1,2,3"])],
-        )
-        .unwrap();
+        let q = query("issue", &[filter("iids", FilterOperator::EqualTo, &["1,2,3"])]).unwrap();
         assert_eq!(q.len(), 3);
         assert_eq!(q[0], ("iids[]".into(), "1".into()));
     }
 
     #[test]
     fn wrong_operator_names_the_allowed_ones() {
-        let err = query(
-            "issue",
-            &[filter(
-                "state",
-                FilterOperator::GreaterThanOrEqualTo,
-                &["opened"],
-            )],
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid request: filter on 'issue.state' does not accept '>='; allowed: ="
-        );
+        let err = query("issue", &[filter("state", FilterOperator::GreaterThanOrEqualTo, &["opened"])]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid request: filter on 'issue.state' does not accept '>='; allowed: =");
     }
 
     #[test]
     fn values_are_type_checked() {
-        for (field, value) in [
-            ("confidential", "yes"),
-            ("assignee_id", "abc"),
-            ("updated_after", "last tuesday"),
-        ] {
-            let op = if field == "updated_after" {
-                FilterOperator::GreaterThanOrEqualTo
-            } else {
-                FilterOperator::EqualTo
-            };
-            let err = query("issue", &[filter(field, op, &[value])])
-                .unwrap_err()
-                .to_string();
+        for (field, value) in [("confidential", "yes"), ("assignee_id", "abc"), ("updated_after", "last tuesday")] {
+            let op =
+                if field == "updated_after" { FilterOperator::GreaterThanOrEqualTo } else { FilterOperator::EqualTo };
+            let err = query("issue", &[filter(field, op, &[value])]).unwrap_err().to_string();
             assert!(err.contains(field) && err.contains(value), "{err}");
         }
     }
 
     #[test]
     fn unknown_and_unfilterable_fields_are_refused() {
-        let err = query(
-            "issue",
-            &[filter("colour", FilterOperator::EqualTo, &["red"])],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("has no field 'colour'") && err.contains("updated_after"),
-            "{err}"
-        );
-        let err = query("issue", &[filter("title", FilterOperator::EqualTo, &["x"])])
-            .unwrap_err()
-            .to_string();
+        let err = query("issue", &[filter("colour", FilterOperator::EqualTo, &["red"])]).unwrap_err().to_string();
+        assert!(err.contains("has no field 'colour'") && err.contains("updated_after"), "{err}");
+        let err = query("issue", &[filter("title", FilterOperator::EqualTo, &["x"])]).unwrap_err().to_string();
         assert!(err.contains("cannot be filtered on"), "{err}");
     }
 }

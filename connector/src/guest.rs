@@ -9,8 +9,8 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use exports::dataflow::connector::source::Guest;
 use dataflow::connector::types as wit;
+use exports::dataflow::connector::source::Guest;
 
 use crate::error::ConnectorError;
 use crate::response::Response;
@@ -22,10 +22,7 @@ export!(GitLab);
 
 impl Guest for GitLab {
     fn list_objects() -> Vec<wit::ObjectInfo> {
-        catalogue::object_infos()
-            .into_iter()
-            .map(object_info)
-            .collect()
+        catalogue::object_infos().into_iter().map(object_info).collect()
     }
 
     fn describe_schema(object: String) -> Result<wit::ObjectSchema, wit::ConnectorError> {
@@ -37,27 +34,19 @@ impl Guest for GitLab {
         })
     }
 
-    fn read_page(
-        connection: wit::Connection,
-        request: wit::ReadRequest,
-    ) -> Result<wit::Page, wit::ConnectorError> {
-        let connection = types::Connection {
-            base_url: connection.base_url,
-            options: connection.options,
-        };
+    fn validate_request(connection: wit::Connection, request: wit::ReadRequest) -> Result<(), wit::ConnectorError> {
+        let connection = types::Connection { base_url: connection.base_url, options: connection.options };
+        request::plan(&connection, &read_request(request)).map(drop).map_err(error)
+    }
+
+    fn read_page(connection: wit::Connection, request: wit::ReadRequest) -> Result<wit::Page, wit::ConnectorError> {
+        let connection = types::Connection { base_url: connection.base_url, options: connection.options };
         let request = read_request(request);
         let plan = request::plan(&connection, &request).map_err(error)?;
         let answer = http::get(&plan.url).map_err(error)?;
         let header = |name: &str| answer.header(name);
-        let page = response::interpret(
-            &plan,
-            &Response {
-                status: answer.status,
-                header: &header,
-                body: &answer.body,
-            },
-        )
-        .map_err(error)?;
+        let page = response::interpret(&plan, &Response { status: answer.status, header: &header, body: &answer.body })
+            .map_err(error)?;
         Ok(wit::Page {
             records: page.records,
             record_count: page.record_count,
@@ -100,11 +89,7 @@ fn field_info(field: &types::FieldInfo) -> wit::FieldInfo {
             types::FieldType::List => wit::FieldType::List,
         },
         nullable: field.nullable,
-        filter_operators: field
-            .filter_operators
-            .iter()
-            .map(|op| operator_to_wit(*op))
-            .collect(),
+        filter_operators: field.filter_operators.iter().map(|op| operator_to_wit(*op)).collect(),
         filter_only: field.filter_only,
     }
 }
@@ -139,11 +124,7 @@ fn read_request(request: wit::ReadRequest) -> types::ReadRequest {
         filters: request
             .filters
             .into_iter()
-            .map(|f| types::Filter {
-                field: f.field,
-                operator: operator_from_wit(f.operator),
-                values: f.values,
-            })
+            .map(|f| types::Filter { field: f.field, operator: operator_from_wit(f.operator), values: f.values })
             .collect(),
         page_size: request.page_size,
         page_token: request.page_token,
@@ -157,13 +138,9 @@ fn error(e: ConnectorError) -> wit::ConnectorError {
         ConnectorError::Unauthorized(m) => wit::ConnectorError::Unauthorized(m),
         ConnectorError::Forbidden(m) => wit::ConnectorError::Forbidden(m),
         ConnectorError::NotFound(m) => wit::ConnectorError::NotFound(m),
-        ConnectorError::RateLimited {
-            retry_after_seconds,
-            message,
-        } => wit::ConnectorError::RateLimited(wit::RateLimit {
-            retry_after_seconds,
-            message,
-        }),
+        ConnectorError::RateLimited { retry_after_seconds, message } => {
+            wit::ConnectorError::RateLimited(wit::RateLimit { retry_after_seconds, message })
+        }
         ConnectorError::Upstream(m) => wit::ConnectorError::Upstream(m),
         ConnectorError::Transport(m) => wit::ConnectorError::Transport(m),
     }

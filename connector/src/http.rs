@@ -5,9 +5,7 @@
 
 use crate::ConnectorError;
 use crate::guest::wasi::http::outgoing_handler;
-use crate::guest::wasi::http::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingRequest, Scheme,
-};
+use crate::guest::wasi::http::types::{ErrorCode, Fields, IncomingBody, Method, OutgoingRequest, Scheme};
 use crate::guest::wasi::io::streams::StreamError;
 
 /// The largest response body the connector reads (GitLab pages of 100 records are far smaller).
@@ -23,10 +21,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The first value of header `name` (lowercase), as text.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -37,13 +32,9 @@ pub fn get(url: &str) -> Result<HttpResponse, ConnectorError> {
     } else if let Some(rest) = url.strip_prefix("http://") {
         (Scheme::Http, rest)
     } else {
-        return Err(ConnectorError::InvalidRequest(format!(
-            "'{url}' is not an http(s) URL"
-        )));
+        return Err(ConnectorError::InvalidRequest(format!("'{url}' is not an http(s) URL")));
     };
-    let (authority, path) = rest
-        .find('/')
-        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
 
     let headers = Fields::new();
     headers
@@ -55,9 +46,7 @@ pub fn get(url: &str) -> Result<HttpResponse, ConnectorError> {
         .and_then(|()| request.set_scheme(Some(&scheme)))
         .and_then(|()| request.set_authority(Some(authority)))
         .and_then(|()| request.set_path_with_query(Some(path)));
-    set.map_err(|()| {
-        ConnectorError::InvalidRequest(format!("'{url}' is not a valid request URL"))
-    })?;
+    set.map_err(|()| ConnectorError::InvalidRequest(format!("'{url}' is not a valid request URL")))?;
 
     let future = outgoing_handler::handle(request, None).map_err(|e| transport(url, &e))?;
     future.subscribe().block();
@@ -70,24 +59,18 @@ pub fn get(url: &str) -> Result<HttpResponse, ConnectorError> {
     };
     let status = response.status();
     let headers = response.headers().entries();
-    let body = response.consume().map_err(|()| {
-        ConnectorError::Transport(format!("GET {url}: the response body was already taken"))
-    })?;
+    let body = response
+        .consume()
+        .map_err(|()| ConnectorError::Transport(format!("GET {url}: the response body was already taken")))?;
     let bytes = read_body(url, &body)?;
     IncomingBody::finish(body);
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: bytes,
-    })
+    Ok(HttpResponse { status, headers, body: bytes })
 }
 
 fn read_body(url: &str, body: &IncomingBody) -> Result<Vec<u8>, ConnectorError> {
-    let stream = body.stream().map_err(|()| {
-        ConnectorError::Transport(format!(
-            "GET {url}: the response body stream was already taken"
-        ))
-    })?;
+    let stream = body
+        .stream()
+        .map_err(|()| ConnectorError::Transport(format!("GET {url}: the response body stream was already taken")))?;
     let mut bytes = Vec::new();
     loop {
         match stream.blocking_read(1 << 20) {
@@ -112,9 +95,7 @@ fn read_body(url: &str, body: &IncomingBody) -> Result<Vec<u8>, ConnectorError> 
 
 fn transport(url: &str, code: &ErrorCode) -> ConnectorError {
     let why = match code {
-        ErrorCode::HttpRequestDenied => {
-            "the host refused the request (origin not allowed for this tenant)".to_owned()
-        }
+        ErrorCode::HttpRequestDenied => "the host refused the request (origin not allowed for this tenant)".to_owned(),
         ErrorCode::ConnectionRefused => "connection refused".to_owned(),
         ErrorCode::ConnectionTimeout | ErrorCode::HttpResponseTimeout => "timed out".to_owned(),
         ErrorCode::DnsError(_) => "the host name did not resolve".to_owned(),

@@ -21,26 +21,17 @@ pub fn parse_date_time(text: &str) -> Option<String> {
         .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
         .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f %z"))
         .ok()?;
-    Some(
-        parsed
-            .with_timezone(&Utc)
-            .to_rfc3339_opts(SecondsFormat::Millis, true),
-    )
+    Some(parsed.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 /// Parse a `YYYY-MM-DD` date; return it unchanged when valid.
 pub fn parse_date(text: &str) -> Option<String> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .map(|d| d.format("%Y-%m-%d").to_string())
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().map(|d| d.format("%Y-%m-%d").to_string())
 }
 
 /// The record fields a read returns: the selected ones (all when none are selected) plus the primary
 /// key, in schema order. An unknown or filter-only field is an invalid-request error.
-pub fn projection<'s>(
-    schema: &'s Schema,
-    selected: &[String],
-) -> Result<Vec<&'s RecordField>, ConnectorError> {
+pub fn projection<'s>(schema: &'s Schema, selected: &[String]) -> Result<Vec<&'s RecordField>, ConnectorError> {
     if selected.is_empty() {
         return Ok(schema.record_fields.iter().collect());
     }
@@ -52,23 +43,14 @@ pub fn projection<'s>(
             } else {
                 "is not a field of this object"
             };
-            let known: Vec<&str> = schema
-                .record_fields
-                .iter()
-                .map(|f| f.name.as_str())
-                .collect();
-            return Err(invalid(format!(
-                "'{name}' {why}; the fields of '{object}' are: {}",
-                known.join(", ")
-            )));
+            let known: Vec<&str> = schema.record_fields.iter().map(|f| f.name.as_str()).collect();
+            return Err(invalid(format!("'{name}' {why}; the fields of '{object}' are: {}", known.join(", "))));
         }
     }
     Ok(schema
         .record_fields
         .iter()
-        .filter(|f| {
-            selected.contains(&f.name) || schema.spec.primary_key.contains(&f.name.as_str())
-        })
+        .filter(|f| selected.contains(&f.name) || schema.spec.primary_key.contains(&f.name.as_str()))
         .collect())
 }
 
@@ -93,9 +75,7 @@ pub fn write_record(
         write_json(out, &Value::from(field.name.as_str()));
         out.push(b':');
         let raw = match record.get(&field.source) {
-            None if schema.spec.scope_field == Some(field.name.as_str()) => {
-                scope_id.map(Value::from)
-            }
+            None if schema.spec.scope_field == Some(field.name.as_str()) => scope_id.map(Value::from),
             other => other.cloned(),
         };
         let value = normalize(raw.unwrap_or(Value::Null), field.field_type)
@@ -133,11 +113,7 @@ fn normalize(value: Value, field_type: FieldType) -> Result<Value, &'static str>
                 Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(f as i64)),
                 _ => Err("an integer"),
             },
-            Value::String(s) => s
-                .trim()
-                .parse::<i64>()
-                .map(Value::from)
-                .map_err(|_| "an integer"),
+            Value::String(s) => s.trim().parse::<i64>().map(Value::from).map_err(|_| "an integer"),
             _ => Err("an integer"),
         },
         FieldType::Number => match &value {
@@ -166,9 +142,7 @@ fn normalize(value: Value, field_type: FieldType) -> Result<Value, &'static str>
             _ => Err("a date (YYYY-MM-DD)"),
         },
         FieldType::DateTime => match &value {
-            Value::String(s) => parse_date_time(s)
-                .map(Value::String)
-                .ok_or("an RFC 3339 date-time"),
+            Value::String(s) => parse_date_time(s).map(Value::String).ok_or("an RFC 3339 date-time"),
             _ => Err("an RFC 3339 date-time"),
         },
         FieldType::Struct => match value {
@@ -182,18 +156,9 @@ fn normalize(value: Value, field_type: FieldType) -> Result<Value, &'static str>
     }
 }
 
-fn type_error(
-    schema: &Schema,
-    record: &Map<String, Value>,
-    field: &RecordField,
-    expected: &str,
-) -> ConnectorError {
-    let id = record
-        .get("id")
-        .map_or_else(|| "?".to_owned(), Value::to_string);
-    let value = record
-        .get(&field.source)
-        .map_or_else(String::new, Value::to_string);
+fn type_error(schema: &Schema, record: &Map<String, Value>, field: &RecordField, expected: &str) -> ConnectorError {
+    let id = record.get("id").map_or_else(|| "?".to_owned(), Value::to_string);
+    let value = record.get(&field.source).map_or_else(String::new, Value::to_string);
     let shown: String = value.chars().take(80).collect();
     ConnectorError::Upstream(format!(
         "{} {id}: field '{}' should be {expected}, but GitLab sent {shown}",
@@ -210,9 +175,7 @@ pub fn write_page(
     scope_id: Option<i64>,
 ) -> Result<(u32, Option<String>), ConnectorError> {
     let records: Vec<Map<String, Value>> = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::Upstream(format!(
-            "GitLab sent a body that is not a JSON array of objects: {e}"
-        ))
+        ConnectorError::Upstream(format!("GitLab sent a body that is not a JSON array of objects: {e}"))
     })?;
     let mut high: Option<String> = None;
     for record in &records {
@@ -240,41 +203,21 @@ mod tests {
 
     #[test]
     fn date_times_become_utc_with_millis() {
-        assert_eq!(
-            parse_date_time("2024-03-05T12:12:13.123+02:00").unwrap(),
-            "2024-03-05T10:12:13.123Z"
-        );
-        assert_eq!(
-            parse_date_time("2024-03-05T10:12:13Z").unwrap(),
-            "2024-03-05T10:12:13.000Z"
-        );
-        assert_eq!(
-            parse_date_time("2012-09-20T09:06:12+03:00").unwrap(),
-            "2012-09-20T06:06:12.000Z"
-        );
+        assert_eq!(parse_date_time("2024-03-05T12:12:13.123+02:00").unwrap(), "2024-03-05T10:12:13.123Z");
+        assert_eq!(parse_date_time("2024-03-05T10:12:13Z").unwrap(), "2024-03-05T10:12:13.000Z");
+        assert_eq!(parse_date_time("2012-09-20T09:06:12+03:00").unwrap(), "2012-09-20T06:06:12.000Z");
         assert!(parse_date_time("yesterday").is_none());
     }
 
     #[test]
     fn records_are_typed_and_projected() {
         let issue = schema("issue").unwrap();
-        let fields = projection(
-            issue,
-            &["title".into(), "updated_at".into(), "upvotes".into()],
-        )
-        .unwrap();
+        let fields = projection(issue, &["title".into(), "updated_at".into(), "upvotes".into()]).unwrap();
         let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["id", "title", "updated_at", "upvotes"]);
         let record = json!({"id": 7, "title": "Ünïcode 🚀", "updated_at": "2024-01-01T01:00:00.000+01:00", "upvotes": "3", "extra": 1});
         let mut out = Vec::new();
-        let cursor = write_record(
-            &mut out,
-            issue,
-            &fields,
-            record.as_object().unwrap(),
-            Some(1),
-        )
-        .unwrap();
+        let cursor = write_record(&mut out, issue, &fields, record.as_object().unwrap(), Some(1)).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"id\":7,\"title\":\"Ünïcode 🚀\",\"updated_at\":\"2024-01-01T00:00:00.000Z\",\"upvotes\":3}\n"
@@ -287,14 +230,7 @@ mod tests {
         let issue = schema("issue").unwrap();
         let fields = projection(issue, &["upvotes".into()]).unwrap();
         let record = json!({"id": 9, "upvotes": "many"});
-        let err = write_record(
-            &mut Vec::new(),
-            issue,
-            &fields,
-            record.as_object().unwrap(),
-            None,
-        )
-        .unwrap_err();
+        let err = write_record(&mut Vec::new(), issue, &fields, record.as_object().unwrap(), None).unwrap_err();
         assert_eq!(
             err.to_string(),
             "upstream error: issue 9: field 'upvotes' should be an integer, but GitLab sent \"many\""
@@ -304,16 +240,9 @@ mod tests {
     #[test]
     fn unknown_and_filter_only_fields_cannot_be_selected() {
         let issue = schema("issue").unwrap();
-        let err = projection(issue, &["search".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("'search' is a filter, not a record field"),
-            "{err}"
-        );
-        let err = projection(issue, &["colour".into()])
-            .unwrap_err()
-            .to_string();
+        let err = projection(issue, &["search".into()]).unwrap_err().to_string();
+        assert!(err.contains("'search' is a filter, not a record field"), "{err}");
+        let err = projection(issue, &["colour".into()]).unwrap_err().to_string();
         assert!(err.contains("'colour' is not a field"), "{err}");
     }
 

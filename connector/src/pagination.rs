@@ -28,10 +28,7 @@ pub fn token_for(url: &str) -> Option<String> {
 /// `url` with its `page` query parameter set to `page` (the `X-Next-Page` fallback).
 pub fn with_page(url: &str, page: &str) -> String {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut pairs: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !p.starts_with("page="))
-        .collect();
+    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with("page=")).collect();
     let page_pair = format!("page={page}");
     pairs.push(&page_pair);
     format!("{path}?{}", pairs.join("&"))
@@ -44,23 +41,14 @@ mod tests {
     #[test]
     fn finds_next_among_other_relations() {
         let header = r#"<https://gitlab.example.com/api/v4/projects/8/issues?page=1&per_page=3>; rel="prev", <https://gitlab.example.com/api/v4/projects/8/issues?page=3&per_page=3>; rel="next", <https://gitlab.example.com/api/v4/projects/8/issues?page=1&per_page=3>; rel="first""#;
-        assert_eq!(
-            next_link(header),
-            Some("https://gitlab.example.com/api/v4/projects/8/issues?page=3&per_page=3")
-        );
-        assert_eq!(
-            next_link(r#"<https://x/api/v4/a?page=1>; rel="first""#),
-            None
-        );
+        assert_eq!(next_link(header), Some("https://gitlab.example.com/api/v4/projects/8/issues?page=3&per_page=3"));
+        assert_eq!(next_link(r#"<https://x/api/v4/a?page=1>; rel="first""#), None);
     }
 
     #[test]
     fn tokens_are_relative_to_the_api_root() {
         assert_eq!(
-            token_for(
-                "https://gitlab.example.com/gitlab/api/v4/projects?id_after=42&pagination=keyset"
-            )
-            .unwrap(),
+            token_for("https://gitlab.example.com/gitlab/api/v4/projects?id_after=42&pagination=keyset").unwrap(),
             "/projects?id_after=42&pagination=keyset"
         );
     }

@@ -17,11 +17,7 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// Characters left as they are in a path segment; everything else (`/` included) is percent-encoded,
 /// as GitLab wants for `:id` given as a full path (`acme%2Fplatform`).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// A checked read: what to fetch and how to turn the answer into records.
 #[derive(Debug)]
@@ -40,67 +36,44 @@ pub fn plan(connection: &Connection, request: &ReadRequest) -> Result<Plan, Conn
     let schema = catalogue::schema(&request.object)?;
     let spec = schema.spec;
     let kind = request.scope.kind();
-    let endpoint = spec
-        .endpoints
-        .iter()
-        .find(|e| e.scope == kind)
-        .ok_or_else(|| {
-            let scopes: Vec<&str> = spec.endpoints.iter().map(|e| e.scope.as_str()).collect();
-            invalid(format!(
-                "object '{}' is not read at {} scope; it is read at: {}",
-                spec.name,
-                kind.as_str(),
-                scopes.join(", ")
-            ))
-        })?;
+    let endpoint = spec.endpoints.iter().find(|e| e.scope == kind).ok_or_else(|| {
+        let scopes: Vec<&str> = spec.endpoints.iter().map(|e| e.scope.as_str()).collect();
+        invalid(format!(
+            "object '{}' is not read at {} scope; it is read at: {}",
+            spec.name,
+            kind.as_str(),
+            scopes.join(", ")
+        ))
+    })?;
     let fields = projection(schema, &request.fields)?;
     let filter_query = filters::to_query(schema, &request.filters)?;
     if !spec.readable {
-        return Err(ConnectorError::Unsupported(format!(
-            "object '{}' is described but not readable yet",
-            spec.name
-        )));
+        return Err(ConnectorError::Unsupported(format!("object '{}' is described but not readable yet", spec.name)));
     }
     let api_root = api_root(&connection.base_url)?;
     let reference = request.scope.reference();
     if reference.is_some_and(|r| r.trim().is_empty()) {
-        return Err(invalid(format!(
-            "the {} scope needs an id or a full path",
-            kind.as_str()
-        )));
+        return Err(invalid(format!("the {} scope needs an id or a full path", kind.as_str())));
     }
     let scope_id = reference.and_then(|r| r.parse::<i64>().ok());
 
     let url = match &request.page_token {
         Some(token) => {
             if !token.starts_with('/') || token.contains("://") || token.contains('#') {
-                return Err(invalid(format!(
-                    "'{token}' is not a page token this connector issued"
-                )));
+                return Err(invalid(format!("'{token}' is not a page token this connector issued")));
             }
             format!("{api_root}{token}")
         }
         None => {
             let path = match reference {
-                Some(r) => endpoint
-                    .path
-                    .replace("{id}", &utf8_percent_encode(r.trim(), SEGMENT).to_string()),
+                Some(r) => endpoint.path.replace("{id}", &utf8_percent_encode(r.trim(), SEGMENT).to_string()),
                 None => endpoint.path.to_owned(),
             };
-            let mut query: Vec<(String, String)> = endpoint
-                .params
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
-            let sets_order = filter_query
-                .iter()
-                .any(|(k, _)| k == "order_by" || k == "sort");
+            let mut query: Vec<(String, String)> =
+                endpoint.params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let sets_order = filter_query.iter().any(|(k, _)| k == "order_by" || k == "sort");
             if endpoint.keyset && !sets_order {
-                for (k, v) in [
-                    ("pagination", "keyset"),
-                    ("order_by", "id"),
-                    ("sort", "asc"),
-                ] {
+                for (k, v) in [("pagination", "keyset"), ("order_by", "id"), ("sort", "asc")] {
                     query.push((k.to_owned(), v.to_owned()));
                 }
             }
@@ -110,19 +83,12 @@ pub fn plan(connection: &Connection, request: &ReadRequest) -> Result<Plan, Conn
                 n => n.min(MAX_PAGE_SIZE),
             };
             query.push(("per_page".to_owned(), per_page.to_string()));
-            let query: Vec<String> = query
-                .iter()
-                .map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v)))
-                .collect();
+            let query: Vec<String> =
+                query.iter().map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v))).collect();
             format!("{api_root}{path}?{}", query.join("&"))
         }
     };
-    Ok(Plan {
-        schema,
-        fields,
-        url,
-        scope_id,
-    })
+    Ok(Plan { schema, fields, url, scope_id })
 }
 
 /// `https://gitlab.example.com[/prefix]` → `https://gitlab.example.com[/prefix]/api/v4`.
@@ -132,11 +98,7 @@ fn api_root(base_url: &str) -> Result<String, ConnectorError> {
     let rest = base
         .strip_prefix("https://")
         .or_else(|| base.strip_prefix("http://"))
-        .ok_or_else(|| {
-            invalid(format!(
-                "base URL '{base_url}' must start with https:// or http://"
-            ))
-        })?;
+        .ok_or_else(|| invalid(format!("base URL '{base_url}' must start with https:// or http://")))?;
     if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', ' ']) {
         return Err(invalid(format!(
             "base URL '{base_url}' must be an origin with an optional path, like https://gitlab.example.com"
@@ -156,30 +118,16 @@ mod tests {
     use crate::types::{Filter, FilterOperator, Scope};
 
     fn connection() -> Connection {
-        Connection {
-            base_url: "https://gitlab.example.com/".into(),
-            options: vec![],
-        }
+        Connection { base_url: "https://gitlab.example.com/".into(), options: vec![] }
     }
 
     fn request(object: &str, scope: Scope) -> ReadRequest {
-        ReadRequest {
-            object: object.into(),
-            scope,
-            fields: vec![],
-            filters: vec![],
-            page_size: 500,
-            page_token: None,
-        }
+        ReadRequest { object: object.into(), scope, fields: vec![], filters: vec![], page_size: 500, page_token: None }
     }
 
     #[test]
     fn group_projects_include_subgroups_and_encode_paths() {
-        let plan = plan(
-            &connection(),
-            &request("project", Scope::Group("acme/platform".into())),
-        )
-        .unwrap();
+        let plan = plan(&connection(), &request("project", Scope::Group("acme/platform".into()))).unwrap();
         assert_eq!(
             plan.url,
             "https://gitlab.example.com/api/v4/groups/acme%2Fplatform/projects?include_subgroups=true&per_page=100"
@@ -205,10 +153,7 @@ mod tests {
         });
         req.page_size = 20;
         let plan = plan(&connection(), &req).unwrap();
-        assert_eq!(
-            plan.url,
-            "https://gitlab.example.com/api/v4/projects/42/issues?state=opened&per_page=20"
-        );
+        assert_eq!(plan.url, "https://gitlab.example.com/api/v4/projects/42/issues?state=opened&per_page=20");
         assert_eq!(plan.scope_id, Some(42));
     }
 
@@ -226,20 +171,12 @@ mod tests {
 
     #[test]
     fn wrong_scope_and_unreadable_objects_are_refused() {
-        let err = plan(
-            &connection(),
-            &request("issue", Scope::Group("acme".into())),
-        )
-        .unwrap_err();
+        let err = plan(&connection(), &request("issue", Scope::Group("acme".into()))).unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid request: object 'issue' is not read at group scope; it is read at: project"
         );
-        let err = plan(
-            &connection(),
-            &request("branch", Scope::Project("1".into())),
-        )
-        .unwrap_err();
+        let err = plan(&connection(), &request("branch", Scope::Project("1".into()))).unwrap_err();
         assert!(matches!(err, ConnectorError::Unsupported(_)), "{err}");
     }
 
@@ -248,9 +185,6 @@ mod tests {
         let mut conn = connection();
         conn.base_url = "gitlab.example.com".into();
         let err = plan(&conn, &request("issue", Scope::Project("1".into()))).unwrap_err();
-        assert!(
-            err.to_string().contains("must start with https://"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("must start with https://"), "{err}");
     }
 }

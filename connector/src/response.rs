@@ -23,32 +23,21 @@ pub fn interpret(plan: &Plan, response: &Response<'_>) -> Result<Page, Connector
     if !(200..300).contains(&status) {
         return Err(status_error(plan, response));
     }
-    let mut page = Page {
-        records: Vec::with_capacity(response.body.len()),
-        ..Page::default()
-    };
-    let (count, high) = write_page(
-        &mut page.records,
-        plan.schema,
-        &plan.fields,
-        response.body,
-        plan.scope_id,
-    )?;
+    let mut page = Page { records: Vec::with_capacity(response.body.len()), ..Page::default() };
+    let (count, high) = write_page(&mut page.records, plan.schema, &plan.fields, response.body, plan.scope_id)?;
     page.record_count = count;
     page.high_watermark = high;
     let next_url = match (response.header)("link").as_deref().and_then(next_link) {
         Some(url) => Some(url.to_owned()),
-        None => (response.header)("x-next-page")
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| with_page(&plan.url, p.trim())),
+        None => {
+            (response.header)("x-next-page").filter(|p| !p.trim().is_empty()).map(|p| with_page(&plan.url, p.trim()))
+        }
     };
     page.next_page_token = match next_url {
         // An empty page never links on: GitLab past its end would only repeat it.
         Some(_) if count == 0 => None,
         Some(url) => Some(token_for(&url).ok_or_else(|| {
-            ConnectorError::Upstream(format!(
-                "GitLab linked the next page to '{url}', which is not an API v4 URL"
-            ))
+            ConnectorError::Upstream(format!("GitLab linked the next page to '{url}', which is not an API v4 URL"))
         })?),
         None => None,
     };
@@ -64,16 +53,11 @@ fn status_error(plan: &Plan, response: &Response<'_>) -> ConnectorError {
         403 => ConnectorError::Forbidden(format!("GitLab answered 403 for {what}: {message}")),
         404 => ConnectorError::NotFound(format!("GitLab answered 404 for {what}: {message}")),
         429 => ConnectorError::RateLimited {
-            retry_after_seconds: (response.header)("retry-after")
-                .and_then(|v| v.trim().parse().ok()),
+            retry_after_seconds: (response.header)("retry-after").and_then(|v| v.trim().parse().ok()),
             message: format!("GitLab answered 429 for {what}: {message}"),
         },
-        500..=599 => {
-            ConnectorError::Upstream(format!("GitLab answered {status} for {what}: {message}"))
-        }
-        _ => ConnectorError::InvalidRequest(format!(
-            "GitLab refused the request for {what} ({status}): {message}"
-        )),
+        500..=599 => ConnectorError::Upstream(format!("GitLab answered {status} for {what}: {message}")),
+        _ => ConnectorError::InvalidRequest(format!("GitLab refused the request for {what} ({status}): {message}")),
     }
 }
 
@@ -90,11 +74,7 @@ fn upstream_message(body: &[u8]) -> String {
     }
     let text = String::from_utf8_lossy(body);
     let text: String = text.chars().take(200).collect();
-    if text.trim().is_empty() {
-        "(empty body)".to_owned()
-    } else {
-        text
-    }
+    if text.trim().is_empty() { "(empty body)".to_owned() } else { text }
 }
 
 fn without_query(url: &str) -> &str {
@@ -108,10 +88,7 @@ mod tests {
     use crate::types::{Connection, ReadRequest, Scope};
 
     fn issue_plan() -> Plan {
-        let connection = Connection {
-            base_url: "http://127.0.0.1:1".into(),
-            options: vec![],
-        };
+        let connection = Connection { base_url: "http://127.0.0.1:1".into(), options: vec![] };
         let request = ReadRequest {
             object: "issue".into(),
             scope: Scope::Project("5".into()),
@@ -126,39 +103,18 @@ mod tests {
     #[test]
     fn follows_link_next() {
         let header = |name: &str| {
-            (name == "link").then(|| {
-                r#"<http://127.0.0.1:1/api/v4/projects/5/issues?page=2&per_page=2>; rel="next""#
-                    .to_owned()
-            })
+            (name == "link")
+                .then(|| r#"<http://127.0.0.1:1/api/v4/projects/5/issues?page=2&per_page=2>; rel="next""#.to_owned())
         };
         let body = br#"[{"id":1,"title":"a"},{"id":2,"title":"b"}]"#;
-        let page = interpret(
-            &issue_plan(),
-            &Response {
-                status: 200,
-                header: &header,
-                body,
-            },
-        )
-        .unwrap();
+        let page = interpret(&issue_plan(), &Response { status: 200, header: &header, body }).unwrap();
         assert_eq!(page.record_count, 2);
-        assert_eq!(
-            page.next_page_token.as_deref(),
-            Some("/projects/5/issues?page=2&per_page=2")
-        );
+        assert_eq!(page.next_page_token.as_deref(), Some("/projects/5/issues?page=2&per_page=2"));
     }
 
     #[test]
     fn last_page_has_no_token() {
-        let page = interpret(
-            &issue_plan(),
-            &Response {
-                status: 200,
-                header: &|_| None,
-                body: b"[]",
-            },
-        )
-        .unwrap();
+        let page = interpret(&issue_plan(), &Response { status: 200, header: &|_| None, body: b"[]" }).unwrap();
         assert_eq!((page.record_count, page.next_page_token), (0, None));
     }
 
@@ -166,15 +122,7 @@ mod tests {
     fn statuses_become_typed_errors() {
         let plan = issue_plan();
         let body = br#"{"message":"401 Unauthorized"}"#;
-        let err = interpret(
-            &plan,
-            &Response {
-                status: 401,
-                header: &|_| None,
-                body,
-            },
-        )
-        .unwrap_err();
+        let err = interpret(&plan, &Response { status: 401, header: &|_| None, body }).unwrap_err();
         assert_eq!(
             err,
             ConnectorError::Unauthorized(
@@ -182,45 +130,17 @@ mod tests {
             )
         );
         let retry = |name: &str| (name == "retry-after").then(|| "30".to_owned());
-        let err = interpret(
-            &plan,
-            &Response {
-                status: 429,
-                header: &retry,
-                body: b"",
-            },
-        )
-        .unwrap_err();
-        assert!(matches!(
-            err,
-            ConnectorError::RateLimited {
-                retry_after_seconds: Some(30),
-                ..
-            }
-        ));
-        let err = interpret(
-            &plan,
-            &Response {
-                status: 502,
-                header: &|_| None,
-                body: b"<html>bad gateway</html>",
-            },
-        )
-        .unwrap_err();
+        let err = interpret(&plan, &Response { status: 429, header: &retry, body: b"" }).unwrap_err();
+        assert!(matches!(err, ConnectorError::RateLimited { retry_after_seconds: Some(30), .. }));
+        let err = interpret(&plan, &Response { status: 502, header: &|_| None, body: b"<html>bad gateway</html>" })
+            .unwrap_err();
         assert!(matches!(err, ConnectorError::Upstream(_)));
     }
 
     #[test]
     fn a_body_that_is_not_records_is_an_upstream_error() {
-        let err = interpret(
-            &issue_plan(),
-            &Response {
-                status: 200,
-                header: &|_| None,
-                body: b"{\"oops\":1}",
-            },
-        )
-        .unwrap_err();
+        let err =
+            interpret(&issue_plan(), &Response { status: 200, header: &|_| None, body: b"{\"oops\":1}" }).unwrap_err();
         assert!(matches!(err, ConnectorError::Upstream(_)), "{err}");
     }
 }

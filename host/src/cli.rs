@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::dest::DestinationUrl;
 
 #[derive(Parser, Debug)]
-#[command(name = "host", version, about = "Runs source connectors (WebAssembly components) in a sandbox and writes what they read")]
+#[command(
+    name = "host",
+    version,
+    about = "Runs source connectors (WebAssembly components) in a sandbox and writes what they read"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

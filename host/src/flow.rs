@@ -72,7 +72,10 @@ mod tests {
     #[test]
     fn parses_each_operator() {
         let f = parse_filter("state = opened").unwrap();
-        assert_eq!((f.field.as_str(), f.operator, f.values), ("state", FilterOperator::EqualTo, vec!["opened".to_owned()]));
+        assert_eq!(
+            (f.field.as_str(), f.operator, f.values),
+            ("state", FilterOperator::EqualTo, vec!["opened".to_owned()])
+        );
         let f = parse_filter("updated_before_after between 2024-01-01 and 2024-02-01").unwrap();
         assert_eq!(f.operator, FilterOperator::Between);
         assert_eq!(f.values, ["2024-01-01", "2024-02-01"]);

@@ -40,7 +40,8 @@ use sandbox::{Limits, Plugin};
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("HOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -74,7 +75,10 @@ async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
                 let list: Vec<_> = objects.iter().map(object_json).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!("{:<24} {:<24} {:<17} {:<22} {:<18} readable", "name", "label", "scopes", "primary key", "cursor");
+                println!(
+                    "{:<24} {:<24} {:<17} {:<22} {:<18} readable",
+                    "name", "label", "scopes", "primary key", "cursor"
+                );
                 for o in &objects {
                     println!(
                         "{:<24} {:<24} {:<17} {:<22} {:<18} {}",
@@ -145,7 +149,12 @@ async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: 
         objects: args
             .objects
             .iter()
-            .map(|object| ObjectFlow { object: object.clone(), scopes: scopes.clone(), fields: args.fields.clone(), filters: filters.clone() })
+            .map(|object| ObjectFlow {
+                object: object.clone(),
+                scopes: scopes.clone(),
+                fields: args.fields.clone(),
+                filters: filters.clone(),
+            })
             .collect(),
         destination: args.dest.clone(),
         page_size: args.page_size,
@@ -168,7 +177,8 @@ async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: 
         print!("{rendered}");
     }
     if let Some(path) = &args.summary_json {
-        std::fs::write(path, serde_json::to_vec_pretty(summary)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(summary)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     match outcome {
         Ok(summary) if summary.partitions.iter().any(|p| matches!(p.outcome, summary::Outcome::Failed(_))) => {

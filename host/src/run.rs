@@ -1,7 +1,8 @@
 //! A run: plan a flow's partitions, read them concurrently, write every page, report.
 //!
 //! ```text
-//!  flow ──► plan (list-objects, describe-schema: check objects and scopes; prepare destination tables)
+//!  flow ──► plan (list-objects, describe-schema, validate-request: the whole flow, before any request)
+//!       ──► destination (open it; one table per object)
 //!       ──► partitions (object × scope), at most `concurrency` at once, each in its own sandbox:
 //!             loop { read-page ──► writer (durable) ──► next token } until no token
 //!       ──► summary (records, pages, requests, seconds per partition)
@@ -32,18 +33,8 @@ struct Shared {
     limits: Limits,
     connection: wit::Connection,
     writer: Writer,
-    page_size: u32,
     /// Set when a partition hit an error that every partition would hit; the others stop at their next page.
     stop: AtomicBool,
-}
-
-/// One (object, scope) pair to read.
-#[derive(Clone)]
-struct Partition {
-    object: String,
-    scope: Scope,
-    fields: Vec<String>,
-    filters: Vec<wit::Filter>,
 }
 
 /// The error that ends a whole run, with the summary of what was done before it.
@@ -54,21 +45,32 @@ pub struct RunFailure {
 }
 
 /// Run `flow` with `plugin`, whose requests pass through `policy`.
-pub async fn run(flow: &Flow, plugin: Arc<Plugin>, policy: Arc<GatePolicy>, limits: Limits) -> Result<Summary, RunFailure> {
+pub async fn run(
+    flow: &Flow,
+    plugin: Arc<Plugin>,
+    policy: Arc<GatePolicy>,
+    limits: Limits,
+) -> Result<Summary, RunFailure> {
     let started = Instant::now();
     let fail = |error: anyhow::Error| RunFailure { summary: Summary::new(flow, Vec::new(), started), error };
 
     let mut control = plugin
-        .instantiate(Arc::new(GatePolicy { allowed: vec![], credential: None, timeout: limits.call_timeout }), Arc::default(), &limits)
+        .instantiate(
+            Arc::new(GatePolicy { allowed: vec![], credential: None, timeout: limits.call_timeout }),
+            Arc::default(),
+            &limits,
+        )
         .await
         .map_err(fail)?;
     let objects = control.list_objects().await.map_err(|e| fail(anyhow!(e.0)))?;
-    let destination = dest::open(&flow.destination).map_err(fail)?;
-    let writer = Writer::start(destination);
+    let connection = wit::Connection { base_url: flow.base_url.clone(), options: vec![] };
 
+    // The whole flow is checked before anything is sent or written.
+    let mut tables = Vec::new();
     let mut partitions = Vec::new();
     for object_flow in &flow.objects {
-        let table = plan_object(&mut control, &objects, &object_flow.object, &object_flow.scopes).await.map_err(fail)?;
+        let table =
+            plan_object(&mut control, &objects, &object_flow.object, &object_flow.scopes).await.map_err(fail)?;
         let mut fields = object_flow.fields.clone();
         if !fields.is_empty() {
             // Records without their key cannot be upserted: always read it.
@@ -78,27 +80,32 @@ pub async fn run(flow: &Flow, plugin: Arc<Plugin>, policy: Arc<GatePolicy>, limi
                 }
             }
         }
-        writer.prepare(table).await.map_err(fail)?;
         for scope in &object_flow.scopes {
-            partitions.push(Partition {
+            let request = wit::ReadRequest {
                 object: object_flow.object.clone(),
                 scope: scope.clone(),
                 fields: fields.clone(),
                 filters: object_flow.filters.clone(),
-            });
+                page_size: flow.page_size,
+                page_token: None,
+            };
+            match control.validate_request(&connection, &request).await.map_err(|e| fail(anyhow!(e.0)))? {
+                Ok(()) => partitions.push(request),
+                Err(error) => return Err(fail(anyhow!(connector_message(&error)))),
+            }
         }
+        tables.push(table);
     }
     drop(control);
 
-    let shared = Arc::new(Shared {
-        plugin,
-        policy,
-        limits,
-        connection: wit::Connection { base_url: flow.base_url.clone(), options: vec![] },
-        writer: writer.clone(),
-        page_size: flow.page_size,
-        stop: AtomicBool::new(false),
-    });
+    let destination = dest::open(&flow.destination).map_err(fail)?;
+    let writer = Writer::start(destination);
+    for table in tables {
+        writer.prepare(table).await.map_err(fail)?;
+    }
+
+    let shared =
+        Arc::new(Shared { plugin, policy, limits, connection, writer: writer.clone(), stop: AtomicBool::new(false) });
     let permits = Arc::new(Semaphore::new(flow.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for (index, partition) in partitions.into_iter().enumerate() {
@@ -125,7 +132,7 @@ pub async fn run(flow: &Flow, plugin: Arc<Plugin>, policy: Arc<GatePolicy>, limi
     });
     let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_)));
     drop(shared);
-    let finished = if fatal.is_none() && !failed { writer.finish().await } else { Ok(()) };
+    let finished = if fatal.is_none() && !failed { writer.finish().await } else { writer.abort().await };
     let summary = Summary::new(flow, reports, started);
     match (fatal, finished) {
         (Some(message), _) => Err(RunFailure { summary, error: anyhow!(message) }),
@@ -135,7 +142,12 @@ pub async fn run(flow: &Flow, plugin: Arc<Plugin>, policy: Arc<GatePolicy>, limi
 }
 
 /// Check that `object` exists, is readable and can be read under `scopes`; return its table schema.
-async fn plan_object(control: &mut Sandbox, objects: &[ObjectInfo], object: &str, scopes: &[Scope]) -> Result<TableSchema> {
+async fn plan_object(
+    control: &mut Sandbox,
+    objects: &[ObjectInfo],
+    object: &str,
+    scopes: &[Scope],
+) -> Result<TableSchema> {
     let schema = match control.describe_schema(object).await.map_err(|e| anyhow!(e.0))? {
         Ok(schema) => schema,
         Err(error) => bail!("{}", connector_message(&error)),
@@ -171,12 +183,12 @@ async fn plan_object(control: &mut Sandbox, objects: &[ObjectInfo], object: &str
     })
 }
 
-/// Read every page of one partition.
-async fn read_partition(shared: &Shared, partition: Partition) -> PartitionReport {
+/// Read every page of one partition (one object under one scope: `request` is its first page).
+async fn read_partition(shared: &Shared, request: wit::ReadRequest) -> PartitionReport {
     let started = Instant::now();
     let stats = Arc::new(GateStats::default());
-    let mut report = PartitionReport::new(&partition.object, describe_scope(&partition.scope));
-    let outcome = read_pages(shared, &partition, &stats, &mut report).await;
+    let mut report = PartitionReport::new(&request.object, describe_scope(&request.scope));
+    let outcome = read_pages(shared, request, &stats, &mut report).await;
     report.requests = stats.requests.load(Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
     report.outcome = match outcome {
@@ -184,7 +196,9 @@ async fn read_partition(shared: &Shared, partition: Partition) -> PartitionRepor
         Err(outcome) => {
             // A refusal by the gate explains a transport error better than the plugin can.
             match (outcome, stats.refusals().first()) {
-                (Outcome::Failed(_), Some(refusal)) => Outcome::Fatal(format!("request refused by the host: {refusal}")),
+                (Outcome::Failed(_), Some(refusal)) => {
+                    Outcome::Fatal(format!("request refused by the host: {refusal}"))
+                }
                 (outcome, _) => outcome,
             }
         }
@@ -195,20 +209,17 @@ async fn read_partition(shared: &Shared, partition: Partition) -> PartitionRepor
     report
 }
 
-async fn read_pages(shared: &Shared, partition: &Partition, stats: &Arc<GateStats>, report: &mut PartitionReport) -> Result<(), Outcome> {
+async fn read_pages(
+    shared: &Shared,
+    mut request: wit::ReadRequest,
+    stats: &Arc<GateStats>,
+    report: &mut PartitionReport,
+) -> Result<(), Outcome> {
     let mut sandbox = shared
         .plugin
         .instantiate(shared.policy.clone(), stats.clone(), &shared.limits)
         .await
         .map_err(|e| Outcome::Failed(format!("{e:#}")))?;
-    let mut request = wit::ReadRequest {
-        object: partition.object.clone(),
-        scope: partition.scope.clone(),
-        fields: partition.fields.clone(),
-        filters: partition.filters.clone(),
-        page_size: shared.page_size,
-        page_token: None,
-    };
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             return Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()));
@@ -221,7 +232,7 @@ async fn read_pages(shared: &Shared, partition: &Partition, stats: &Arc<GateStat
         report.pages += 1;
         report.records += u64::from(page.record_count);
         if page.record_count > 0 {
-            shared.writer.write(&partition.object, page.records).await.map_err(|e| Outcome::Fatal(format!("{e:#}")))?;
+            shared.writer.write(&request.object, page.records).await.map_err(|e| Outcome::Fatal(format!("{e:#}")))?;
         }
         match page.next_page_token {
             Some(token) => request.page_token = Some(token),

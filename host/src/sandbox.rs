@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -80,9 +82,8 @@ impl WasiHttpView for SandboxState {
 impl Plugin {
     /// Compile the component at `path` and pre-link it against the sandbox's imports.
     pub fn load(path: &Path, instances: u32) -> Result<Plugin> {
-        let bytes = std::fs::read(path).with_context(|| {
-            format!("cannot read the plugin {}: build it with `cargo xtask build`", path.display())
-        })?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the plugin {}: build it with `cargo xtask build`", path.display()))?;
         let engine = engine(instances)?;
         let component = Component::new(&engine, &bytes)
             .map_err(anyhow::Error::from)
@@ -93,15 +94,20 @@ impl Plugin {
         let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
             format!("{} does not fit the host: it imports something the sandbox does not offer", path.display())
         })?;
-        let pre = bindings::ConnectorPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
-            format!("{} does not export the dataflow:connector/source interface", path.display())
-        })?;
+        let pre = bindings::ConnectorPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{} does not export the dataflow:connector/source interface", path.display()))?;
         start_epoch_ticker(&engine);
         Ok(Plugin { engine, pre })
     }
 
     /// A fresh sandbox whose outgoing requests pass through `policy`.
-    pub async fn instantiate(&self, policy: Arc<GatePolicy>, stats: Arc<GateStats>, limits: &Limits) -> Result<Sandbox> {
+    pub async fn instantiate(
+        &self,
+        policy: Arc<GatePolicy>,
+        stats: Arc<GateStats>,
+        limits: &Limits,
+    ) -> Result<Sandbox> {
         // No preopened directory, no environment variable, no argument, no socket: only what wasi
         // needs to run, plus outgoing HTTP through the gate.
         let wasi = WasiCtx::builder().build();
@@ -110,14 +116,25 @@ impl Plugin {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             gate: Gate { policy, stats },
-            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).tables(64).memories(16).trap_on_grow_failure(true).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(16)
+                .tables(64)
+                .memories(16)
+                .trap_on_grow_failure(true)
+                .build(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         let ticks = (limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        let connector = self.pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from).context("cannot instantiate the plugin")?;
+        let connector = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("cannot instantiate the plugin")?;
         Ok(Sandbox { store, connector, call_timeout: limits.call_timeout, ticks })
     }
 }
@@ -186,9 +203,24 @@ impl Sandbox {
     }
 
     /// `describe-schema`.
-    pub async fn describe_schema(&mut self, object: &str) -> Result<Result<wit::ObjectSchema, wit::ConnectorError>, CallFailure> {
+    pub async fn describe_schema(
+        &mut self,
+        object: &str,
+    ) -> Result<Result<wit::ObjectSchema, wit::ConnectorError>, CallFailure> {
         self.call("describe-schema", async |c, s| c.dataflow_connector_source().call_describe_schema(s, object).await)
             .await
+    }
+
+    /// `validate-request`.
+    pub async fn validate_request(
+        &mut self,
+        connection: &wit::Connection,
+        request: &wit::ReadRequest,
+    ) -> Result<Result<(), wit::ConnectorError>, CallFailure> {
+        self.call("validate-request", async |c, s| {
+            c.dataflow_connector_source().call_validate_request(s, connection, request).await
+        })
+        .await
     }
 
     /// `read-page`.

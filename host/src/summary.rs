@@ -35,7 +35,15 @@ pub struct PartitionReport {
 
 impl PartitionReport {
     pub fn new(object: &str, scope: String) -> Self {
-        PartitionReport { object: object.to_owned(), scope, records: 0, pages: 0, requests: 0, seconds: 0.0, outcome: Outcome::Done }
+        PartitionReport {
+            object: object.to_owned(),
+            scope,
+            records: 0,
+            pages: 0,
+            requests: 0,
+            seconds: 0.0,
+            outcome: Outcome::Done,
+        }
     }
 }
 
@@ -66,7 +74,10 @@ impl Summary {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let width = self.partitions.iter().map(|p| p.object.len() + p.scope.len() + 1).max().unwrap_or(9).max(9);
-        out.push_str(&format!("{:<width$}  {:>9}  {:>6}  {:>8}  {:>8}  status\n", "partition", "records", "pages", "requests", "seconds"));
+        out.push_str(&format!(
+            "{:<width$}  {:>9}  {:>6}  {:>8}  {:>8}  status\n",
+            "partition", "records", "pages", "requests", "seconds"
+        ));
         for p in &self.partitions {
             let status = match &p.outcome {
                 Outcome::Done => "done".to_owned(),
@@ -75,7 +86,10 @@ impl Summary {
                 Outcome::Fatal(r) => format!("failed: {r}"),
             };
             let name = format!("{} {}", p.object, p.scope);
-            out.push_str(&format!("{name:<width$}  {:>9}  {:>6}  {:>8}  {:>8.2}  {status}\n", p.records, p.pages, p.requests, p.seconds));
+            out.push_str(&format!(
+                "{name:<width$}  {:>9}  {:>6}  {:>8}  {:>8.2}  {status}\n",
+                p.records, p.pages, p.requests, p.seconds
+            ));
         }
         let rate = if self.seconds > 0.0 { self.records as f64 / self.seconds } else { 0.0 };
         out.push_str(&format!(

@@ -55,24 +55,15 @@ pub fn schemas() -> &'static [Schema] {
 
 /// The compiled schema of `object`, or an invalid-request error listing the known objects.
 pub fn schema(object: &str) -> Result<&'static Schema, ConnectorError> {
-    schemas()
-        .iter()
-        .find(|s| s.spec.name == object)
-        .ok_or_else(|| {
-            let known: Vec<&str> = OBJECTS.iter().map(|o| o.name).collect();
-            invalid(format!(
-                "unknown object '{object}'; known objects: {}",
-                known.join(", ")
-            ))
-        })
+    schemas().iter().find(|s| s.spec.name == object).ok_or_else(|| {
+        let known: Vec<&str> = OBJECTS.iter().map(|o| o.name).collect();
+        invalid(format!("unknown object '{object}'; known objects: {}", known.join(", ")))
+    })
 }
 
 /// What `list-objects` returns.
 pub fn object_infos() -> Vec<ObjectInfo> {
-    schemas()
-        .iter()
-        .map(|s| s.described.object.clone())
-        .collect()
+    schemas().iter().map(|s| s.described.object.clone()).collect()
 }
 
 /// Join the table's rows for `spec` with `spec`'s GitLab metadata.
@@ -90,22 +81,12 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
                 source: scope_field.to_owned(),
                 field_type: FieldType::Integer,
             });
-            record_infos.push(field_info(
-                spec,
-                scope_field,
-                FieldType::Integer,
-                Vec::new(),
-                false,
-            ));
+            record_infos.push(field_info(spec, scope_field, FieldType::Integer, Vec::new(), false));
         }
     }
 
     for (table_name, table_type, operator) in table_rows(spec.label) {
-        let name = spec
-            .renames
-            .iter()
-            .find(|(from, _)| *from == table_name)
-            .map_or(table_name, |(_, to)| *to);
+        let name = spec.renames.iter().find(|(from, _)| *from == table_name).map_or(table_name, |(_, to)| *to);
         let field_type = spec
             .retypes
             .iter()
@@ -126,11 +107,7 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
         if filter_only {
             filter_infos.push(info);
         } else {
-            record_fields.push(RecordField {
-                name: name.to_owned(),
-                source: name.to_owned(),
-                field_type,
-            });
+            record_fields.push(RecordField { name: name.to_owned(), source: name.to_owned(), field_type });
             record_infos.push(info);
         }
     }
@@ -171,9 +148,7 @@ fn field_info(
 }
 
 /// The table's rows for one object label: (field, type, filter operator).
-fn table_rows(
-    label: &str,
-) -> impl Iterator<Item = (&'static str, &'static str, Option<FilterOperator>)> {
+fn table_rows(label: &str) -> impl Iterator<Item = (&'static str, &'static str, Option<FilterOperator>)> {
     TABLE.lines().skip(1).filter_map(move |line| {
         let mut cells = line.split('\t');
         let (object, field, kind) = (cells.next()?, cells.next()?, cells.next()?);
@@ -209,8 +184,7 @@ mod tests {
                     .fields
                     .iter()
                     .filter(|f| {
-                        s.spec.scope_field != Some(f.name.as_str())
-                            || table_rows(s.spec.label).any(|r| r.0 == f.name)
+                        s.spec.scope_field != Some(f.name.as_str()) || table_rows(s.spec.label).any(|r| r.0 == f.name)
                     })
                     .count()
             })
@@ -240,16 +214,8 @@ mod tests {
         let issue = schema("issue").unwrap();
         assert!(issue.record_field("updated_before_after").is_none());
         assert!(issue.record_field("search").is_none());
-        assert!(
-            issue.record_field("state").is_some(),
-            "state is both a field and a filter"
-        );
-        let search = issue
-            .described
-            .fields
-            .iter()
-            .find(|f| f.name == "search")
-            .unwrap();
+        assert!(issue.record_field("state").is_some(), "state is both a field and a filter");
+        let search = issue.described.fields.iter().find(|f| f.name == "search").unwrap();
         assert!(search.filter_only);
     }
 
@@ -258,15 +224,7 @@ mod tests {
         let branch = schema("branch").unwrap();
         assert_eq!(branch.record_fields[0].name, "project_id");
         assert_eq!(branch.record_fields[0].field_type, FieldType::Integer);
-        assert_eq!(
-            schema("issue")
-                .unwrap()
-                .record_fields
-                .iter()
-                .filter(|f| f.name == "project_id")
-                .count(),
-            1
-        );
+        assert_eq!(schema("issue").unwrap().record_fields.iter().filter(|f| f.name == "project_id").count(), 1);
     }
 
     #[test]

@@ -55,27 +55,14 @@ pub struct ObjectSpec {
 }
 
 const fn project(path: &'static str) -> Endpoint {
-    Endpoint {
-        scope: ScopeKind::Project,
-        path,
-        params: &[],
-        keyset: false,
-    }
+    Endpoint { scope: ScopeKind::Project, path, params: &[], keyset: false }
 }
 
 const fn group(path: &'static str) -> Endpoint {
-    Endpoint {
-        scope: ScopeKind::Group,
-        path,
-        params: &[],
-        keyset: false,
-    }
+    Endpoint { scope: ScopeKind::Group, path, params: &[], keyset: false }
 }
 
-const UPDATED_AT: Option<Cursor> = Some(Cursor {
-    field: "updated_at",
-    after_param: "updated_after",
-});
+const UPDATED_AT: Option<Cursor> = Some(Cursor { field: "updated_at", after_param: "updated_after" });
 
 /// Every object, in the order `list-objects` reports them.
 pub static OBJECTS: &[ObjectSpec] = &[
@@ -96,10 +83,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         label: "Commit",
         endpoints: &[project("/projects/{id}/repository/commits")],
         primary_key: &["project_id", "id"],
-        cursor: Some(Cursor {
-            field: "committed_date",
-            after_param: "since",
-        }),
+        cursor: Some(Cursor { field: "committed_date", after_param: "since" }),
         record_filters: &[],
         scope_field: Some("project_id"),
         renames: &[],
@@ -110,12 +94,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         name: "group",
         label: "Group",
         endpoints: &[
-            Endpoint {
-                scope: ScopeKind::Instance,
-                path: "/groups",
-                params: &[],
-                keyset: false,
-            },
+            Endpoint { scope: ScopeKind::Instance, path: "/groups", params: &[], keyset: false },
             group("/groups/{id}/descendant_groups"),
         ],
         primary_key: &["id"],
@@ -178,12 +157,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
     ObjectSpec {
         name: "job",
         label: "Job",
-        endpoints: &[Endpoint {
-            scope: ScopeKind::Project,
-            path: "/projects/{id}/jobs",
-            params: &[],
-            keyset: true,
-        }],
+        endpoints: &[Endpoint { scope: ScopeKind::Project, path: "/projects/{id}/jobs", params: &[], keyset: true }],
         primary_key: &["id"],
         cursor: None,
         record_filters: &[],
@@ -216,18 +190,10 @@ pub static OBJECTS: &[ObjectSpec] = &[
                 params: &[("include_subgroups", "true")],
                 keyset: false,
             },
-            Endpoint {
-                scope: ScopeKind::Instance,
-                path: "/projects",
-                params: &[("membership", "true")],
-                keyset: true,
-            },
+            Endpoint { scope: ScopeKind::Instance, path: "/projects", params: &[("membership", "true")], keyset: true },
         ],
         primary_key: &["id"],
-        cursor: Some(Cursor {
-            field: "last_activity_at",
-            after_param: "last_activity_after",
-        }),
+        cursor: Some(Cursor { field: "last_activity_at", after_param: "last_activity_after" }),
         record_filters: &["archived", "repository_storage", "visibility"],
         scope_field: None,
         renames: &[("empty_Repo", "empty_repo")],

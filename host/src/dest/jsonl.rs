@@ -2,7 +2,8 @@
 //! them (no re-serialization).
 //!
 //! Pages are appended to `OBJECT.jsonl.partial` and synced to disk; `finish` renames each file into
-//! place, so a reader never sees a half-written run.
+//! place, so a reader never sees a half-written run; a failed run removes its `.partial` files and
+//! leaves the previous run's files as they were.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,14 +39,25 @@ impl Destination for JsonlDestination {
 
     fn write_page(&mut self, object: &str, records: &[u8]) -> Result<()> {
         let (file, path) = self.files.get_mut(object).ok_or_else(|| anyhow!("file for '{object}' was not prepared"))?;
-        file.write_all(records).and_then(|()| file.sync_data()).with_context(|| format!("cannot write {}", path.display()))
+        file.write_all(records)
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
         for (object, (file, partial)) in self.files {
             drop(file);
             let done = self.dir.join(format!("{object}.jsonl"));
-            std::fs::rename(&partial, &done).with_context(|| format!("cannot move {} into place", partial.display()))?;
+            std::fs::rename(&partial, &done)
+                .with_context(|| format!("cannot move {} into place", partial.display()))?;
+        }
+        Ok(())
+    }
+
+    fn abort(self: Box<Self>) -> Result<()> {
+        for (_, (file, partial)) in self.files {
+            drop(file);
+            std::fs::remove_file(&partial).with_context(|| format!("cannot remove {}", partial.display()))?;
         }
         Ok(())
     }

@@ -72,6 +72,10 @@ pub trait Destination: Send {
     fn write_page(&mut self, object: &str, records: &[u8]) -> Result<()>;
     /// Finish the run (publish files written under temporary names).
     fn finish(self: Box<Self>) -> Result<()>;
+    /// Give up on the run: remove whatever was written under temporary names and never published.
+    fn abort(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Open the destination at `url`.
@@ -86,6 +90,7 @@ enum Job {
     Prepare(TableSchema, oneshot::Sender<Result<()>>),
     Write { object: String, records: Vec<u8>, done: oneshot::Sender<Result<()>> },
     Finish(oneshot::Sender<Result<()>>),
+    Abort(oneshot::Sender<Result<()>>),
 }
 
 /// The one thread that writes to a run's destination.
@@ -111,6 +116,10 @@ impl Writer {
                         }
                         Job::Finish(done) => {
                             let _ = done.send(destination.finish());
+                            return;
+                        }
+                        Job::Abort(done) => {
+                            let _ = done.send(destination.abort());
                             return;
                         }
                     }
@@ -142,6 +151,11 @@ impl Writer {
     /// Finish the destination and stop the thread.
     pub async fn finish(self) -> Result<()> {
         self.submit(Job::Finish).await
+    }
+
+    /// Abort the destination and stop the thread.
+    pub async fn abort(self) -> Result<()> {
+        self.submit(Job::Abort).await
     }
 }
 

@@ -24,7 +24,8 @@ impl SqliteDestination {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
         }
-        let db = Connection::open(path).with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+        let db =
+            Connection::open(path).with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
         db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
             .with_context(|| format!("cannot configure the SQLite database {}", path.display()))?;
         Ok(SqliteDestination { db, tables: HashMap::new() })
@@ -149,7 +150,11 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let mut dest = SqliteDestination::open(&path).unwrap();
         dest.prepare(&table()).unwrap();
-        dest.write_page("issue", b"{\"id\":1,\"title\":\"a\",\"labels\":[\"x\"]}\n{\"id\":2,\"title\":\"b\",\"labels\":[]}\n").unwrap();
+        dest.write_page(
+            "issue",
+            b"{\"id\":1,\"title\":\"a\",\"labels\":[\"x\"]}\n{\"id\":2,\"title\":\"b\",\"labels\":[]}\n",
+        )
+        .unwrap();
         dest.write_page("issue", b"{\"id\":1,\"title\":\"a2\",\"labels\":null}\n").unwrap();
         let mut wider = table();
         wider.columns.push(Column { name: "upvotes".into(), field_type: FieldType::Integer });

@@ -1,0 +1,19 @@
+# Recipes for those who have `just`; each is one cargo command, so nothing here needs more than cargo.
+
+# gitlab.wasm, host and gitlab-sim, in release
+build:
+    cargo xtask build
+
+# start the simulator, sync a group into SQLite, show what arrived
+demo:
+    cargo xtask demo
+
+# the whole test suite (builds what it needs)
+test:
+    cargo test --release
+
+# formatting and lints, as CI would want them
+check:
+    cargo fmt --all -- --check
+    cargo clippy --release --all-targets -- -D warnings
+    cargo clippy --release --target wasm32-wasip2 -p gitlab-connector -p token-thief -- -D warnings

