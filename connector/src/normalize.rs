@@ -6,8 +6,6 @@
 //! A value that cannot take its declared type is an error naming the object, record, field and value:
 //! never a silent null. Records are written straight into the page's one output buffer.
 
-use std::io::Write;
-
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
@@ -122,7 +120,7 @@ fn normalize(value: Value, field_type: FieldType) -> Result<Value, &'static str>
                 .trim()
                 .parse::<f64>()
                 .ok()
-                .and_then(|f| serde_json::Number::from_f64(f))
+                .and_then(serde_json::Number::from_f64)
                 .map(Value::Number)
                 .ok_or("a number"),
             _ => Err("a number"),
@@ -187,12 +185,6 @@ pub fn write_page(
     }
     let count = u32::try_from(records.len()).map_err(|_| invalid("page too large"))?;
     Ok((count, high))
-}
-
-/// Write `value` as one more line of an NDJSON buffer (for callers that build records themselves).
-pub fn write_line(out: &mut Vec<u8>, value: &Value) {
-    write_json(out, value);
-    let _ = out.write_all(b"\n");
 }
 
 #[cfg(test)]

@@ -1,0 +1,307 @@
+//! `host run` end to end: the real host, the real gitlab.wasm, the simulator over real HTTP.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+use support::{TOKEN, artifacts, host, host_run, is_utc_millis, read_jsonl, simulator, temp_dir, utc_millis};
+
+/// The field types `host describe OBJECT --json` declares.
+fn field_types(object: &str) -> HashMap<String, String> {
+    let run = host(&["describe", "--plugin", artifacts().gitlab_wasm.to_str().unwrap(), object, "--json"], None);
+    let schema: Value = serde_json::from_str(&run.stdout).unwrap();
+    schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["filter_only"] == false)
+        .map(|f| (f["name"].as_str().unwrap().to_owned(), f["type"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Every record has exactly the schema's record fields, each of its declared type (or null).
+fn assert_typed(object: &str, records: &[Value]) {
+    let types = field_types(object);
+    for record in records {
+        let map = record.as_object().unwrap();
+        assert_eq!(map.len(), types.len(), "{object} record has {} fields, schema {}", map.len(), types.len());
+        for (field, value) in map {
+            let kind = types.get(field).unwrap_or_else(|| panic!("{object}.{field} is not in the schema"));
+            let ok = value.is_null()
+                || match kind.as_str() {
+                    "integer" => value.is_i64(),
+                    "number" => value.is_number(),
+                    "boolean" => value.is_boolean(),
+                    "string" => value.is_string(),
+                    "date" => value.as_str().is_some_and(|s| s.len() == 10 && s.as_bytes()[4] == b'-'),
+                    "date-time" => value.as_str().is_some_and(is_utc_millis),
+                    "struct" => value.is_object(),
+                    "list" => value.is_array(),
+                    other => panic!("unknown type {other}"),
+                };
+            assert!(ok, "{object}.{field} should be {kind}, is {value}");
+        }
+    }
+}
+
+fn sqlite_ids(db: &std::path::Path, table: &str) -> BTreeSet<i64> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.prepare(&format!("SELECT id FROM {table}"))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_group_of_150_projects_across_subgroups_syncs_every_project() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let db = dir.path().join("out.db");
+    let dest = format!("sqlite:{}", db.display());
+    let run = host_run(&sim, &["--object", "project", "--group", "acme", "--dest", &dest], Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+
+    let world = sim.world();
+    let acme = world.group_by_ref("acme").unwrap();
+    let expected: BTreeSet<i64> = world.projects_in_group(acme.id, true).iter().map(|p| p.id as i64).collect();
+    assert_eq!(expected.len(), 150);
+    assert_eq!(sqlite_ids(&db, "project"), expected);
+    // Two pages of 100, and not one request more.
+    assert_eq!(sim.request_count(), 2);
+    assert!(run.stdout.contains("total: 150 records, 2 pages, 2 requests"), "{}", run.stdout);
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (created, namespace, archived): (String, String, i64) = conn
+        .query_row("SELECT created_at, namespace, archived FROM project ORDER BY id LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert!(is_utc_millis(&created), "{created}");
+    assert!(serde_json::from_str::<Value>(&namespace).unwrap().is_object());
+    assert!(archived == 0 || archived == 1);
+    let column_type: String = conn
+        .query_row("SELECT type FROM pragma_table_info('project') WHERE name = 'star_count'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(column_type, "INTEGER");
+}
+
+#[test]
+fn instance_scope_reads_every_project_with_keyset_pagination() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let out = dir.path().join("jsonl");
+    let dest = format!("jsonl:{}", out.display());
+    let run = host_run(&sim, &["--object", "project", "--instance", "--dest", &dest], Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+    let records = read_jsonl(&out.join("project.jsonl"));
+    let ids: BTreeSet<i64> = records.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let all: BTreeSet<i64> = sim.world().projects().iter().map(|p| p.id as i64).collect();
+    assert_eq!(ids, all);
+    assert_eq!(records.len(), all.len(), "no project twice");
+    let requests = sim.requests();
+    assert_eq!(requests.len(), all.len().div_ceil(100));
+    assert!(requests.iter().all(|r| r.raw_path_and_query.contains("pagination=keyset")), "keyset on every page");
+    assert_typed("project", &records);
+    // GitLab's offset date-times arrive in UTC.
+    for (record, project) in records.iter().zip(sim.world().projects()) {
+        let original = sim.world().project_json(project.id);
+        if record["id"] == original["id"] {
+            assert_eq!(record["last_activity_at"], utc_millis(original["last_activity_at"].as_str().unwrap()).as_str());
+        }
+    }
+}
+
+#[test]
+fn every_issue_of_a_project_with_more_than_10000_arrives() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let db = dir.path().join("big.db");
+    let dest = format!("sqlite:{}", db.display());
+    let run = host_run(&sim, &["--object", "issue", "--project", "bigco/monorepo", "--dest", &dest], Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+
+    let world = sim.world();
+    let project = world.project_by_ref("bigco/monorepo").unwrap();
+    let expected: BTreeSet<i64> = world.issues(project.id).iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    assert!(expected.len() > 10_000);
+    assert_eq!(sqlite_ids(&db, "issue"), expected);
+    assert_eq!(sim.request_count(), expected.len().div_ceil(100), "one request per page, none after the last");
+    assert!(
+        sim.requests().iter().all(|r| r.path == "/api/v4/projects/bigco/monorepo/issues"),
+        "{:?}",
+        sim.requests()[0].path
+    );
+
+    // One known record, field by field.
+    let original = &world.issues(project.id)[0];
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (title, updated, author, labels, project_id): (String, String, String, String, i64) = conn
+        .query_row(
+            "SELECT title, updated_at, author, labels, project_id FROM issue WHERE id = ?1",
+            [original["id"].as_i64().unwrap()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(title, original["title"].as_str().unwrap());
+    assert_eq!(updated, utc_millis(original["updated_at"].as_str().unwrap()));
+    assert_eq!(serde_json::from_str::<Value>(&author).unwrap(), original["author"]);
+    assert_eq!(serde_json::from_str::<Value>(&labels).unwrap(), original["labels"]);
+    assert_eq!(project_id, project.id as i64);
+}
+
+#[test]
+fn merge_requests_and_issues_are_typed_as_the_schema_says() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let out = dir.path().join("jsonl");
+    let dest = format!("jsonl:{}", out.display());
+    let run = host_run(
+        &sim,
+        &[
+            "--object",
+            "issue",
+            "--object",
+            "project_merge_request",
+            "--project",
+            "demo/website",
+            "--project",
+            "demo/api",
+            "--dest",
+            &dest,
+        ],
+        Some(TOKEN),
+    );
+    assert!(run.success, "{}", run.output());
+    let world = sim.world();
+    for (object, file) in [("issue", "issue.jsonl"), ("project_merge_request", "project_merge_request.jsonl")] {
+        let records = read_jsonl(&out.join(file));
+        let expected: usize = ["demo/website", "demo/api"]
+            .iter()
+            .map(|p| {
+                let id = world.project_by_ref(p).unwrap().id;
+                if object == "issue" { world.issues(id).len() } else { world.merge_requests(id).len() }
+            })
+            .sum();
+        assert_eq!(records.len(), expected, "{object}");
+        assert_typed(object, &records);
+    }
+}
+
+#[test]
+fn projection_keeps_the_selected_fields_and_the_key() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let out = dir.path().join("jsonl");
+    let dest = format!("jsonl:{}", out.display());
+    let run = host_run(
+        &sim,
+        &["--object", "issue", "--project", "demo/api", "--fields", "title,state", "--dest", &dest],
+        Some(TOKEN),
+    );
+    assert!(run.success, "{}", run.output());
+    let records = read_jsonl(&out.join("issue.jsonl"));
+    assert!(!records.is_empty());
+    for record in &records {
+        let keys: Vec<&str> = record.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["id", "state", "title"]);
+    }
+}
+
+#[test]
+fn filters_are_pushed_down_to_gitlab() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let out = dir.path().join("jsonl");
+    let dest = format!("jsonl:{}", out.display());
+    let (low, high) = ("2022-01-01T00:00:00Z", "2023-06-30T23:59:59Z");
+    let between = format!("updated_before_after between {low} and {high}");
+    let run = host_run(
+        &sim,
+        &[
+            "--object",
+            "issue",
+            "--project",
+            "bigco/monorepo",
+            "--filter",
+            "state = opened",
+            "--filter",
+            &between,
+            "--dest",
+            &dest,
+        ],
+        Some(TOKEN),
+    );
+    assert!(run.success, "{}", run.output());
+    let first = &sim.requests()[0];
+    let query: HashMap<&str, &str> = first.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(query["state"], "opened");
+    assert_eq!(query["updated_after"], "2022-01-01T00:00:00.000Z");
+    assert_eq!(query["updated_before"], "2023-06-30T23:59:59.000Z");
+    assert_eq!(query["per_page"], "100");
+
+    let world = sim.world();
+    let project = world.project_by_ref("bigco/monorepo").unwrap();
+    let expected: BTreeSet<i64> = world
+        .issues(project.id)
+        .iter()
+        .filter(|i| {
+            let updated = utc_millis(i["updated_at"].as_str().unwrap());
+            i["state"] == "opened"
+                && updated.as_str() >= "2022-01-01T00:00:00.000Z"
+                && updated.as_str() <= "2023-06-30T23:59:59.000Z"
+        })
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect();
+    assert!(!expected.is_empty());
+    let got: BTreeSet<i64> = read_jsonl(&out.join("issue.jsonl")).iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn rerunning_into_sqlite_upserts_instead_of_doubling() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let db = dir.path().join("twice.db");
+    let dest = format!("sqlite:{}", db.display());
+    for _ in 0..2 {
+        let run = host_run(
+            &sim,
+            &["--object", "project_merge_request", "--project", "demo/website", "--dest", &dest],
+            Some(TOKEN),
+        );
+        assert!(run.success, "{}", run.output());
+    }
+    let world = sim.world();
+    let id = world.project_by_ref("demo/website").unwrap().id;
+    assert_eq!(sqlite_ids(&db, "project_merge_request").len(), world.merge_requests(id).len());
+}
+
+#[test]
+fn a_forbidden_project_is_skipped_and_the_run_goes_on() {
+    let sim = simulator();
+    let forbidden = sim
+        .world()
+        .projects()
+        .iter()
+        .find(|p| sim.world().project_json(p.id)["issues_enabled"] == false)
+        .expect("the standard world has a project with issues disabled")
+        .path_with_namespace
+        .clone();
+    let dir = temp_dir();
+    let db = dir.path().join("skip.db");
+    let dest = format!("sqlite:{}", db.display());
+    let run = host_run(
+        &sim,
+        &["--object", "issue", "--project", &forbidden, "--project", "demo/api", "--dest", &dest],
+        Some(TOKEN),
+    );
+    assert!(run.success, "{}", run.output());
+    assert!(run.stdout.contains("skipped, the token may not read this"), "{}", run.stdout);
+    assert!(run.stdout.contains("403"), "{}", run.stdout);
+    let world = sim.world();
+    let api = world.project_by_ref("demo/api").unwrap().id;
+    assert_eq!(sqlite_ids(&db, "issue").len(), world.issues(api).len());
+}
