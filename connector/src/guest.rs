@@ -14,7 +14,7 @@ use exports::dataflow::connector::source::Guest;
 
 use crate::error::ConnectorError;
 use crate::response::Response;
-use crate::{catalogue, http, request, response, types};
+use crate::{catalogue, http, request, response, scopes, types};
 
 struct GitLab;
 
@@ -31,6 +31,29 @@ impl Guest for GitLab {
         Ok(wit::ObjectSchema {
             object: object_info(described.object.clone()),
             fields: described.fields.iter().map(field_info).collect(),
+        })
+    }
+
+    fn list_scopes(
+        connection: wit::Connection,
+        within: wit::Scope,
+        kind: wit::ScopeKind,
+        page_token: Option<String>,
+    ) -> Result<wit::ScopePage, wit::ConnectorError> {
+        let connection = types::Connection { base_url: connection.base_url, options: connection.options };
+        let plan = scopes::plan(&connection, &scope_from_wit(within), scope_kind_from_wit(kind), page_token.as_deref())
+            .map_err(error)?;
+        let answer = http::get(&plan.url).map_err(error)?;
+        let header = |name: &str| answer.header(name);
+        let page = scopes::interpret(&plan, &Response { status: answer.status, header: &header, body: &answer.body })
+            .map_err(error)?;
+        Ok(wit::ScopePage {
+            scopes: page
+                .scopes
+                .into_iter()
+                .map(|e| wit::ScopeEntry { scope: scope_to_wit(e.scope), label: e.label })
+                .collect(),
+            next_page_token: page.next_page_token,
         })
     }
 
@@ -115,11 +138,7 @@ fn operator_from_wit(op: wit::FilterOperator) -> types::FilterOperator {
 fn read_request(request: wit::ReadRequest) -> types::ReadRequest {
     types::ReadRequest {
         object: request.object,
-        scope: match request.scope {
-            wit::Scope::Instance => types::Scope::Instance,
-            wit::Scope::Group(r) => types::Scope::Group(r),
-            wit::Scope::Project(r) => types::Scope::Project(r),
-        },
+        scope: scope_from_wit(request.scope),
         fields: request.fields,
         filters: request
             .filters
@@ -128,6 +147,30 @@ fn read_request(request: wit::ReadRequest) -> types::ReadRequest {
             .collect(),
         page_size: request.page_size,
         page_token: request.page_token,
+    }
+}
+
+fn scope_from_wit(scope: wit::Scope) -> types::Scope {
+    match scope {
+        wit::Scope::Instance => types::Scope::Instance,
+        wit::Scope::Group(r) => types::Scope::Group(r),
+        wit::Scope::Project(r) => types::Scope::Project(r),
+    }
+}
+
+fn scope_to_wit(scope: types::Scope) -> wit::Scope {
+    match scope {
+        types::Scope::Instance => wit::Scope::Instance,
+        types::Scope::Group(r) => wit::Scope::Group(r),
+        types::Scope::Project(r) => wit::Scope::Project(r),
+    }
+}
+
+fn scope_kind_from_wit(kind: wit::ScopeKind) -> types::ScopeKind {
+    match kind {
+        wit::ScopeKind::Instance => types::ScopeKind::Instance,
+        wit::ScopeKind::Group => types::ScopeKind::Group,
+        wit::ScopeKind::Project => types::ScopeKind::Project,
     }
 }
 

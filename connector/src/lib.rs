@@ -15,6 +15,8 @@
 //!               ──► normalize (GitLab JSON → typed, projected NDJSON, one buffer per page)
 //! ```
 //!
+//! `list-scopes` (the projects of a group, a path's id) goes through [`scopes`] the same way.
+//!
 //! Nothing here keeps state between calls: everything a page needs is in the request and its token.
 
 pub mod catalogue;
@@ -24,6 +26,7 @@ pub mod normalize;
 pub mod pagination;
 pub mod request;
 pub mod response;
+pub mod scopes;
 pub mod types;
 
 #[cfg(target_arch = "wasm32")]

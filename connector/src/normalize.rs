@@ -116,13 +116,9 @@ fn normalize(value: Value, field_type: FieldType) -> Result<Value, &'static str>
         },
         FieldType::Number => match &value {
             Value::Number(_) => Ok(value),
-            Value::String(s) => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(Value::Number)
-                .ok_or("a number"),
+            Value::String(s) => {
+                s.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).ok_or("a number")
+            }
             _ => Err("a number"),
         },
         FieldType::String => match value {

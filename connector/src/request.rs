@@ -29,6 +29,9 @@ pub struct Plan {
     pub url: String,
     /// The numeric id of the scope, when known, for records that GitLab sends without it.
     pub scope_id: Option<i64>,
+    /// Set when `url` is a single record read before a list (the group before its descendants): the
+    /// token of that list's first page.
+    pub then: Option<String>,
 }
 
 /// Check `request` and plan the fetch of its page.
@@ -57,25 +60,19 @@ pub fn plan(connection: &Connection, request: &ReadRequest) -> Result<Plan, Conn
     }
     let scope_id = reference.and_then(|r| r.parse::<i64>().ok());
 
-    let url = match &request.page_token {
-        Some(token) => {
-            if !token.starts_with('/') || token.contains("://") || token.contains('#') {
-                return Err(invalid(format!("'{token}' is not a page token this connector issued")));
-            }
-            format!("{api_root}{token}")
-        }
+    let encoded_ref = reference.map(encode_segment);
+    let fill = |path: &str| match &encoded_ref {
+        Some(r) => path.replace("{id}", r),
+        None => path.to_owned(),
+    };
+    let (url, then) = match &request.page_token {
+        Some(token) => (format!("{api_root}{}", checked_token(token)?), None),
         None => {
-            let path = match reference {
-                Some(r) => endpoint.path.replace("{id}", &utf8_percent_encode(r.trim(), SEGMENT).to_string()),
-                None => endpoint.path.to_owned(),
-            };
             let mut query: Vec<(String, String)> =
                 endpoint.params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
             let sets_order = filter_query.iter().any(|(k, _)| k == "order_by" || k == "sort");
-            if endpoint.keyset && !sets_order {
-                for (k, v) in [("pagination", "keyset"), ("order_by", "id"), ("sort", "asc")] {
-                    query.push((k.to_owned(), v.to_owned()));
-                }
+            if !sets_order {
+                query.extend(endpoint.keyset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
             }
             query.extend(filter_query);
             let per_page = match request.page_size {
@@ -83,16 +80,37 @@ pub fn plan(connection: &Connection, request: &ReadRequest) -> Result<Plan, Conn
                 n => n.min(MAX_PAGE_SIZE),
             };
             query.push(("per_page".to_owned(), per_page.to_string()));
-            let query: Vec<String> =
-                query.iter().map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v))).collect();
-            format!("{api_root}{path}?{}", query.join("&"))
+            let list = format!("{}?{}", fill(endpoint.path), encode_pairs(&query));
+            match endpoint.head {
+                Some(head) => (format!("{api_root}{}", fill(head)), Some(list)),
+                None => (format!("{api_root}{list}"), None),
+            }
         }
     };
-    Ok(Plan { schema, fields, url, scope_id })
+    Ok(Plan { schema, fields, url, scope_id, then })
+}
+
+/// `token` if it is one this connector could have issued: a path and query below the API root.
+pub fn checked_token(token: &str) -> Result<&str, ConnectorError> {
+    if !token.starts_with('/') || token.starts_with("//") || token.contains("://") || token.contains('#') {
+        return Err(invalid(format!("'{token}' is not a page token this connector issued")));
+    }
+    Ok(token)
+}
+
+/// `k=v&k=v`, percent-encoded.
+pub fn encode_pairs(pairs: &[(String, String)]) -> String {
+    let encoded: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v))).collect();
+    encoded.join("&")
+}
+
+/// A group or project reference as a path segment (`acme/api` → `acme%2Fapi`).
+pub fn encode_segment(reference: &str) -> String {
+    utf8_percent_encode(reference.trim(), SEGMENT).to_string()
 }
 
 /// `https://gitlab.example.com[/prefix]` → `https://gitlab.example.com[/prefix]/api/v4`.
-fn api_root(base_url: &str) -> Result<String, ConnectorError> {
+pub fn api_root(base_url: &str) -> Result<String, ConnectorError> {
     let base = base_url.trim().trim_end_matches('/');
     let base = base.strip_suffix("/api/v4").unwrap_or(base);
     let rest = base
@@ -170,14 +188,19 @@ mod tests {
     }
 
     #[test]
-    fn wrong_scope_and_unreadable_objects_are_refused() {
+    fn a_scope_the_object_is_not_read_at_is_refused() {
         let err = plan(&connection(), &request("issue", Scope::Group("acme".into()))).unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid request: object 'issue' is not read at group scope; it is read at: project"
         );
-        let err = plan(&connection(), &request("branch", Scope::Project("1".into()))).unwrap_err();
-        assert!(matches!(err, ConnectorError::Unsupported(_)), "{err}");
+    }
+
+    #[test]
+    fn a_group_is_read_before_its_descendants() {
+        let plan = plan(&connection(), &request("group", Scope::Group("acme".into()))).unwrap();
+        assert_eq!(plan.url, "https://gitlab.example.com/api/v4/groups/acme");
+        assert_eq!(plan.then.as_deref(), Some("/groups/acme/descendant_groups?per_page=100"));
     }
 
     #[test]

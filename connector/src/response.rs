@@ -24,6 +24,18 @@ pub fn interpret(plan: &Plan, response: &Response<'_>) -> Result<Page, Connector
         return Err(status_error(plan, response));
     }
     let mut page = Page { records: Vec::with_capacity(response.body.len()), ..Page::default() };
+    if let Some(then) = &plan.then {
+        // A single record read ahead of its list.
+        let mut wrapped = Vec::with_capacity(response.body.len() + 2);
+        wrapped.push(b'[');
+        wrapped.extend_from_slice(response.body);
+        wrapped.push(b']');
+        let (count, high) = write_page(&mut page.records, plan.schema, &plan.fields, &wrapped, plan.scope_id)?;
+        page.record_count = count;
+        page.high_watermark = high;
+        page.next_page_token = Some(then.clone());
+        return Ok(page);
+    }
     let (count, high) = write_page(&mut page.records, plan.schema, &plan.fields, response.body, plan.scope_id)?;
     page.record_count = count;
     page.high_watermark = high;
@@ -45,9 +57,13 @@ pub fn interpret(plan: &Plan, response: &Response<'_>) -> Result<Page, Connector
 }
 
 fn status_error(plan: &Plan, response: &Response<'_>) -> ConnectorError {
+    status_error_for(&format!("{} at {}", plan.schema.spec.name, without_query(&plan.url)), response)
+}
+
+/// The typed error for a non-2xx `response` to the request for `what`.
+pub fn status_error_for(what: &str, response: &Response<'_>) -> ConnectorError {
     let status = response.status;
     let message = upstream_message(response.body);
-    let what = format!("{} at {}", plan.schema.spec.name, without_query(&plan.url));
     match status {
         401 => ConnectorError::Unauthorized(format!("GitLab answered 401 for {what}: {message}")),
         403 => ConnectorError::Forbidden(format!("GitLab answered 403 for {what}: {message}")),
@@ -77,7 +93,7 @@ fn upstream_message(body: &[u8]) -> String {
     if text.trim().is_empty() { "(empty body)".to_owned() } else { text }
 }
 
-fn without_query(url: &str) -> &str {
+pub fn without_query(url: &str) -> &str {
     url.split_once('?').map_or(url, |(path, _)| path)
 }
 

@@ -9,7 +9,8 @@
 //! - [`sandbox`]: the wasmtime engine, the plugin, one store per partition.
 //! - [`gate`]: the host side of `wasi:http`: allow-list, credential, counting.
 //! - [`credential`]: the tenant's token, never shown.
-//! - [`run`]: partitions, the page loop, errors.
+//! - [`plan`]: from a flow to checked partitions (scopes resolved and expanded).
+//! - [`run`]: partitions read concurrently, the page loop, errors.
 //! - [`dest`]: destinations (SQLite, JSONL) behind one writer thread.
 //! - [`summary`]: the report at the end.
 
@@ -18,6 +19,7 @@ mod credential;
 mod dest;
 mod flow;
 mod gate;
+mod plan;
 mod run;
 mod sandbox;
 mod summary;

@@ -1,7 +1,7 @@
 //! A run: plan a flow's partitions, read them concurrently, write every page, report.
 //!
 //! ```text
-//!  flow ──► plan (list-objects, describe-schema, validate-request: the whole flow, before any request)
+//!  flow ──► plan (see `plan`: the whole flow checked, then group scopes expanded to their projects)
 //!       ──► destination (open it; one table per object)
 //!       ──► partitions (object × scope), at most `concurrency` at once, each in its own sandbox:
 //!             loop { read-page ──► writer (durable) ──► next token } until no token
@@ -15,15 +15,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::anyhow;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::dest::{self, Column, TableSchema, Writer};
+use crate::dest::{self, Writer};
 use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
-use crate::sandbox::wit::{self, ConnectorError, ObjectInfo, Scope};
-use crate::sandbox::{Limits, Plugin, Sandbox};
+use crate::plan::{self, Partition, Plan};
+use crate::sandbox::wit::{self, ConnectorError};
+use crate::sandbox::{Limits, Plugin};
 use crate::summary::{Outcome, PartitionReport, Summary};
 
 /// What a run shares between its partitions.
@@ -54,48 +55,21 @@ pub async fn run(
     let started = Instant::now();
     let fail = |error: anyhow::Error| RunFailure { summary: Summary::new(flow, Vec::new(), started), error };
 
-    let mut control = plugin
-        .instantiate(
-            Arc::new(GatePolicy { allowed: vec![], credential: None, timeout: limits.call_timeout }),
-            Arc::default(),
-            &limits,
-        )
-        .await
-        .map_err(fail)?;
-    let objects = control.list_objects().await.map_err(|e| fail(anyhow!(e.0)))?;
+    let planning_stats = Arc::new(GateStats::default());
+    let mut control = plugin.instantiate(policy.clone(), planning_stats.clone(), &limits).await.map_err(fail)?;
     let connection = wit::Connection { base_url: flow.base_url.clone(), options: vec![] };
-
-    // The whole flow is checked before anything is sent or written.
-    let mut tables = Vec::new();
-    let mut partitions = Vec::new();
-    for object_flow in &flow.objects {
-        let table =
-            plan_object(&mut control, &objects, &object_flow.object, &object_flow.scopes).await.map_err(fail)?;
-        let mut fields = object_flow.fields.clone();
-        if !fields.is_empty() {
-            // Records without their key cannot be upserted: always read it.
-            for key in table.primary_key.iter().rev() {
-                if !fields.contains(key) {
-                    fields.insert(0, key.clone());
-                }
-            }
-        }
-        for scope in &object_flow.scopes {
-            let request = wit::ReadRequest {
-                object: object_flow.object.clone(),
-                scope: scope.clone(),
-                fields: fields.clone(),
-                filters: object_flow.filters.clone(),
-                page_size: flow.page_size,
-                page_token: None,
-            };
-            match control.validate_request(&connection, &request).await.map_err(|e| fail(anyhow!(e.0)))? {
-                Ok(()) => partitions.push(request),
-                Err(error) => return Err(fail(anyhow!(connector_message(&error)))),
-            }
-        }
-        tables.push(table);
-    }
+    let plan = plan::plan(&mut control, &connection, flow).await;
+    let planning_requests = planning_stats.requests.load(Ordering::Relaxed);
+    let fail = |error: anyhow::Error| {
+        let mut summary = Summary::new(flow, Vec::new(), started);
+        summary.planning_requests = planning_requests;
+        summary.requests += planning_requests;
+        RunFailure { summary, error }
+    };
+    let Plan { tables, partitions } = plan.map_err(|e| match planning_stats.refusals().first() {
+        Some(refusal) => fail(anyhow!("request refused by the host: {refusal}")),
+        None => fail(e),
+    })?;
     drop(control);
 
     let destination = dest::open(&flow.destination).map_err(fail)?;
@@ -133,7 +107,9 @@ pub async fn run(
     let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_)));
     drop(shared);
     let finished = if fatal.is_none() && !failed { writer.finish().await } else { writer.abort().await };
-    let summary = Summary::new(flow, reports, started);
+    let mut summary = Summary::new(flow, reports, started);
+    summary.planning_requests = planning_requests;
+    summary.requests += planning_requests;
     match (fatal, finished) {
         (Some(message), _) => Err(RunFailure { summary, error: anyhow!(message) }),
         (None, Err(error)) => Err(RunFailure { summary, error }),
@@ -141,54 +117,12 @@ pub async fn run(
     }
 }
 
-/// Check that `object` exists, is readable and can be read under `scopes`; return its table schema.
-async fn plan_object(
-    control: &mut Sandbox,
-    objects: &[ObjectInfo],
-    object: &str,
-    scopes: &[Scope],
-) -> Result<TableSchema> {
-    let schema = match control.describe_schema(object).await.map_err(|e| anyhow!(e.0))? {
-        Ok(schema) => schema,
-        Err(error) => bail!("{}", connector_message(&error)),
-    };
-    let info = objects.iter().find(|o| o.name == object).unwrap_or(&schema.object);
-    if !info.readable {
-        bail!("object '{object}' is described but not readable yet");
-    }
-    if scopes.is_empty() {
-        bail!("no scope given for '{object}': add --project ID_OR_PATH, --group ID_OR_PATH or --instance");
-    }
-    for scope in scopes {
-        let kind = scope_kind(scope);
-        if !info.scopes.contains(&kind) {
-            let allowed: Vec<&str> = info.scopes.iter().map(|k| scope_kind_name(*k)).collect();
-            bail!(
-                "object '{object}' cannot be read at {} scope ({}); it is read at: {}",
-                scope_kind_name(kind),
-                describe_scope(scope),
-                allowed.join(", ")
-            );
-        }
-    }
-    Ok(TableSchema {
-        name: object.to_owned(),
-        columns: schema
-            .fields
-            .iter()
-            .filter(|f| !f.filter_only)
-            .map(|f| Column { name: f.name.clone(), field_type: f.field_type })
-            .collect(),
-        primary_key: info.primary_key.clone(),
-    })
-}
-
 /// Read every page of one partition (one object under one scope: `request` is its first page).
-async fn read_partition(shared: &Shared, request: wit::ReadRequest) -> PartitionReport {
+async fn read_partition(shared: &Shared, partition: Partition) -> PartitionReport {
     let started = Instant::now();
     let stats = Arc::new(GateStats::default());
-    let mut report = PartitionReport::new(&request.object, describe_scope(&request.scope));
-    let outcome = read_pages(shared, request, &stats, &mut report).await;
+    let mut report = PartitionReport::new(&partition.request.object, partition.label.clone());
+    let outcome = read_pages(shared, partition.request, &stats, &mut report).await;
     report.requests = stats.requests.load(Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
     report.outcome = match outcome {
@@ -270,30 +204,5 @@ pub fn connector_message(error: &ConnectorError) -> String {
         },
         ConnectorError::Upstream(m) => m.clone(),
         ConnectorError::Transport(m) => m.clone(),
-    }
-}
-
-fn scope_kind(scope: &Scope) -> wit::ScopeKind {
-    match scope {
-        Scope::Instance => wit::ScopeKind::Instance,
-        Scope::Group(_) => wit::ScopeKind::Group,
-        Scope::Project(_) => wit::ScopeKind::Project,
-    }
-}
-
-fn scope_kind_name(kind: wit::ScopeKind) -> &'static str {
-    match kind {
-        wit::ScopeKind::Instance => "instance",
-        wit::ScopeKind::Group => "group",
-        wit::ScopeKind::Project => "project",
-    }
-}
-
-/// `project acme/api`, `group 7`, `instance`.
-pub fn describe_scope(scope: &Scope) -> String {
-    match scope {
-        Scope::Instance => "instance".to_owned(),
-        Scope::Group(r) => format!("group {r}"),
-        Scope::Project(r) => format!("project {r}"),
     }
 }

@@ -211,6 +211,20 @@ impl Sandbox {
             .await
     }
 
+    /// `list-scopes`.
+    pub async fn list_scopes(
+        &mut self,
+        connection: &wit::Connection,
+        within: &wit::Scope,
+        kind: wit::ScopeKind,
+        page_token: Option<&str>,
+    ) -> Result<Result<wit::ScopePage, wit::ConnectorError>, CallFailure> {
+        self.call("list-scopes", async |c, s| {
+            c.dataflow_connector_source().call_list_scopes(s, connection, within, kind, page_token).await
+        })
+        .await
+    }
+
     /// `validate-request`.
     pub async fn validate_request(
         &mut self,

@@ -54,7 +54,10 @@ pub struct Summary {
     pub partitions: Vec<PartitionReport>,
     pub records: u64,
     pub pages: u64,
+    /// Every request, planning's included.
     pub requests: u64,
+    /// Requests made while planning (resolving and expanding scopes).
+    pub planning_requests: u64,
     pub seconds: f64,
 }
 
@@ -65,6 +68,7 @@ impl Summary {
             records: partitions.iter().map(|p| p.records).sum(),
             pages: partitions.iter().map(|p| p.pages).sum(),
             requests: partitions.iter().map(|p| p.requests).sum(),
+            planning_requests: 0,
             seconds: started.elapsed().as_secs_f64(),
             partitions,
         }
@@ -93,8 +97,8 @@ impl Summary {
         }
         let rate = if self.seconds > 0.0 { self.records as f64 / self.seconds } else { 0.0 };
         out.push_str(&format!(
-            "total: {} records, {} pages, {} requests in {:.2} s ({rate:.0} records/s) into {}\n",
-            self.records, self.pages, self.requests, self.seconds, self.destination
+            "total: {} records, {} pages, {} requests ({} planning) in {:.2} s ({rate:.0} records/s) into {}\n",
+            self.records, self.pages, self.requests, self.planning_requests, self.seconds, self.destination
         ));
         out
     }

@@ -73,14 +73,9 @@ fn an_unknown_field_is_refused() {
 #[test]
 fn a_scope_the_object_is_not_read_at_is_refused() {
     refused(
-        &["--object", "issue", "--group", "acme"],
-        &["object 'issue' cannot be read at group scope", "it is read at: project"],
+        &["--object", "group_member", "--project", "demo/api"],
+        &["object 'group_member' cannot be read at project scope", "it is read at: group"],
     );
-}
-
-#[test]
-fn an_object_not_readable_yet_says_so() {
-    refused(&["--object", "branch", "--project", "demo/api"], &["object 'branch' is described but not readable yet"]);
 }
 
 #[test]

@@ -16,10 +16,18 @@ pub struct Endpoint {
     pub path: &'static str,
     /// Query parameters always sent on the first page.
     pub params: &'static [(&'static str, &'static str)],
-    /// Whether the endpoint supports keyset pagination (`pagination=keyset&order_by=id`), which passes
-    /// GitLab's 50,000-record offset cap. Used unless the request sets its own `order_by` or `sort`.
-    pub keyset: bool,
+    /// The parameters of keyset pagination where the endpoint supports it (empty where it does not).
+    /// Keyset pagination passes GitLab's 50,000-record offset cap; it is used unless the request sets
+    /// its own `order_by` or `sort`.
+    pub keyset: &'static [(&'static str, &'static str)],
+    /// A single record to emit before the list (`GET /groups/:id` before its descendant groups).
+    pub head: Option<&'static str>,
 }
+
+/// Keyset pagination of `GET /projects`: by id, ascending.
+const KEYSET_BY_ID_ASC: &[(&str, &str)] = &[("pagination", "keyset"), ("order_by", "id"), ("sort", "asc")];
+/// Keyset pagination of `GET /projects/:id/jobs`: GitLab allows only id, descending.
+const KEYSET_BY_ID_DESC: &[(&str, &str)] = &[("pagination", "keyset"), ("order_by", "id"), ("sort", "desc")];
 
 /// The incremental cursor of an object: a record field that only grows, and the GitLab query parameter
 /// that reads records at or after a value of it.
@@ -55,11 +63,11 @@ pub struct ObjectSpec {
 }
 
 const fn project(path: &'static str) -> Endpoint {
-    Endpoint { scope: ScopeKind::Project, path, params: &[], keyset: false }
+    Endpoint { scope: ScopeKind::Project, path, params: &[], keyset: &[], head: None }
 }
 
 const fn group(path: &'static str) -> Endpoint {
-    Endpoint { scope: ScopeKind::Group, path, params: &[], keyset: false }
+    Endpoint { scope: ScopeKind::Group, path, params: &[], keyset: &[], head: None }
 }
 
 const UPDATED_AT: Option<Cursor> = Some(Cursor { field: "updated_at", after_param: "updated_after" });
@@ -76,7 +84,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("project_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "commit",
@@ -88,14 +96,21 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("project_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "group",
         label: "Group",
         endpoints: &[
-            Endpoint { scope: ScopeKind::Instance, path: "/groups", params: &[], keyset: false },
-            group("/groups/{id}/descendant_groups"),
+            Endpoint { scope: ScopeKind::Instance, path: "/groups", params: &[], keyset: &[], head: None },
+            // The group itself, then every group below it.
+            Endpoint {
+                scope: ScopeKind::Group,
+                path: "/groups/{id}/descendant_groups",
+                params: &[],
+                keyset: &[],
+                head: Some("/groups/{id}"),
+            },
         ],
         primary_key: &["id"],
         cursor: None,
@@ -103,7 +118,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: None,
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "group_member",
@@ -115,7 +130,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("group_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "group_label",
@@ -127,7 +142,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("group_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "group_milestone",
@@ -139,7 +154,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("group_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "issue",
@@ -157,14 +172,25 @@ pub static OBJECTS: &[ObjectSpec] = &[
     ObjectSpec {
         name: "job",
         label: "Job",
-        endpoints: &[Endpoint { scope: ScopeKind::Project, path: "/projects/{id}/jobs", params: &[], keyset: true }],
+        endpoints: &[Endpoint {
+            scope: ScopeKind::Project,
+            path: "/projects/{id}/jobs",
+            params: &[],
+            keyset: KEYSET_BY_ID_DESC,
+            head: None,
+        }],
         primary_key: &["id"],
         cursor: None,
         record_filters: &[],
         scope_field: Some("project_id"),
         renames: &[],
-        retypes: &[],
-        readable: false,
+        // GitLab sends durations in seconds with a fraction, and the runner as an object.
+        retypes: &[
+            ("duration", FieldType::Number),
+            ("queued_duration", FieldType::Number),
+            ("runner", FieldType::Struct),
+        ],
+        readable: true,
     },
     ObjectSpec {
         name: "pipeline",
@@ -176,7 +202,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("project_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "project",
@@ -188,9 +214,16 @@ pub static OBJECTS: &[ObjectSpec] = &[
                 // Every project of the group's subgroups too; never the list embedded in
                 // `GET /groups/:id`, which GitLab caps at 100 projects.
                 params: &[("include_subgroups", "true")],
-                keyset: false,
+                keyset: &[],
+                head: None,
             },
-            Endpoint { scope: ScopeKind::Instance, path: "/projects", params: &[("membership", "true")], keyset: true },
+            Endpoint {
+                scope: ScopeKind::Instance,
+                path: "/projects",
+                params: &[("membership", "true")],
+                keyset: KEYSET_BY_ID_ASC,
+                head: None,
+            },
         ],
         primary_key: &["id"],
         cursor: Some(Cursor { field: "last_activity_at", after_param: "last_activity_after" }),
@@ -210,7 +243,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("project_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "project_member",
@@ -222,7 +255,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("project_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "project_merge_request",
@@ -252,7 +285,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("project_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "release",
@@ -264,7 +297,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("project_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
     },
     ObjectSpec {
         name: "tag",
@@ -276,6 +309,31 @@ pub static OBJECTS: &[ObjectSpec] = &[
         scope_field: Some("project_id"),
         renames: &[],
         retypes: &[],
-        readable: false,
+        readable: true,
+    },
+    // Beyond the AppFlow table (fields in `beyond-fields.tsv`).
+    ObjectSpec {
+        name: "deployment",
+        label: "Deployment",
+        endpoints: &[project("/projects/{id}/deployments")],
+        primary_key: &["id"],
+        cursor: UPDATED_AT,
+        record_filters: &["status", "environment"],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: true,
+    },
+    ObjectSpec {
+        name: "environment",
+        label: "Environment",
+        endpoints: &[project("/projects/{id}/environments")],
+        primary_key: &["id"],
+        cursor: None,
+        record_filters: &["name"],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: true,
     },
 ];

@@ -15,7 +15,8 @@ wit_bindgen::generate!({
 });
 
 use dataflow::connector::types::{
-    Connection, ConnectorError, FieldInfo, FieldType, ObjectInfo, ObjectSchema, Page, ReadRequest, ScopeKind,
+    Connection, ConnectorError, FieldInfo, FieldType, ObjectInfo, ObjectSchema, Page, ReadRequest, Scope, ScopeEntry,
+    ScopeKind, ScopePage,
 };
 use exports::dataflow::connector::source::Guest;
 use wasi::http::outgoing_handler;
@@ -56,6 +57,14 @@ impl Guest for Thief {
             filter_only: false,
         };
         Ok(ObjectSchema { object: info(&object), fields: vec![field("check"), field("outcome")] })
+    }
+
+    fn list_scopes(_: Connection, within: Scope, _: ScopeKind, _: Option<String>) -> Result<ScopePage, ConnectorError> {
+        // Every scope is itself, by the id it was given.
+        Ok(ScopePage {
+            scopes: vec![ScopeEntry { label: format!("{within:?}"), scope: within }],
+            next_page_token: None,
+        })
     }
 
     fn validate_request(_: Connection, request: ReadRequest) -> Result<(), ConnectorError> {
