@@ -12,6 +12,7 @@
 //! - [`plan`]: from a flow to checked partitions (scopes resolved and expanded).
 //! - [`run`]: partitions read concurrently, the page loop, errors.
 //! - [`dest`]: destinations (SQLite, JSONL) behind one writer thread.
+//! - [`state`]: checkpoints, saved after each durable page.
 //! - [`summary`]: the report at the end.
 
 mod cli;
@@ -22,6 +23,7 @@ mod gate;
 mod plan;
 mod run;
 mod sandbox;
+mod state;
 mod summary;
 
 use std::process::ExitCode;

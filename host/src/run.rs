@@ -19,12 +19,14 @@ use anyhow::anyhow;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::dest::{self, Writer};
+use crate::dest::{self, DestinationUrl, Writer};
 use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
 use crate::plan::{self, Partition, Plan};
 use crate::sandbox::wit::{self, ConnectorError};
 use crate::sandbox::{Limits, Plugin};
+use crate::state::sqlite::SqliteCheckpoints;
+use crate::state::{CheckpointStore, PartitionKey};
 use crate::summary::{Outcome, PartitionReport, Summary};
 
 /// What a run shares between its partitions.
@@ -72,8 +74,12 @@ pub async fn run(
     })?;
     drop(control);
 
-    let destination = dest::open(&flow.destination).map_err(fail)?;
-    let writer = Writer::start(destination);
+    let mut destination = dest::open(&flow.destination).map_err(fail)?;
+    let store = match destination.checkpoints() {
+        Some(_) => None,
+        None => Some(separate_store(&flow.destination).map_err(fail)?),
+    };
+    let writer = Writer::start(destination, store);
     for table in tables {
         writer.prepare(table).await.map_err(fail)?;
     }
@@ -117,6 +123,25 @@ pub async fn run(
     }
 }
 
+/// The checkpoint store of a destination that keeps none itself: a SQLite file beside it.
+fn separate_store(destination: &DestinationUrl) -> anyhow::Result<Box<dyn CheckpointStore>> {
+    let path = match destination {
+        DestinationUrl::Jsonl(dir) => dir.join(".checkpoints.db"),
+        DestinationUrl::Sqlite(path) => path.with_extension("checkpoints.db"),
+    };
+    Ok(Box::new(SqliteCheckpoints::open(&path)?))
+}
+
+/// The key of a partition: its object and its scope by stable id.
+fn partition_key(request: &wit::ReadRequest) -> PartitionKey {
+    let scope = match &request.scope {
+        wit::Scope::Instance => "instance".to_owned(),
+        wit::Scope::Group(id) => format!("group-{id}"),
+        wit::Scope::Project(id) => format!("project-{id}"),
+    };
+    PartitionKey { flow: "cli".to_owned(), object: request.object.clone(), scope }
+}
+
 /// Read every page of one partition (one object under one scope: `request` is its first page).
 async fn read_partition(shared: &Shared, partition: Partition) -> PartitionReport {
     let started = Instant::now();
@@ -154,6 +179,17 @@ async fn read_pages(
         .instantiate(shared.policy.clone(), stats.clone(), &shared.limits)
         .await
         .map_err(|e| Outcome::Failed(format!("{e:#}")))?;
+    let part = partition_key(&request);
+    let fatal = |e: anyhow::Error| Outcome::Fatal(format!("{e:#}"));
+    let mut checkpoint = shared.writer.load(&part).await.map_err(fatal)?.unwrap_or_default();
+    if checkpoint.in_progress() {
+        // An interrupted read: go on from its next page, past what was durably written.
+        request.page_token.clone_from(&checkpoint.page_token);
+    } else {
+        checkpoint.read_high = None;
+        checkpoint.dest_marker = None;
+    }
+    shared.writer.open(&part, checkpoint.dest_marker.clone()).await.map_err(fatal)?;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             return Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()));
@@ -165,13 +201,30 @@ async fn read_pages(
         };
         report.pages += 1;
         report.records += u64::from(page.record_count);
+        checkpoint.page_token.clone_from(&page.next_page_token);
+        checkpoint.read_high = highest(checkpoint.read_high.take(), page.high_watermark);
+        if page.next_page_token.is_none() {
+            // The read completed: its highest cursor value becomes the watermark.
+            checkpoint.watermark = highest(checkpoint.watermark.take(), checkpoint.read_high.take());
+            checkpoint.dest_marker = None;
+        }
         if page.record_count > 0 {
-            shared.writer.write(&request.object, page.records).await.map_err(|e| Outcome::Fatal(format!("{e:#}")))?;
+            shared.writer.write(&part, page.records, checkpoint.clone()).await.map_err(fatal)?;
+        } else {
+            shared.writer.save(&part, checkpoint.clone()).await.map_err(fatal)?;
         }
         match page.next_page_token {
             Some(token) => request.page_token = Some(token),
-            None => return Ok(()),
+            None => return shared.writer.close(&part).await.map_err(fatal),
         }
+    }
+}
+
+/// The higher of two cursor values (RFC 3339 UTC strings and zero-padded numbers order as text).
+fn highest(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b > a { b } else { a }),
+        (a, b) => a.or(b),
     }
 }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 
 use super::{Destination, TableSchema};
+use crate::state::{Checkpoint, PartitionKey};
 
 pub struct JsonlDestination {
     dir: PathBuf,
@@ -37,11 +38,21 @@ impl Destination for JsonlDestination {
         Ok(())
     }
 
-    fn write_page(&mut self, object: &str, records: &[u8]) -> Result<()> {
+    fn open_part(&mut self, _part: &PartitionKey, _resume: Option<&str>) -> Result<()> {
+        Ok(())
+    }
+
+    fn write_page(&mut self, part: &PartitionKey, records: &[u8], _: Option<&Checkpoint>) -> Result<Option<String>> {
+        let object = &part.object;
         let (file, path) = self.files.get_mut(object).ok_or_else(|| anyhow!("file for '{object}' was not prepared"))?;
         file.write_all(records)
             .and_then(|()| file.sync_data())
-            .with_context(|| format!("cannot write {}", path.display()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(None)
+    }
+
+    fn close_part(&mut self, _part: &PartitionKey) -> Result<()> {
+        Ok(())
     }
 
     fn finish(self: Box<Self>) -> Result<()> {

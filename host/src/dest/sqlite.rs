@@ -1,6 +1,9 @@
 //! The SQLite destination: a table per object, typed columns, upsert on the primary key.
 //!
 //! Each page is one transaction (`synchronous=FULL`): when `write_page` returns, the page is on disk.
+//! The database also keeps the run's checkpoints (the `_checkpoints` table of [`crate::state::sqlite`])
+//! unless the run names another store, and then a page and its checkpoint commit in the same
+//! transaction: exactly once, whatever moment the process dies at.
 //! Integers and booleans become INTEGER, numbers REAL, everything else TEXT (dates and date-times in
 //! RFC 3339, structs and lists as JSON text). A field new to the schema adds a column; nothing is dropped.
 
@@ -13,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::{Destination, TableSchema};
 use crate::sandbox::wit::FieldType;
+use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey};
 
 pub struct SqliteDestination {
     db: Connection,
@@ -28,6 +32,7 @@ impl SqliteDestination {
             Connection::open(path).with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
         db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
             .with_context(|| format!("cannot configure the SQLite database {}", path.display()))?;
+        state::sqlite::create_table(&db)?;
         Ok(SqliteDestination { db, tables: HashMap::new() })
     }
 }
@@ -85,7 +90,22 @@ impl Destination for SqliteDestination {
         Ok(())
     }
 
-    fn write_page(&mut self, object: &str, records: &[u8]) -> Result<()> {
+    fn checkpoints(&mut self) -> Option<&mut dyn CheckpointStore> {
+        Some(self)
+    }
+
+    fn open_part(&mut self, _part: &PartitionKey, _resume: Option<&str>) -> Result<()> {
+        // Rows are upserted by primary key: a resumed page lands on the rows it wrote before.
+        Ok(())
+    }
+
+    fn write_page(
+        &mut self,
+        part: &PartitionKey,
+        records: &[u8],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<Option<String>> {
+        let object = part.object.as_str();
         let table = self.tables.get(object).ok_or_else(|| anyhow!("table '{object}' was not prepared"))?;
         let tx = self.db.transaction()?;
         let mut statements: HashMap<Vec<String>, String> = HashMap::new();
@@ -97,13 +117,30 @@ impl Destination for SqliteDestination {
             let mut statement = tx.prepare_cached(sql)?;
             statement.execute(params_from_iter(record.into_iter().map(|(_, v)| sql_value(v))))?;
         }
+        if let Some(checkpoint) = checkpoint {
+            state::sqlite::save(&tx, part, checkpoint)?;
+        }
         tx.commit()?;
+        Ok(None)
+    }
+
+    fn close_part(&mut self, _part: &PartitionKey) -> Result<()> {
         Ok(())
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
         self.db.close().map_err(|(_, e)| e)?;
         Ok(())
+    }
+}
+
+impl CheckpointStore for SqliteDestination {
+    fn load(&mut self, key: &PartitionKey) -> Result<Option<Checkpoint>> {
+        state::sqlite::load(&self.db, key)
+    }
+
+    fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
+        state::sqlite::save(&self.db, key, checkpoint)
     }
 }
 
@@ -149,17 +186,21 @@ mod tests {
         let path = dir.join("t.db");
         let _ = std::fs::remove_file(&path);
         let mut dest = SqliteDestination::open(&path).unwrap();
+        let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
         dest.prepare(&table()).unwrap();
         dest.write_page(
-            "issue",
+            &part,
             b"{\"id\":1,\"title\":\"a\",\"labels\":[\"x\"]}\n{\"id\":2,\"title\":\"b\",\"labels\":[]}\n",
+            None,
         )
         .unwrap();
-        dest.write_page("issue", b"{\"id\":1,\"title\":\"a2\",\"labels\":null}\n").unwrap();
+        let checkpoint = Checkpoint { page_token: Some("/next".into()), ..Checkpoint::default() };
+        dest.write_page(&part, b"{\"id\":1,\"title\":\"a2\",\"labels\":null}\n", Some(&checkpoint)).unwrap();
+        assert_eq!(dest.load(&part).unwrap(), Some(checkpoint));
         let mut wider = table();
         wider.columns.push(Column { name: "upvotes".into(), field_type: FieldType::Integer });
         dest.prepare(&wider).unwrap();
-        dest.write_page("issue", b"{\"id\":3,\"title\":\"c\",\"labels\":[],\"upvotes\":4}\n").unwrap();
+        dest.write_page(&part, b"{\"id\":3,\"title\":\"c\",\"labels\":[],\"upvotes\":4}\n", None).unwrap();
         let rows: Vec<(i64, String, Option<String>)> = dest
             .db
             .prepare("SELECT id, title, labels FROM issue ORDER BY id")

@@ -1,0 +1,131 @@
+//! Checkpoints in SQLite: the `_checkpoints` table, in a file of its own (`--state sqlite:PATH`) or
+//! beside the tables of a SQLite destination, where a page and its checkpoint commit in one
+//! transaction.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Checkpoint, CheckpointStore, PartitionKey};
+
+/// Create the checkpoint table in `db` if it is missing.
+pub fn create_table(db: &Connection) -> Result<()> {
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _checkpoints (
+            flow TEXT NOT NULL,
+            object TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            page_token TEXT,
+            read_high TEXT,
+            watermark TEXT,
+            dest_marker TEXT,
+            saved_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+            PRIMARY KEY (flow, object, scope)
+        )",
+    )
+    .context("cannot create the _checkpoints table")
+}
+
+/// The checkpoint of `key` in `db`.
+pub fn load(db: &Connection, key: &PartitionKey) -> Result<Option<Checkpoint>> {
+    db.query_row(
+        "SELECT page_token, read_high, watermark, dest_marker FROM _checkpoints
+         WHERE flow = ?1 AND object = ?2 AND scope = ?3",
+        params![key.flow, key.object, key.scope],
+        |row| {
+            Ok(Checkpoint {
+                page_token: row.get(0)?,
+                read_high: row.get(1)?,
+                watermark: row.get(2)?,
+                dest_marker: row.get(3)?,
+            })
+        },
+    )
+    .optional()
+    .with_context(|| format!("cannot read the checkpoint of {key}"))
+}
+
+/// Replace the checkpoint of `key` in `db` (inside the caller's transaction, if any).
+pub fn save(db: &Connection, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
+    db.execute(
+        "INSERT INTO _checkpoints (flow, object, scope, page_token, read_high, watermark, dest_marker)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (flow, object, scope) DO UPDATE SET
+            page_token = excluded.page_token, read_high = excluded.read_high,
+            watermark = excluded.watermark, dest_marker = excluded.dest_marker,
+            saved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        params![
+            key.flow,
+            key.object,
+            key.scope,
+            checkpoint.page_token,
+            checkpoint.read_high,
+            checkpoint.watermark,
+            checkpoint.dest_marker
+        ],
+    )
+    .with_context(|| format!("cannot save the checkpoint of {key}"))?;
+    Ok(())
+}
+
+/// A checkpoint store in a SQLite file of its own.
+pub struct SqliteCheckpoints {
+    db: Connection,
+}
+
+impl SqliteCheckpoints {
+    /// Open (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        }
+        let db = Connection::open(path)
+            .with_context(|| format!("cannot open the checkpoint database {}", path.display()))?;
+        db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
+            .with_context(|| format!("cannot configure the checkpoint database {}", path.display()))?;
+        create_table(&db)?;
+        Ok(SqliteCheckpoints { db })
+    }
+}
+
+impl CheckpointStore for SqliteCheckpoints {
+    fn load(&mut self, key: &PartitionKey) -> Result<Option<Checkpoint>> {
+        load(&self.db, key)
+    }
+
+    fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
+        save(&self.db, key, checkpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_loads_by_partition() {
+        let dir = tempfile_dir();
+        let mut store = SqliteCheckpoints::open(&dir.join("state.db")).unwrap();
+        let key = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        assert_eq!(store.load(&key).unwrap(), None);
+        let checkpoint = Checkpoint {
+            page_token: Some("/projects/1/issues?page=2".into()),
+            read_high: Some("2024-01-01T00:00:00.000Z".into()),
+            watermark: None,
+            dest_marker: Some("part:120".into()),
+        };
+        store.save(&key, &checkpoint).unwrap();
+        store.save(&key, &checkpoint).unwrap();
+        assert_eq!(store.load(&key).unwrap(), Some(checkpoint));
+        let other = PartitionKey { scope: "project-2".into(), ..key };
+        assert_eq!(store.load(&other).unwrap(), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("checkpoints-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
