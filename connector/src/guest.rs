@@ -14,7 +14,7 @@ use exports::dataflow::connector::source::Guest;
 
 use crate::error::ConnectorError;
 use crate::response::Response;
-use crate::{catalogue, http, request, response, scopes, types};
+use crate::{catalogue, http, identity, request, response, scopes, types};
 
 struct GitLab;
 
@@ -23,6 +23,13 @@ export!(GitLab);
 impl Guest for GitLab {
     fn list_objects() -> Vec<wit::ObjectInfo> {
         catalogue::object_infos().into_iter().map(object_info).collect()
+    }
+
+    fn check_connection(connection: wit::Connection) -> Result<String, wit::ConnectorError> {
+        let connection = types::Connection { base_url: connection.base_url, options: connection.options };
+        let answer = http::get(&identity::url(&connection).map_err(error)?).map_err(error)?;
+        let header = |name: &str| answer.header(name);
+        identity::interpret(&Response { status: answer.status, header: &header, body: &answer.body }).map_err(error)
     }
 
     fn describe_schema(object: String) -> Result<wit::ObjectSchema, wit::ConnectorError> {

@@ -15,13 +15,15 @@
 //!               ──► normalize (GitLab JSON → typed, projected NDJSON, one buffer per page)
 //! ```
 //!
-//! `list-scopes` (the projects of a group, a path's id) goes through [`scopes`] the same way.
+//! `list-scopes` (the projects of a group, a path's id) goes through [`scopes`] the same way, and
+//! `check-connection` (`GET /user`) through [`identity`].
 //!
 //! Nothing here keeps state between calls: everything a page needs is in the request and its token.
 
 pub mod catalogue;
 pub mod error;
 pub mod filters;
+pub mod identity;
 pub mod normalize;
 pub mod pagination;
 pub mod request;

@@ -202,6 +202,17 @@ impl Sandbox {
         self.call("list-objects", async |c, s| c.dataflow_connector_source().call_list_objects(s).await).await
     }
 
+    /// `check-connection`.
+    pub async fn check_connection(
+        &mut self,
+        connection: &wit::Connection,
+    ) -> Result<Result<String, wit::ConnectorError>, CallFailure> {
+        self.call("check-connection", async |c, s| {
+            c.dataflow_connector_source().call_check_connection(s, connection).await
+        })
+        .await
+    }
+
     /// `describe-schema`.
     pub async fn describe_schema(
         &mut self,

@@ -45,6 +45,10 @@ impl Guest for Thief {
         OBJECTS.iter().map(|o| info(o)).collect()
     }
 
+    fn check_connection(_: Connection) -> Result<String, ConnectorError> {
+        Ok("anonymous".into())
+    }
+
     fn describe_schema(object: String) -> Result<ObjectSchema, ConnectorError> {
         if !OBJECTS.contains(&object.as_str()) {
             return Err(ConnectorError::InvalidRequest(format!("unknown object '{object}'")));
