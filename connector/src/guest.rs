@@ -13,8 +13,7 @@ use dataflow::connector::types as wit;
 use exports::dataflow::connector::source::Guest;
 
 use crate::error::ConnectorError;
-use crate::response::Response;
-use crate::{catalogue, http, identity, request, response, scopes, types};
+use crate::{catalogue, fanout, http, identity, request, response, scopes, types};
 
 struct GitLab;
 
@@ -28,8 +27,7 @@ impl Guest for GitLab {
     fn check_connection(connection: wit::Connection) -> Result<String, wit::ConnectorError> {
         let connection = types::Connection { base_url: connection.base_url, options: connection.options };
         let answer = http::get(&identity::url(&connection).map_err(error)?).map_err(error)?;
-        let header = |name: &str| answer.header(name);
-        identity::interpret(&Response { status: answer.status, header: &header, body: &answer.body }).map_err(error)
+        answer.view(identity::interpret).map_err(error)
     }
 
     fn describe_schema(object: String) -> Result<wit::ObjectSchema, wit::ConnectorError> {
@@ -51,9 +49,7 @@ impl Guest for GitLab {
         let plan = scopes::plan(&connection, &scope_from_wit(within), scope_kind_from_wit(kind), page_token.as_deref())
             .map_err(error)?;
         let answer = http::get(&plan.url).map_err(error)?;
-        let header = |name: &str| answer.header(name);
-        let page = scopes::interpret(&plan, &Response { status: answer.status, header: &header, body: &answer.body })
-            .map_err(error)?;
+        let page = answer.view(|r| scopes::interpret(&plan, r)).map_err(error)?;
         Ok(wit::ScopePage {
             scopes: page
                 .scopes
@@ -73,10 +69,12 @@ impl Guest for GitLab {
         let connection = types::Connection { base_url: connection.base_url, options: connection.options };
         let request = read_request(request);
         let plan = request::plan(&connection, &request).map_err(error)?;
-        let answer = http::get(&plan.url).map_err(error)?;
-        let header = |name: &str| answer.header(name);
-        let page = response::interpret(&plan, &Response { status: answer.status, header: &header, body: &answer.body })
-            .map_err(error)?;
+        let page = if plan.per_parent.is_some() {
+            fanout::read_page(&plan, &mut |urls| http::get_all(urls))
+        } else {
+            http::get(&plan.url).and_then(|answer| answer.view(|r| response::interpret(&plan, r)))
+        }
+        .map_err(error)?;
         Ok(wit::Page {
             records: page.records,
             record_count: page.record_count,

@@ -1,32 +1,32 @@
-//! A blocking GET over `wasi:http`, the connector's only way out of its sandbox.
+//! Blocking GETs over `wasi:http`, the connector's only way out of its sandbox: one at a time
+//! ([`get`]), or several in flight at once ([`get_all`]).
 //!
 //! The host decides what actually leaves: it refuses origins outside the tenant's allow-list and adds
 //! the credential itself, so no credential ever passes through here.
 
 use crate::ConnectorError;
-use crate::guest::wasi::http::outgoing_handler;
+use crate::guest::wasi::http::outgoing_handler::{self, FutureIncomingResponse};
 use crate::guest::wasi::http::types::{ErrorCode, Fields, IncomingBody, Method, OutgoingRequest, Scheme};
 use crate::guest::wasi::io::streams::StreamError;
+use crate::response::Answer;
 
 /// The largest response body the connector reads (GitLab pages of 100 records are far smaller).
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 
-/// A whole response: status, headers (lowercase names) and body.
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// The first value of header `name` (lowercase), as text.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-}
-
 /// GET `url` and read the whole response.
-pub fn get(url: &str) -> Result<HttpResponse, ConnectorError> {
+pub fn get(url: &str) -> Result<Answer, ConnectorError> {
+    receive(url, send(url)?)
+}
+
+/// GET every URL at once (all requests in flight before the first answer is read); the answers in
+/// the same order.
+pub fn get_all(urls: &[String]) -> Vec<Result<Answer, ConnectorError>> {
+    let sent: Vec<_> = urls.iter().map(|url| send(url)).collect();
+    urls.iter().zip(sent).map(|(url, future)| future.and_then(|future| receive(url, future))).collect()
+}
+
+/// Start a GET of `url`.
+fn send(url: &str) -> Result<FutureIncomingResponse, ConnectorError> {
     let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
         (Scheme::Https, rest)
     } else if let Some(rest) = url.strip_prefix("http://") {
@@ -48,7 +48,11 @@ pub fn get(url: &str) -> Result<HttpResponse, ConnectorError> {
         .and_then(|()| request.set_path_with_query(Some(path)));
     set.map_err(|()| ConnectorError::InvalidRequest(format!("'{url}' is not a valid request URL")))?;
 
-    let future = outgoing_handler::handle(request, None).map_err(|e| transport(url, &e))?;
+    outgoing_handler::handle(request, None).map_err(|e| transport(url, &e))
+}
+
+/// Wait for the answer to a GET of `url` and read it whole.
+fn receive(url: &str, future: FutureIncomingResponse) -> Result<Answer, ConnectorError> {
     future.subscribe().block();
     let response = match future.get() {
         Some(Ok(Ok(response))) => response,
@@ -64,7 +68,7 @@ pub fn get(url: &str) -> Result<HttpResponse, ConnectorError> {
         .map_err(|()| ConnectorError::Transport(format!("GET {url}: the response body was already taken")))?;
     let bytes = read_body(url, &body)?;
     IncomingBody::finish(body);
-    Ok(HttpResponse { status, headers, body: bytes })
+    Ok(Answer { status, headers, body: bytes })
 }
 
 fn read_body(url: &str, body: &IncomingBody) -> Result<Vec<u8>, ConnectorError> {

@@ -18,10 +18,14 @@
 //! `list-scopes` (the projects of a group, a path's id) goes through [`scopes`] the same way, and
 //! `check-connection` (`GET /user`) through [`identity`].
 //!
+//! Objects read per parent (the notes of each issue) go through [`fanout`], which reads several
+//! parents' children per call.
+//!
 //! Nothing here keeps state between calls: everything a page needs is in the request and its token.
 
 pub mod catalogue;
 pub mod error;
+pub mod fanout;
 pub mod filters;
 pub mod identity;
 pub mod normalize;

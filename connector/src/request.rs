@@ -6,8 +6,9 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::catalogue::{self, RecordField, Schema};
+use crate::catalogue::{self, Children, RecordField, Schema};
 use crate::error::{ConnectorError, invalid};
+use crate::fanout::Progress;
 use crate::filters;
 use crate::normalize::projection;
 use crate::types::{Connection, ReadRequest};
@@ -32,6 +33,20 @@ pub struct Plan {
     /// Set when `url` is a single record read before a list (the group before its descendants): the
     /// token of that list's first page.
     pub then: Option<String>,
+    /// `https://gitlab.example.com/api/v4`.
+    pub api_root: String,
+    /// Set for records read per parent (the notes of each issue): see [`crate::fanout`].
+    pub per_parent: Option<PerParent>,
+}
+
+/// A read of records per parent: the children's endpoint, and where the read stands.
+#[derive(Debug)]
+pub struct PerParent {
+    pub children: &'static Children,
+    /// The scope's reference, encoded as a path segment.
+    pub scope: String,
+    /// What is left to read, from the page token (or the first page of parents).
+    pub progress: Progress,
 }
 
 /// Check `request` and plan the fetch of its page.
@@ -65,29 +80,38 @@ pub fn plan(connection: &Connection, request: &ReadRequest) -> Result<Plan, Conn
         Some(r) => path.replace("{id}", r),
         None => path.to_owned(),
     };
-    let (url, then) = match &request.page_token {
-        Some(token) => (format!("{api_root}{}", checked_token(token)?), None),
-        None => {
-            let mut query: Vec<(String, String)> =
-                endpoint.params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-            let sets_order = filter_query.iter().any(|(k, _)| k == "order_by" || k == "sort");
-            if !sets_order {
-                query.extend(endpoint.keyset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-            }
-            query.extend(filter_query);
-            let per_page = match request.page_size {
-                0 => MAX_PAGE_SIZE,
-                n => n.min(MAX_PAGE_SIZE),
-            };
-            query.push(("per_page".to_owned(), per_page.to_string()));
-            let list = format!("{}?{}", fill(endpoint.path), encode_pairs(&query));
-            match endpoint.head {
-                Some(head) => (format!("{api_root}{}", fill(head)), Some(list)),
-                None => (format!("{api_root}{list}"), None),
-            }
+    let first_page = || {
+        let mut query: Vec<(String, String)> =
+            endpoint.params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let sets_order = filter_query.iter().any(|(k, _)| k == "order_by" || k == "sort");
+        if !sets_order {
+            query.extend(endpoint.keyset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         }
+        query.extend(filter_query);
+        let per_page = match request.page_size {
+            0 => MAX_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        query.push(("per_page".to_owned(), per_page.to_string()));
+        format!("{}?{}", fill(endpoint.path), encode_pairs(&query))
     };
-    Ok(Plan { schema, fields, url, scope_id, then })
+    let (url, then, per_parent) = match (&endpoint.children, &request.page_token) {
+        (Some(children), token) => {
+            let progress = match token {
+                Some(token) => Progress::decode(token)?,
+                None => Progress::start(first_page()),
+            };
+            let scope = encoded_ref.clone().unwrap_or_default();
+            let url = format!("{api_root}{}", fill(endpoint.path));
+            (url, None, Some(PerParent { children, scope, progress }))
+        }
+        (None, Some(token)) => (format!("{api_root}{}", checked_token(token)?), None, None),
+        (None, None) => match endpoint.head {
+            Some(head) => (format!("{api_root}{}", fill(head)), Some(first_page()), None),
+            None => (format!("{api_root}{}", first_page()), None, None),
+        },
+    };
+    Ok(Plan { schema, fields, url, scope_id, then, api_root, per_parent })
 }
 
 /// `token` if it is one this connector could have issued: a path and query below the API root.

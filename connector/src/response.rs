@@ -17,6 +17,28 @@ pub struct Response<'a> {
     pub body: &'a [u8],
 }
 
+/// A whole response, owned: what a GET through `wasi:http` brings back.
+#[derive(Clone, Debug, Default)]
+pub struct Answer {
+    pub status: u16,
+    /// Header names in lowercase, values as sent.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The first value of header `name` (lowercase), as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// Look at this answer as a [`Response`].
+    pub fn view<T>(&self, f: impl FnOnce(&Response<'_>) -> T) -> T {
+        let header = |name: &str| self.header(name);
+        f(&Response { status: self.status, header: &header, body: &self.body })
+    }
+}
+
 /// Turn `response` to the request `plan` fetched into a page, or a typed error.
 pub fn interpret(plan: &Plan, response: &Response<'_>) -> Result<Page, ConnectorError> {
     let status = response.status;

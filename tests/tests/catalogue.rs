@@ -53,6 +53,9 @@ fn objects_lists_appflows_sixteen_then_ours() {
             "tag",
             "deployment",
             "environment",
+            "issue_note",
+            "merge_request_note",
+            "merge_request_approval",
         ]
     );
     let unreadable: Vec<&str> =

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use crate::error::{ConnectorError, invalid};
 use crate::types::{FieldInfo, FieldType, FilterOperator, ObjectInfo, ObjectSchema};
-pub use objects::{Cursor, Endpoint, OBJECTS, ObjectSpec};
+pub use objects::{Children, Cursor, Endpoint, OBJECTS, ObjectSpec};
 
 /// The AppFlow table: `object<TAB>field<TAB>type<TAB>filter operator or empty`, with a header line.
 const APPFLOW_TABLE: &str = include_str!("appflow-fields.tsv");
@@ -176,8 +176,9 @@ mod tests {
             count += 1;
         }
         assert_eq!(count, 467);
-        // AppFlow's 16, and deployments and environments beyond them.
-        assert_eq!(OBJECTS.len(), 18);
+        // AppFlow's 16; deployments, environments, issue and merge request notes and merge request
+        // approvals beyond them.
+        assert_eq!(OBJECTS.len(), 21);
     }
 
     #[test]

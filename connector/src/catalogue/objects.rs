@@ -22,6 +22,21 @@ pub struct Endpoint {
     pub keyset: &'static [(&'static str, &'static str)],
     /// A single record to emit before the list (`GET /groups/:id` before its descendant groups).
     pub head: Option<&'static str>,
+    /// Set when the records are children of the listed records (the notes of each issue): `path`
+    /// lists the parents, and this says where each parent's children are.
+    pub children: Option<Children>,
+}
+
+/// Records read per parent: `path` lists the parents (filters apply to them), then each parent's
+/// children come from `path` below (see [`crate::fanout`]).
+#[derive(Debug)]
+pub struct Children {
+    /// The children's path, with `{id}` the scope and `{parent}` the parent's key.
+    pub path: &'static str,
+    /// The parent's field that fills `{parent}` (`iid`).
+    pub parent_key: &'static str,
+    /// The children's endpoint answers one object per parent, not a list.
+    pub single: bool,
 }
 
 /// Keyset pagination of `GET /projects`: by id, ascending.
@@ -63,11 +78,23 @@ pub struct ObjectSpec {
 }
 
 const fn project(path: &'static str) -> Endpoint {
-    Endpoint { scope: ScopeKind::Project, path, params: &[], keyset: &[], head: None }
+    Endpoint { scope: ScopeKind::Project, path, params: &[], keyset: &[], head: None, children: None }
 }
 
 const fn group(path: &'static str) -> Endpoint {
-    Endpoint { scope: ScopeKind::Group, path, params: &[], keyset: &[], head: None }
+    Endpoint { scope: ScopeKind::Group, path, params: &[], keyset: &[], head: None, children: None }
+}
+
+/// The children of each of a project's parents: `parents` lists them, `children` reads each one's.
+const fn per_parent(parents: &'static str, path: &'static str, single: bool) -> Endpoint {
+    Endpoint {
+        scope: ScopeKind::Project,
+        path: parents,
+        params: &[],
+        keyset: &[],
+        head: None,
+        children: Some(Children { path, parent_key: "iid", single }),
+    }
 }
 
 const UPDATED_AT: Option<Cursor> = Some(Cursor { field: "updated_at", after_param: "updated_after" });
@@ -102,7 +129,14 @@ pub static OBJECTS: &[ObjectSpec] = &[
         name: "group",
         label: "Group",
         endpoints: &[
-            Endpoint { scope: ScopeKind::Instance, path: "/groups", params: &[], keyset: &[], head: None },
+            Endpoint {
+                scope: ScopeKind::Instance,
+                path: "/groups",
+                params: &[],
+                keyset: &[],
+                head: None,
+                children: None,
+            },
             // The group itself, then every group below it.
             Endpoint {
                 scope: ScopeKind::Group,
@@ -110,6 +144,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
                 params: &[],
                 keyset: &[],
                 head: Some("/groups/{id}"),
+                children: None,
             },
         ],
         primary_key: &["id"],
@@ -178,6 +213,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
             params: &[],
             keyset: KEYSET_BY_ID_DESC,
             head: None,
+            children: None,
         }],
         primary_key: &["id"],
         cursor: None,
@@ -216,6 +252,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
                 params: &[("include_subgroups", "true")],
                 keyset: &[],
                 head: None,
+                children: None,
             },
             Endpoint {
                 scope: ScopeKind::Instance,
@@ -223,6 +260,7 @@ pub static OBJECTS: &[ObjectSpec] = &[
                 params: &[("membership", "true")],
                 keyset: KEYSET_BY_ID_ASC,
                 head: None,
+                children: None,
             },
         ],
         primary_key: &["id"],
@@ -331,6 +369,53 @@ pub static OBJECTS: &[ObjectSpec] = &[
         primary_key: &["id"],
         cursor: None,
         record_filters: &["name"],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: true,
+    },
+    ObjectSpec {
+        name: "issue_note",
+        label: "Issue Note",
+        endpoints: &[per_parent("/projects/{id}/issues", "/projects/{id}/issues/{parent}/notes", false)],
+        primary_key: &["id"],
+        // A new note touches its issue's `updated_at`: reading the issues updated since the notes'
+        // watermark finds every new or edited note.
+        cursor: UPDATED_AT,
+        record_filters: &[],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: true,
+    },
+    ObjectSpec {
+        name: "merge_request_note",
+        label: "Merge Request Note",
+        endpoints: &[per_parent(
+            "/projects/{id}/merge_requests",
+            "/projects/{id}/merge_requests/{parent}/notes",
+            false,
+        )],
+        primary_key: &["id"],
+        cursor: UPDATED_AT,
+        record_filters: &[],
+        scope_field: Some("project_id"),
+        renames: &[],
+        retypes: &[],
+        readable: true,
+    },
+    ObjectSpec {
+        name: "merge_request_approval",
+        label: "Merge Request Approval",
+        endpoints: &[per_parent(
+            "/projects/{id}/merge_requests",
+            "/projects/{id}/merge_requests/{parent}/approvals",
+            true,
+        )],
+        // One record per merge request, keyed by the merge request's id.
+        primary_key: &["id"],
+        cursor: UPDATED_AT,
+        record_filters: &["state"],
         scope_field: Some("project_id"),
         renames: &[],
         retypes: &[],
