@@ -1,8 +1,8 @@
 //! The GitLab source connector.
 //!
 //! Built for `wasm32-wasip2` this crate is `gitlab.wasm`, a component exporting the `dataflow:connector`
-//! world of `wit/`. Built natively it is a plain library with the same logic, for unit tests and
-//! benchmarks.
+//! world of `wit/`. Built natively, or for wasm32 without the `component` feature (the benchmarks'
+//! normalizer component links it that way), it is a plain library with the same logic.
 //!
 //! How a `read-page` call flows through the modules:
 //!
@@ -35,9 +35,9 @@ pub mod response;
 pub mod scopes;
 pub mod types;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod guest;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod http;
 
 pub use error::ConnectorError;
