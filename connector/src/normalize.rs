@@ -5,9 +5,18 @@
 //! as JSON integers (a numeric string becomes one), structs and lists as they came, absent as null.
 //! A value that cannot take its declared type is an error naming the object, record, field and value:
 //! never a silent null. Records are written straight into the page's one output buffer.
+//!
+//! Nothing is built that is not needed: each record is parsed into a map from field name to the
+//! field's JSON text, borrowed from the body ([`RawValue`]); strings, structs and lists are copied
+//! through as GitLab wrote them, and only dates, date-times and mistyped values are re-written.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::catalogue::{RecordField, Schema};
 use crate::error::{ConnectorError, invalid};
@@ -52,108 +61,166 @@ pub fn projection<'s>(schema: &'s Schema, selected: &[String]) -> Result<Vec<&'s
         .collect())
 }
 
-/// Write one GitLab record as one NDJSON line of `fields` into `out`.
+/// One GitLab record as it arrived: each field's JSON text, borrowed from the page body.
+type RawRecord<'a> = HashMap<Key<'a>, &'a RawValue>;
+
+/// A record's key, borrowed from the body unless it holds escapes.
+#[derive(PartialEq, Eq, Hash)]
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl std::borrow::Borrow<str> for Key<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Write one GitLab record as one NDJSON line of `fields` into `out`; `keys` are the fields' names,
+/// already JSON-encoded.
 ///
 /// `scope_id` fills the object's scope field when GitLab leaves it out. Returns the record's
 /// normalized cursor value, when the object has a cursor and the record a value for it.
-pub fn write_record(
+fn write_record(
     out: &mut Vec<u8>,
     schema: &Schema,
-    fields: &[&RecordField],
-    record: &Map<String, Value>,
+    fields: &[(&RecordField, Vec<u8>)],
+    record: &RawRecord<'_>,
     scope_id: Option<i64>,
 ) -> Result<Option<String>, ConnectorError> {
     let cursor_field = schema.spec.cursor.as_ref().map(|c| c.field);
     let mut cursor = None;
     out.push(b'{');
-    for (i, field) in fields.iter().enumerate() {
+    for (i, (field, key)) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_json(out, &Value::from(field.name.as_str()));
+        out.extend_from_slice(key);
         out.push(b':');
-        let raw = match record.get(&field.source) {
-            None if schema.spec.scope_field == Some(field.name.as_str()) => scope_id.map(Value::from),
-            other => other.cloned(),
+        let raw = record.get(field.source.as_str()).map(|raw| raw.get()).filter(|raw| *raw != "null");
+        let Some(raw) = raw else {
+            match scope_id.filter(|_| schema.spec.scope_field == Some(field.name.as_str())) {
+                Some(id) => out.extend_from_slice(id.to_string().as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+            continue;
         };
-        let value = normalize(raw.unwrap_or(Value::Null), field.field_type)
-            .map_err(|expected| type_error(schema, record, field, expected))?;
-        if cursor_field == Some(field.name.as_str())
-            && let Value::String(text) = &value
-        {
-            cursor = Some(text.clone());
+        let start = out.len();
+        write_value(out, raw, field.field_type).map_err(|expected| type_error(schema, record, field, raw, expected))?;
+        if cursor_field == Some(field.name.as_str()) {
+            // A date-time cursor is written as a JSON string without escapes; keep its text.
+            let written = &out[start..];
+            let text = written.strip_prefix(b"\"").and_then(|t| t.strip_suffix(b"\"")).unwrap_or(written);
+            cursor = Some(String::from_utf8_lossy(text).into_owned());
         }
-        write_json(out, &value);
     }
     out.extend_from_slice(b"}\n");
     Ok(cursor)
 }
 
-fn write_json(out: &mut Vec<u8>, value: &Value) {
+/// Write `raw` (GitLab's JSON text of one non-null value) as `field_type`, or say which type it
+/// could not take.
+fn write_value(out: &mut Vec<u8>, raw: &str, field_type: FieldType) -> Result<(), &'static str> {
+    let first = raw.as_bytes()[0];
+    match field_type {
+        FieldType::Boolean => match raw {
+            "true" | "\"true\"" => out.extend_from_slice(b"true"),
+            "false" | "\"false\"" => out.extend_from_slice(b"false"),
+            _ => return Err("a boolean"),
+        },
+        FieldType::Integer => {
+            let text = if first == b'"' { unquote(raw).ok_or("an integer")? } else { Cow::Borrowed(raw) };
+            let integer = match text.trim().parse::<i64>() {
+                Ok(i) => i,
+                // A float that is a whole number (`12.0`) is an integer.
+                Err(_) if first != b'"' => match raw.parse::<f64>() {
+                    Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => f as i64,
+                    _ => return Err("an integer"),
+                },
+                Err(_) => return Err("an integer"),
+            };
+            out.extend_from_slice(integer.to_string().as_bytes());
+        }
+        FieldType::Number => match first {
+            b'-' | b'0'..=b'9' => out.extend_from_slice(raw.as_bytes()),
+            b'"' => {
+                let number = unquote(raw).and_then(|t| t.trim().parse::<f64>().ok()).filter(|f| f.is_finite());
+                out.extend_from_slice(number.ok_or("a number")?.to_string().as_bytes());
+            }
+            _ => return Err("a number"),
+        },
+        FieldType::String => match first {
+            b'"' => out.extend_from_slice(raw.as_bytes()),
+            // The table calls some of GitLab's numbers, flags and objects strings: keep their JSON text.
+            _ => write_json(out, &compact(raw)),
+        },
+        FieldType::Date => {
+            let text = if first == b'"' { unquote(raw) } else { None }.ok_or("a date (YYYY-MM-DD)")?;
+            let date = parse_date(&text).or_else(|| parse_date_time(&text).map(|t| t[..10].to_owned()));
+            write_json(out, &date.ok_or("a date (YYYY-MM-DD)")?);
+        }
+        FieldType::DateTime => {
+            let text = if first == b'"' { unquote(raw) } else { None }.ok_or("an RFC 3339 date-time")?;
+            write_json(out, &parse_date_time(&text).ok_or("an RFC 3339 date-time")?);
+        }
+        FieldType::Struct if first == b'{' => out.extend_from_slice(compact(raw).as_bytes()),
+        FieldType::Struct => return Err("an object"),
+        FieldType::List if first == b'[' => out.extend_from_slice(compact(raw).as_bytes()),
+        FieldType::List => return Err("a list"),
+    }
+    Ok(())
+}
+
+/// The text of a JSON string literal, unescaped only when it holds escapes.
+fn unquote(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
+/// `raw` without line breaks, so that a record stays on one NDJSON line (GitLab sends compact JSON;
+/// a pretty-printed upstream is re-serialized).
+fn compact(raw: &str) -> Cow<'_, str> {
+    if !raw.contains(['\n', '\r']) {
+        return Cow::Borrowed(raw);
+    }
+    serde_json::from_str::<Value>(raw).map_or(Cow::Borrowed(raw), |v| Cow::Owned(v.to_string()))
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
-/// The value in its declared type, or the name of the type it could not take.
-fn normalize(value: Value, field_type: FieldType) -> Result<Value, &'static str> {
-    if value.is_null() {
-        return Ok(Value::Null);
-    }
-    match field_type {
-        FieldType::Boolean => match value {
-            Value::Bool(_) => Ok(value),
-            Value::String(s) if s == "true" || s == "false" => Ok(Value::Bool(s == "true")),
-            _ => Err("a boolean"),
-        },
-        FieldType::Integer => match &value {
-            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(value),
-            Value::Number(n) => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(f as i64)),
-                _ => Err("an integer"),
-            },
-            Value::String(s) => s.trim().parse::<i64>().map(Value::from).map_err(|_| "an integer"),
-            _ => Err("an integer"),
-        },
-        FieldType::Number => match &value {
-            Value::Number(_) => Ok(value),
-            Value::String(s) => {
-                s.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).ok_or("a number")
-            }
-            _ => Err("a number"),
-        },
-        FieldType::String => match value {
-            Value::String(_) => Ok(value),
-            Value::Bool(_) | Value::Number(_) => Ok(Value::String(value.to_string())),
-            // The table calls some of GitLab's objects strings; keep them whole, as JSON text.
-            Value::Array(_) | Value::Object(_) => Ok(Value::String(value.to_string())),
-            Value::Null => Ok(Value::Null),
-        },
-        FieldType::Date => match &value {
-            Value::String(s) => parse_date(s)
-                .or_else(|| parse_date_time(s).map(|t| t[..10].to_owned()))
-                .map(Value::String)
-                .ok_or("a date (YYYY-MM-DD)"),
-            _ => Err("a date (YYYY-MM-DD)"),
-        },
-        FieldType::DateTime => match &value {
-            Value::String(s) => parse_date_time(s).map(Value::String).ok_or("an RFC 3339 date-time"),
-            _ => Err("an RFC 3339 date-time"),
-        },
-        FieldType::Struct => match value {
-            Value::Object(_) => Ok(value),
-            _ => Err("an object"),
-        },
-        FieldType::List => match value {
-            Value::Array(_) => Ok(value),
-            _ => Err("a list"),
-        },
-    }
-}
-
-fn type_error(schema: &Schema, record: &Map<String, Value>, field: &RecordField, expected: &str) -> ConnectorError {
-    let id = record.get("id").map_or_else(|| "?".to_owned(), Value::to_string);
-    let value = record.get(&field.source).map_or_else(String::new, Value::to_string);
-    let shown: String = value.chars().take(80).collect();
+fn type_error(
+    schema: &Schema,
+    record: &RawRecord<'_>,
+    field: &RecordField,
+    raw: &str,
+    expected: &str,
+) -> ConnectorError {
+    let id = record.get("id").map_or("?", |id| id.get());
+    let shown: String = raw.chars().take(80).collect();
     ConnectorError::Upstream(format!(
         "{} {id}: field '{}' should be {expected}, but GitLab sent {shown}",
         schema.spec.name, field.name
@@ -168,12 +235,15 @@ pub fn write_page(
     body: &[u8],
     scope_id: Option<i64>,
 ) -> Result<(u32, Option<String>), ConnectorError> {
-    let records: Vec<Map<String, Value>> = serde_json::from_slice(body).map_err(|e| {
+    let records: Vec<RawRecord<'_>> = serde_json::from_slice(body).map_err(|e| {
         ConnectorError::Upstream(format!("GitLab sent a body that is not a JSON array of objects: {e}"))
     })?;
+    let keys: Vec<(&RecordField, Vec<u8>)> =
+        fields.iter().map(|f| (*f, serde_json::to_vec(&f.name).unwrap_or_default())).collect();
+    out.reserve(body.len());
     let mut high: Option<String> = None;
     for record in &records {
-        if let Some(value) = write_record(out, schema, fields, record, scope_id)?
+        if let Some(value) = write_record(out, schema, &keys, record, scope_id)?
             && high.as_ref().is_none_or(|h| value > *h)
         {
             high = Some(value);
@@ -189,6 +259,23 @@ mod tests {
     use crate::catalogue::schema;
     use serde_json::json;
 
+    /// Normalize one record of `object` with `fields` (all when empty): the NDJSON line and the cursor.
+    fn one(
+        object: &str,
+        fields: &[&str],
+        record: Value,
+        scope_id: Option<i64>,
+    ) -> Result<(String, Option<String>), ConnectorError> {
+        let schema = schema(object).unwrap();
+        let selected: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+        let fields = projection(schema, &selected).unwrap();
+        let mut out = Vec::new();
+        let body = serde_json::to_vec(&json!([record])).unwrap();
+        let (count, high) = write_page(&mut out, schema, &fields, &body, scope_id)?;
+        assert_eq!(count, 1);
+        Ok((String::from_utf8(out).unwrap(), high))
+    }
+
     #[test]
     fn date_times_become_utc_with_millis() {
         assert_eq!(parse_date_time("2024-03-05T12:12:13.123+02:00").unwrap(), "2024-03-05T10:12:13.123Z");
@@ -199,30 +286,89 @@ mod tests {
 
     #[test]
     fn records_are_typed_and_projected() {
-        let issue = schema("issue").unwrap();
-        let fields = projection(issue, &["title".into(), "updated_at".into(), "upvotes".into()]).unwrap();
-        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["id", "title", "updated_at", "upvotes"]);
-        let record = json!({"id": 7, "title": "Ünïcode 🚀", "updated_at": "2024-01-01T01:00:00.000+01:00", "upvotes": "3", "extra": 1});
-        let mut out = Vec::new();
-        let cursor = write_record(&mut out, issue, &fields, record.as_object().unwrap(), Some(1)).unwrap();
+        let record = json!({"id": 7, "title": "Ünïcode 🚀 \"quoted\"\n", "updated_at": "2024-01-01T01:00:00.000+01:00", "upvotes": "3", "extra": 1});
+        let (line, cursor) = one("issue", &["title", "updated_at", "upvotes"], record, Some(1)).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "{\"id\":7,\"title\":\"Ünïcode 🚀\",\"updated_at\":\"2024-01-01T00:00:00.000Z\",\"upvotes\":3}\n"
+            line,
+            "{\"id\":7,\"title\":\"Ünïcode 🚀 \\\"quoted\\\"\\n\",\"updated_at\":\"2024-01-01T00:00:00.000Z\",\"upvotes\":3}\n"
         );
         assert_eq!(cursor.as_deref(), Some("2024-01-01T00:00:00.000Z"));
     }
 
     #[test]
-    fn a_value_of_the_wrong_type_is_an_error_not_a_null() {
+    fn every_type_is_normalized() {
+        let record = json!({
+            "id": 5.0,                                   // a whole float is an integer
+            "confidential": "true",                      // a boolean as text
+            "author": {"id": 1, "name": "A"},            // a struct, kept as it came
+            "labels": ["a", "b"],                        // a list, kept as it came
+            "time_stats": {"x": [1, 2]},
+            "project_id": null,                          // the scope field, filled in
+            "closed_at": "2024-01-01T00:00:00Z",
+            "upvotes": "7",
+        });
+        let (line, _) =
+            one("issue", &["confidential", "author", "labels", "project_id", "closed_at", "upvotes"], record, Some(42))
+                .unwrap();
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["id"], 5);
+        assert_eq!(value["confidential"], true);
+        assert_eq!(value["author"], json!({"id": 1, "name": "A"}));
+        assert_eq!(value["labels"], json!(["a", "b"]));
+        assert_eq!(value["project_id"], 42);
+        assert_eq!(value["closed_at"], "2024-01-01T00:00:00.000Z");
+        assert_eq!(value["upvotes"], 7);
+        // A date-time where a date is declared becomes its UTC date.
+        let mut out = Vec::new();
+        write_value(&mut out, "\"2024-02-29T23:30:00-02:00\"", FieldType::Date).unwrap();
+        write_value(&mut out, "\"2024-02-29\"", FieldType::Date).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "\"2024-03-01\"\"2024-02-29\"");
+    }
+
+    #[test]
+    fn values_the_table_calls_strings_keep_their_json_text() {
+        // `issue.milestone_id`... any string field receiving a number or an object.
+        let schema = schema("issue").unwrap();
+        let field = schema.record_fields.iter().find(|f| f.field_type == FieldType::String).unwrap();
+        let mut out = Vec::new();
+        write_value(&mut out, "12", field.field_type).unwrap();
+        write_value(&mut out, "{\"a\":1}", field.field_type).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "\"12\"\"{\\\"a\\\":1}\"");
+    }
+
+    #[test]
+    fn a_pretty_printed_struct_stays_on_one_line() {
+        let body = b"[{\"id\":1,\"author\":{\n  \"id\": 3\n}}]";
         let issue = schema("issue").unwrap();
-        let fields = projection(issue, &["upvotes".into()]).unwrap();
-        let record = json!({"id": 9, "upvotes": "many"});
-        let err = write_record(&mut Vec::new(), issue, &fields, record.as_object().unwrap(), None).unwrap_err();
+        let fields = projection(issue, &["author".into()]).unwrap();
+        let mut out = Vec::new();
+        write_page(&mut out, issue, &fields, body, None).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"author\":{\"id\":3},\"id\":1}\n");
+    }
+
+    #[test]
+    fn escaped_keys_are_read_too() {
+        let body = br#"[{"\u0069d":1,"title":"t"}]"#;
+        let issue = schema("issue").unwrap();
+        let fields = projection(issue, &["title".into()]).unwrap();
+        let mut out = Vec::new();
+        write_page(&mut out, issue, &fields, body, None).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"id\":1,\"title\":\"t\"}\n");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_an_error_not_a_null() {
+        let err = one("issue", &["upvotes"], json!({"id": 9, "upvotes": "many"}), None).unwrap_err();
         assert_eq!(
             err.to_string(),
             "upstream error: issue 9: field 'upvotes' should be an integer, but GitLab sent \"many\""
         );
+        for (field, value) in
+            [("author", json!("x")), ("labels", json!({})), ("confidential", json!(1)), ("created_at", json!("soon"))]
+        {
+            let err = one("issue", &[field], json!({"id": 1, field: value}), None).unwrap_err().to_string();
+            assert!(err.contains(&format!("field '{field}' should be")), "{err}");
+        }
     }
 
     #[test]
