@@ -35,14 +35,19 @@
 //! Texts come from `text`; dates are formatted and parsed by `time`.
 
 mod auth;
+mod ci;
 pub mod config;
 mod content;
+mod discussions;
 mod filters;
+mod labels;
+mod members;
 pub mod pagination;
 mod query;
 pub mod recorder;
 mod records;
 mod reply;
+mod repository;
 mod routes;
 pub mod server;
 mod text;
@@ -54,8 +59,9 @@ pub use recorder::RecordedRequest;
 pub use server::{Simulator, serve};
 pub use time::{Date, DateTime};
 pub use world::{
-    BIG_PROJECT, DEMO_PROJECTS, FIRST_GROUP_ID, FIRST_MERGE_REQUEST_ID, FIRST_PROJECT_ID, Group,
-    ISSUES_DISABLED_PROJECT, MERGE_REQUESTS_DISABLED_PROJECT, Milestone, Project, TOKEN_USER_ID, User, WEB_BASE, World,
+    BIG_PROJECT, CI_DISABLED_PROJECT, DEMO_PROJECTS, EMPTY_REPOSITORY_PROJECT, FIRST_GROUP_ID, FIRST_JOB_ID,
+    FIRST_MERGE_REQUEST_ID, FIRST_PIPELINE_ID, FIRST_PROJECT_ID, Group, ISSUES_DISABLED_PROJECT,
+    MERGE_REQUESTS_DISABLED_PROJECT, Milestone, Project, TOKEN_USER_ID, User, WEB_BASE, World,
 };
 
 #[cfg(test)]
