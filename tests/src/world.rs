@@ -164,8 +164,6 @@ pub(crate) struct CiIds {
 
 /// The most jobs one pipeline has.
 pub(crate) const MAX_JOBS_PER_PIPELINE: u64 = 8;
-/// The most environments one project has.
-pub(crate) const MAX_ENVIRONMENTS: u64 = 8;
 /// The most deployments one pipeline makes.
 pub(crate) const MAX_DEPLOYMENTS_PER_PIPELINE: u64 = 2;
 
@@ -587,7 +585,8 @@ impl World {
             };
             pipeline += pipelines as u64;
             job += pipelines as u64 * MAX_JOBS_PER_PIPELINE;
-            environment += MAX_ENVIRONMENTS;
+            // `production`, `staging`, and a review app per merge request at most.
+            environment += 2 + project.merge_request_count as u64;
             deployment += pipelines as u64 * MAX_DEPLOYMENTS_PER_PIPELINE;
         }
     }
