@@ -15,7 +15,7 @@
 use std::sync::OnceLock;
 
 use rand::Rng;
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -309,7 +309,7 @@ fn generate_notes(world: &World, index: usize, kind: Noteable, slot: usize) -> N
     for flag in system.iter_mut().take(counts.system as usize) {
         *flag = true;
     }
-    system.sort_by_key(|_| rng.random::<u32>());
+    system.shuffle(&mut rng);
     let n = world.users().len() as u64;
     let notes = times
         .iter()

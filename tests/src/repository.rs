@@ -279,6 +279,8 @@ impl<'a> Builder<'a> {
         branch: Option<(u16, u32)>,
     ) -> usize {
         let CommitSpec { sha, parents, message, author, committer, authored_at, committed_at } = spec;
+        // Git keeps seconds.
+        let committed_at = committed_at - committed_at.rem_euclid(1000);
         let files = if parents.is_empty() { 0b1111 } else { 1u16 << rng.random_range(0..text::FILES.len()) };
         let files = if rng.random_ratio(1, 3) { files | 1u16 << rng.random_range(0..text::FILES.len()) } else { files };
         let stats = Stats { additions: rng.random_range(1..=240), deletions: rng.random_range(0..=90) };
