@@ -72,7 +72,7 @@ pub(crate) fn note_counts(
     if updated_at <= created_at + 60_000 {
         return NoteCounts { user: 0, system: 0 };
     }
-    let h = mix(seed ^ mix(0x4E07 + kind as u64 ^ mix(project_id << 24 ^ iid)));
+    let h = mix(seed ^ mix((0x4E07 + kind as u64) ^ mix(project_id << 24 ^ iid)));
     let roll = h % 1000;
     let r = h / 1000;
     match roll {

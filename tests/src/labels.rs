@@ -142,7 +142,7 @@ fn group_label_ids(group: &Group) -> impl Iterator<Item = (u64, &'static str)> +
 
 /// Sorts labels as GitLab lists them: by title, case-insensitively.
 fn sort_labels(labels: &mut [Label]) {
-    labels.sort_by(|a, b| (a.name.to_lowercase(), a.id).cmp(&(b.name.to_lowercase(), b.id)));
+    labels.sort_by_key(|a| (a.name.to_lowercase(), a.id));
 }
 
 /// A project's labels (its own and its groups') and its milestones.
@@ -356,7 +356,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        found.sort_by(|a, b| (a.0.to_lowercase(), a.1).cmp(&(b.0.to_lowercase(), b.1)));
+        found.sort_by_key(|a| (a.0.to_lowercase(), a.1));
         let items: Vec<&[u8]> = found.iter().map(|(_, _, json)| &**json).collect();
         Ok(offset_page(&self.url, page, &items))
     }

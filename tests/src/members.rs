@@ -70,7 +70,7 @@ struct Joining<'a> {
 impl Members {
     /// A project's members: its creator (maintainer) and up to seven others.
     pub(crate) fn of_project(world: &World, project: &Project) -> Members {
-        let mut rng = rng_for(world.seed(), 0xE3B_E2, project.id);
+        let mut rng = rng_for(world.seed(), 0x000E_3BE2, project.id);
         let creator = world.user(project.creator_id).unwrap_or(world.current_user());
         let first = Joining {
             user: creator,
@@ -85,7 +85,7 @@ impl Members {
 
     /// A group's members: `root` owns the top-level groups; subgroups have a few of their own.
     pub(crate) fn of_group(world: &World, group: &Group) -> Members {
-        let mut rng = rng_for(world.seed(), 0x6E3B_E2, group.id);
+        let mut rng = rng_for(world.seed(), 0x006E_3BE2, group.id);
         let root = world.current_user();
         let created = group.created_at.millis;
         let saml = (group.parent_id.is_none() && group.path != "demo").then_some(group.id);

@@ -546,7 +546,7 @@ pub(crate) fn commit_message(rng: &mut impl Rng, author: &str, co_author: Option
         ));
     }
     if !trailers.is_empty() {
-        text.push_str("\n");
+        text.push('\n');
         for (key, value) in &trailers {
             text.push_str(&format!("\n{key}: {value}"));
         }

@@ -11,7 +11,11 @@
 //!
 //! Ids: users `1..=40` (user 1, `root`, is the token's user), groups from 10, projects from 100
 //! (with a gap now and then, as deleted projects leave), issue ids from 1 and merge request ids
-//! from 100,001, both globally unique and increasing with creation time inside a project.
+//! from 100,001, both globally unique and increasing with creation time inside a project. The
+//! ids of what is generated on first use are reserved when the world is generated
+//! (`reserve_ids`): labels (groups' first), group milestones (after the projects'), pipelines from
+//! 200,001, jobs from 1,000,001, environments and deployments from 1, each a range per project.
+//! Note ids are `issue or merge request id × 1000 + n`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -532,7 +536,7 @@ impl World {
         let seed = self.seed;
         let mut next_label = 1;
         for group in &mut self.groups {
-            let mut rng = rng_for(seed, 0x1AB_E1, group.id);
+            let mut rng = rng_for(seed, 0x0001_ABE1, group.id);
             let count = rng.random_range(2..=5);
             let mut names: Vec<&'static str> = text::GROUP_LABELS.choose_multiple(&mut rng, count).copied().collect();
             names.sort_unstable_by_key(|n| n.to_lowercase());
