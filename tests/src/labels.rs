@@ -182,36 +182,37 @@ impl ProjectLabels {
     fn counted(&self, world: &World, index: usize) -> &[Box<[u8]>] {
         self.with_counts.get_or_init(|| {
             let project = &world.projects()[index];
-            let records = world.records(index);
             self.labels
                 .iter()
                 .map(|l| {
-                    let mut counts = Counts::default();
-                    if let Some(k) = l.own.then(|| project.labels.iter().position(|n| n == l.name)).flatten() {
-                        for issue in &records.issues.items {
-                            if issue.meta.common.labels.contains(&(k as u16)) {
-                                if issue.meta.open {
-                                    counts.open_issues_count += 1;
-                                } else {
-                                    counts.closed_issues_count += 1;
-                                }
-                            }
-                        }
-                        counts.open_merge_requests_count = records
-                            .merge_requests
-                            .items
-                            .iter()
-                            .filter(|m| {
-                                m.meta.state == crate::content::MrState::Opened
-                                    && m.meta.common.labels.contains(&(k as u16))
-                            })
-                            .count();
-                    }
+                    let position = l.own.then(|| project.labels.iter().position(|n| n == l.name)).flatten();
+                    let counts = position.map_or_else(Counts::default, |k| label_counts(world, index, k));
                     render(l.id, l.name, Shape::Project, l.own, Some(counts))
                 })
                 .collect()
         })
     }
+}
+
+/// The counts of the `k`th label of the project at `index`, from its issues and merge requests.
+fn label_counts(world: &World, index: usize, k: usize) -> Counts {
+    let records = world.records(index);
+    let k = k as u16;
+    let mut counts = Counts::default();
+    for issue in records.issues.items.iter().filter(|i| i.meta.common.labels.contains(&k)) {
+        if issue.meta.open {
+            counts.open_issues_count += 1;
+        } else {
+            counts.closed_issues_count += 1;
+        }
+    }
+    counts.open_merge_requests_count = records
+        .merge_requests
+        .items
+        .iter()
+        .filter(|m| m.meta.state == crate::content::MrState::Opened && m.meta.common.labels.contains(&k))
+        .count();
+    counts
 }
 
 /// A group's own labels (group shape) and milestones, rendered.
@@ -346,11 +347,12 @@ impl Ctx<'_> {
                 in_scope = self.world.group_and_descendants(group.id, true);
             }
             for p in self.world.projects().iter().filter(|p| in_scope.contains(&p.namespace_id)) {
+                let Some(pi) = self.world.project_index_of(p.id) else { continue };
                 for (k, name) in p.labels.iter().enumerate() {
                     let Some(name) = text::LABELS.iter().find(|l| **l == name.as_str()) else { continue };
                     let l = label(p.first_label_id + k as u64, name, Shape::Group, true);
                     if label_matches(&l, search.as_deref()) {
-                        let counts = with_counts.then(Counts::default);
+                        let counts = with_counts.then(|| label_counts(self.world, pi, k));
                         found.push((l.name, l.id, render(l.id, l.name, Shape::Group, false, counts)));
                     }
                 }

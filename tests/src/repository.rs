@@ -652,7 +652,7 @@ impl Repository {
                     _ => (version.0, version.1, version.2 + 1),
                 };
             }
-            let tagger = b_user(world, &mut rng);
+            let tagger = maintainer(world, &mut rng);
             let annotated = rng.random_ratio(7, 10);
             let tagged_at = commit.committed_at + rng.random_range(5..=600) * MINUTE;
             let has_release = annotated && rng.random_ratio(4, 5);
@@ -706,7 +706,7 @@ impl Repository {
 }
 
 /// Someone who tags or releases: a maintainer, skewed to the first users.
-fn b_user<'w>(world: &'w World, rng: &mut impl Rng) -> &'w User {
+fn maintainer<'w>(world: &'w World, rng: &mut impl Rng) -> &'w User {
     let n = world.users().len() as u64;
     let id = rng.random_range(1..=n).min(rng.random_range(1..=n));
     world.user(id).unwrap_or(world.current_user())
@@ -877,7 +877,7 @@ fn make_release(world: &World, index: usize, rng: &mut impl Rng, facts: ReleaseF
         .collect();
     let sources: Vec<Source> = ["zip", "tar.gz", "tar.bz2", "tar"].into_iter().map(archive).collect();
     let query = |what: &str, state: &str| format!("{web}/-/{what}?release_tag={tag}&scope=all&state={state}");
-    let author = b_user(world, rng);
+    let author = maintainer(world, rng);
     let mut record = ReleaseRecord {
         name,
         tag_name: tag,

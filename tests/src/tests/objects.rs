@@ -365,6 +365,15 @@ fn labels_and_milestones_of_projects_and_groups() {
     let with_descendants = fetch_all(&sim, &format!("{group_api}/labels?per_page=100&include_descendant_groups=true"));
     assert!(with_descendants.len() > world.group_labels(acme.id).len());
     assert!(with_descendants.iter().all(|l| l.get("is_project_label").is_none()), "group label shape");
+    // With the projects' labels, counted from their issues.
+    let platform_group = world.group_by_ref("acme/platform").unwrap();
+    let with_projects = fetch_all(
+        &sim,
+        &format!("/api/v4/groups/{}/labels?per_page=100&only_group_labels=false&with_counts=true", platform_group.id),
+    );
+    let vault_labels: Vec<&str> = project.labels.iter().map(String::as_str).collect();
+    assert!(vault_labels.iter().all(|name| with_projects.iter().any(|l| l["name"] == *name)));
+    assert!(with_projects.iter().all(|l| l["open_issues_count"].is_u64()));
 
     let milestones = fetch_all(&sim, &format!("/api/v4/projects/{}/milestones?per_page=100", demo.id));
     assert_eq!(milestones, world.project_milestones(demo.id));
