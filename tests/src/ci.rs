@@ -18,15 +18,16 @@ use std::collections::HashMap;
 
 use rand::Rng;
 use rand::seq::IndexedRandom;
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::content::MrState;
+use crate::content::{MrState, ProjectRecords};
 use crate::pagination::{PageRequest, cursor_page, offset_page, parse_id_cursor, per_page};
 use crate::query::Query;
 use crate::records::{UserRef, to_bytes};
 use crate::reply::{ApiError, Reply};
-use crate::repository::{CommitData, values};
+use crate::repository::{CommitData, Repository, values};
 use crate::routes::Ctx;
 use crate::time::{DateTime, MS_PER_DAY, Millis};
 use crate::world::{MAX_JOBS_PER_PIPELINE, Project, User, World, rng_for};
@@ -515,34 +516,58 @@ impl Ci {
     /// Generates the CI records of the project at `index` (its repository first).
     pub(crate) fn generate(world: &World, index: usize) -> Ci {
         let project = &world.projects()[index];
-        let ids = project.ci;
-        if ids.pipelines == 0 {
+        if project.ci.pipelines == 0 {
             return Ci::default();
         }
         let repo = world.repository_of(index);
         let records = world.records(index);
         let mut rng = rng_for(world.seed(), 0xC1_0002, project.id);
-        let n = world.users().len() as u64;
-        let person = |rng: &mut rand_chacha::ChaCha8Rng| rng.random_range(1..=n).min(rng.random_range(1..=n));
+        let drafts = pipeline_drafts(world, project, repo, records, &mut rng);
+        let mut run = Runs {
+            world,
+            project,
+            repo,
+            pipelines: Vec::new(),
+            jobs: Vec::new(),
+            environments: Vec::new(),
+            deployments: Vec::new(),
+        };
+        let newest = drafts.len();
+        for (k, draft) in drafts.into_iter().enumerate() {
+            run.pipeline(&mut rng, k, draft, k + 1 == newest);
+        }
+        run.stop_review_apps(records);
+        run.finish(records)
+    }
+}
 
-        // 1. What each pipeline ran for.
-        let mainline: Vec<usize> = (0..repo.commits.len())
-            .filter(|&i| repo.commits[i].default_pos.is_some() && !repo.commits[i].second_parent)
-            .collect();
-        let sha_index: HashMap<&str, usize> = repo.commits.iter().enumerate().map(|(i, c)| (&*c.data.sha, i)).collect();
-        let open_mrs: Vec<_> = records
-            .merge_requests
-            .items
-            .iter()
-            .map(|m| &m.meta)
-            .filter(|m| matches!(m.state, MrState::Opened | MrState::Merged))
-            .collect();
-        let default_branch = &project.default_branch;
-        let mut drafts: Vec<PipelineDraft> = Vec::with_capacity(ids.pipelines);
-        for _ in 0..ids.pipelines {
+/// What each pipeline of a project ran for, oldest first: default-branch commits (pushes,
+/// schedules, runs from the web or the API), merge requests' head commits and tags.
+fn pipeline_drafts(
+    world: &World,
+    project: &Project,
+    repo: &Repository,
+    records: &ProjectRecords,
+    rng: &mut ChaCha8Rng,
+) -> Vec<PipelineDraft> {
+    let n = world.users().len() as u64;
+    let person = |rng: &mut ChaCha8Rng| rng.random_range(1..=n).min(rng.random_range(1..=n));
+    let mainline: Vec<usize> = (0..repo.commits.len())
+        .filter(|&i| repo.commits[i].default_pos.is_some() && !repo.commits[i].second_parent)
+        .collect();
+    let sha_index: HashMap<&str, usize> = repo.commits.iter().enumerate().map(|(i, c)| (&*c.data.sha, i)).collect();
+    let merge_requests: Vec<_> = records
+        .merge_requests
+        .items
+        .iter()
+        .map(|m| &m.meta)
+        .filter(|m| matches!(m.state, MrState::Opened | MrState::Merged))
+        .collect();
+    let mut drafts: Vec<PipelineDraft> = (0..project.ci.pipelines)
+        .map(|_| {
             let roll = rng.random_range(0..100);
-            let draft = if roll < 15 && !open_mrs.is_empty() {
-                let m = open_mrs.choose(&mut rng).copied().unwrap_or(open_mrs[0]);
+            if roll < 15 && !merge_requests.is_empty() {
+                let m = merge_requests.choose(rng).copied().unwrap_or(merge_requests[0]);
                 let at = m.common.created_at + rng.random_range(1..=600) * 60_000;
                 PipelineDraft {
                     kind: Kind::MergeRequest,
@@ -554,7 +579,7 @@ impl Ci {
                     created_at: at,
                 }
             } else if roll < 20 && !repo.tags.is_empty() {
-                let tag = repo.tags.choose(&mut rng).unwrap_or(&repo.tags[0]);
+                let tag = repo.tags.choose(rng).unwrap_or(&repo.tags[0]);
                 let commit = &repo.commits[tag.commit];
                 PipelineDraft {
                     kind: Kind::Tag,
@@ -562,11 +587,11 @@ impl Ci {
                     sha: commit.data.sha.clone(),
                     commit: Some(tag.commit),
                     branch: String::new(),
-                    user: person(&mut rng),
+                    user: person(rng),
                     created_at: commit.committed_at + rng.random_range(10..=700) * 60_000,
                 }
             } else {
-                let c = *mainline.choose(&mut rng).unwrap_or(&0);
+                let c = *mainline.choose(rng).unwrap_or(&0);
                 let commit = &repo.commits[c];
                 let kind = match roll {
                     20..25 => Kind::Schedule,
@@ -576,153 +601,163 @@ impl Ci {
                 let delay = if kind == Kind::Push { rng.random_range(0..=2) } else { rng.random_range(30..=3_000) };
                 PipelineDraft {
                     kind,
-                    ref_: default_branch.clone(),
+                    ref_: project.default_branch.clone(),
                     sha: commit.data.sha.clone(),
                     commit: Some(c),
                     branch: String::new(),
-                    user: person(&mut rng),
+                    user: person(rng),
                     created_at: commit.committed_at + delay * 60_000 + rng.random_range(1_000..=59_000),
                 }
-            };
-            drafts.push(draft);
-        }
-        drafts.sort_by_key(|d| d.created_at);
+            }
+        })
+        .collect();
+    drafts.sort_by_key(|d| d.created_at);
+    drafts
+}
 
-        // 2. Pipelines, their jobs, and the deployments their deploy jobs make.
-        let mut ci = Ci::default();
-        let mut envs: Vec<EnvDraft> = Vec::new();
-        let mut env_index: HashMap<String, usize> = HashMap::new();
-        let mut deployment_drafts: Vec<(usize, u64, JobPlanned)> = Vec::new();
-        let mut jobs: Vec<(u64, Box<[u8]>, &'static str)> = Vec::new();
-        let newest = drafts.len();
-        for (k, d) in drafts.into_iter().enumerate() {
-            let id = ids.first_pipeline_id + k as u64;
-            let recent = newest - k;
-            let yaml_errors = rng.random_ratio(1, 100);
-            let status: &'static str = if yaml_errors {
-                "failed"
-            } else if recent == 1 && rng.random_bool(0.5) {
-                ["running", "pending", "created"][rng.random_range(0..3)]
-            } else {
-                match rng.random_range(0..100) {
-                    0..72 => "success",
-                    72..86 => "failed",
-                    86..92 => "canceled",
-                    92..95 => "skipped",
-                    _ => "manual",
-                }
-            };
-            let source = match d.kind {
-                Kind::Push | Kind::Tag => "push",
-                Kind::Schedule => "schedule",
-                Kind::MergeRequest => "merge_request_event",
-                Kind::Web => ["web", "api", "trigger"][rng.random_range(0..3)],
-            };
-            let plans = if yaml_errors {
-                Vec::new()
-            } else {
-                plan_jobs(&mut rng, status, if d.kind == Kind::Schedule { Kind::Web } else { d.kind }, &d.branch)
-            };
-            // Jobs run one stage after the other.
-            let mut clock = d.created_at + rng.random_range(1_000..=30_000);
-            let mut timings = Vec::with_capacity(plans.len());
-            for plan in &plans {
-                let ran = matches!(plan.status, "success" | "failed" | "canceled" | "running");
-                let queued = rng.random_range(500..=40_000);
-                let duration = rng.random_range(8_000..=600_000);
-                let started = ran.then_some(clock + queued);
-                let finished = (ran && plan.status != "running").then_some(clock + queued + duration);
-                if let Some(f) = finished {
-                    clock = clock.max(f);
-                }
-                timings.push((started, finished, queued, duration));
+/// Pipelines being run, in time order, with what their jobs leave behind.
+struct Runs<'a> {
+    world: &'a World,
+    project: &'a Project,
+    repo: &'a Repository,
+    pipelines: Vec<Pipeline>,
+    /// `(id, JSON, status)`.
+    jobs: Vec<(u64, Box<[u8]>, &'static str)>,
+    /// In the order of their first deployment, which is also their creation order.
+    environments: Vec<EnvDraft>,
+    /// `(environment index, job id, the deploy job)`.
+    deployments: Vec<(usize, u64, JobPlanned)>,
+}
+
+impl Runs<'_> {
+    /// Runs pipeline `k` (0-based, in time order): its status, its jobs (rendered), and the
+    /// deployments its deploy jobs make. Only the newest pipeline may still be running.
+    fn pipeline(&mut self, rng: &mut ChaCha8Rng, k: usize, d: PipelineDraft, newest: bool) {
+        let (world, project, ids) = (self.world, self.project, self.project.ci);
+        let yaml_errors = rng.random_ratio(1, 100);
+        let status: &'static str = if yaml_errors {
+            "failed"
+        } else if newest && rng.random_bool(0.5) {
+            ["running", "pending", "created"][rng.random_range(0..3)]
+        } else {
+            match rng.random_range(0..100) {
+                0..72 => "success",
+                72..86 => "failed",
+                86..92 => "canceled",
+                92..95 => "skipped",
+                _ => "manual",
             }
-            let updated_at = timings.iter().filter_map(|t| t.1.or(t.0)).max().unwrap_or(d.created_at + 2_000);
-            let pipeline = Pipeline {
-                id,
-                iid: k as u64 + 1,
-                status,
-                source,
-                ref_: d.ref_.clone().into_boxed_str(),
-                sha: d.sha.clone(),
-                tag: d.kind == Kind::Tag,
-                merge_request: d.kind == Kind::MergeRequest,
-                user: d.user,
-                yaml_errors,
-                created_at: d.created_at,
-                updated_at,
-                json: Box::default(),
-            };
-            let pipeline_json = to_bytes(&pipeline.record(project));
-            let user = world.user(d.user).unwrap_or(world.current_user());
-            let commit: Option<&CommitData> = d.commit.map(|c| &repo.commits[c].data);
-            for (j, (plan, timing)) in plans.iter().zip(&timings).enumerate() {
-                let job_id = ids.first_job_id + k as u64 * MAX_JOBS_PER_PIPELINE + j as u64;
-                let job = PlannedJob { id: job_id, plan, timing: *timing, pipeline: &pipeline, project, user, commit };
-                let record = job.record(&mut rng);
-                let json = to_bytes(&record).into_boxed_slice();
-                if let Some(env) = &plan.deploys_to {
-                    let ran = plan.status != "created" && plan.status != "skipped";
-                    if ran || plan.status == "manual" {
-                        let e = *env_index.entry(env.clone()).or_insert_with(|| {
-                            envs.push(new_environment(&mut rng, env, project, d.created_at));
-                            envs.len() - 1
-                        });
-                        envs[e].updated_at = envs[e].updated_at.max(timing.1.unwrap_or(d.created_at));
-                        deployment_drafts.push((
-                            e,
-                            job_id,
-                            JobPlanned {
-                                status: plan.status,
-                                ref_: d.ref_.clone(),
-                                sha: d.sha.to_string(),
-                                user: d.user,
-                                created_at: d.created_at,
-                                finished_at: timing.1,
-                                job_json: json.clone(),
-                            },
-                        ));
-                    }
-                }
-                jobs.push((job_id, json, plan.status));
+        };
+        let source = match d.kind {
+            Kind::Push | Kind::Tag => "push",
+            Kind::Schedule => "schedule",
+            Kind::MergeRequest => "merge_request_event",
+            Kind::Web => ["web", "api", "trigger"][rng.random_range(0..3)],
+        };
+        let plans = if yaml_errors {
+            Vec::new()
+        } else {
+            plan_jobs(rng, status, if d.kind == Kind::Schedule { Kind::Web } else { d.kind }, &d.branch)
+        };
+        // Jobs run one stage after the other.
+        let mut clock = d.created_at + rng.random_range(1_000..=30_000);
+        let mut timings = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            let ran = matches!(plan.status, "success" | "failed" | "canceled" | "running");
+            let queued = rng.random_range(500..=40_000);
+            let duration = rng.random_range(8_000..=600_000);
+            let started = ran.then_some(clock + queued);
+            let finished = (ran && plan.status != "running").then_some(clock + queued + duration);
+            if let Some(f) = finished {
+                clock = clock.max(f);
             }
-            ci.pipelines.push(Pipeline { json: pipeline_json.into_boxed_slice(), ..pipeline });
+            timings.push((started, finished, queued, duration));
         }
+        let updated_at = timings.iter().filter_map(|t| t.1.or(t.0)).max().unwrap_or(d.created_at + 2_000);
+        let mut pipeline = Pipeline {
+            id: ids.first_pipeline_id + k as u64,
+            iid: k as u64 + 1,
+            status,
+            source,
+            ref_: d.ref_.clone().into_boxed_str(),
+            sha: d.sha.clone(),
+            tag: d.kind == Kind::Tag,
+            merge_request: d.kind == Kind::MergeRequest,
+            user: d.user,
+            yaml_errors,
+            created_at: d.created_at,
+            updated_at,
+            json: Box::default(),
+        };
+        pipeline.json = to_bytes(&pipeline.record(project)).into_boxed_slice();
+        let user = world.user(d.user).unwrap_or(world.current_user());
+        let commit: Option<&CommitData> = d.commit.map(|c| &self.repo.commits[c].data);
+        for (j, (plan, timing)) in plans.iter().zip(&timings).enumerate() {
+            let job_id = ids.first_job_id + k as u64 * MAX_JOBS_PER_PIPELINE + j as u64;
+            let job = PlannedJob { id: job_id, plan, timing: *timing, pipeline: &pipeline, project, user, commit };
+            let json = to_bytes(&job.record(rng)).into_boxed_slice();
+            let deployed = !matches!(plan.status, "created" | "skipped");
+            if let Some(env) = plan.deploys_to.as_deref().filter(|_| deployed) {
+                let e = match self.environments.iter().position(|e| e.name == env) {
+                    Some(e) => e,
+                    None => {
+                        self.environments.push(new_environment(rng, env, project, d.created_at));
+                        self.environments.len() - 1
+                    }
+                };
+                let environment = &mut self.environments[e];
+                environment.updated_at = environment.updated_at.max(timing.1.unwrap_or(d.created_at));
+                let planned = JobPlanned {
+                    status: plan.status,
+                    ref_: d.ref_.clone(),
+                    sha: d.sha.to_string(),
+                    user: d.user,
+                    created_at: d.created_at,
+                    finished_at: timing.1,
+                    job_json: json.clone(),
+                };
+                self.deployments.push((e, job_id, planned));
+            }
+            self.jobs.push((job_id, json, plan.status));
+        }
+        self.pipelines.push(pipeline);
+    }
+
+    /// Review apps of merge requests that are no longer open are stopped.
+    fn stop_review_apps(&mut self, records: &ProjectRecords) {
+        for env in &mut self.environments {
+            let Some(branch) = env.name.strip_prefix("review/") else { continue };
+            let done = records
+                .merge_requests
+                .items
+                .iter()
+                .any(|m| &*m.meta.source_branch == branch && m.meta.state != MrState::Opened);
+            if done {
+                env.state = "stopped";
+                env.auto_stop_at = None;
+            }
+        }
+    }
+
+    /// Renders the environments and deployments, and finds which merged merge request each
+    /// environment got, and when.
+    fn finish(self, records: &ProjectRecords) -> Ci {
+        let ids = self.project.ci;
+        let mut ci = Ci { pipelines: self.pipelines, ..Ci::default() };
+        let mut jobs = self.jobs;
         jobs.sort_by_key(|(id, _, _)| std::cmp::Reverse(*id));
         ci.jobs = jobs.into_iter().map(|(id, json, status)| Job { id, status, json }).collect();
-
-        // 3. Environments: review apps of finished merge requests are stopped.
-        for env in &mut envs {
-            if let Some(branch) = env.name.strip_prefix("review/") {
-                let done = records
-                    .merge_requests
-                    .items
-                    .iter()
-                    .any(|m| &*m.meta.source_branch == branch && m.meta.state != MrState::Opened);
-                if done {
-                    env.state = "stopped";
-                    env.auto_stop_at = None;
-                }
-            }
-        }
-        let mut order: Vec<usize> = (0..envs.len()).collect();
-        order.sort_by_key(|&e| envs[e].created_at);
-        let mut env_id = vec![0u64; envs.len()];
-        for (n, &e) in order.iter().enumerate() {
-            env_id[e] = ids.first_environment_id + n as u64;
-        }
-
-        // 4. Deployments, by the time their jobs were created.
-        deployment_drafts.sort_by_key(|(_, job, d)| (d.created_at, *job));
-        for (n, (e, _, d)) in deployment_drafts.iter().enumerate() {
-            let env = &envs[*e];
+        let envs = self.environments;
+        let env_id = |e: usize| ids.first_environment_id + e as u64;
+        let mut deployments = self.deployments;
+        deployments.sort_by_key(|(_, job, d)| (d.created_at, *job));
+        for (n, (e, _, d)) in deployments.iter().enumerate() {
             let status = match d.status {
-                "manual" => "created",
-                "pending" => "created",
+                "manual" | "pending" => "created",
                 other => other,
             };
             let updated_at = d.finished_at.unwrap_or(d.created_at + 1_000);
-            let user = world.user(d.user).unwrap_or(world.current_user());
+            let user = self.world.user(d.user).unwrap_or(self.world.current_user());
             let record = DeploymentRecord {
                 id: ids.first_deployment_id + n as u64,
                 iid: n as u64 + 1,
@@ -732,7 +767,7 @@ impl Ci {
                 updated_at: DateTime::utc(updated_at),
                 status,
                 user: UserRef::from(user),
-                environment: env.basic(env_id[*e]),
+                environment: envs[*e].basic(env_id(*e)),
                 deployable: (),
             };
             // The deployable is the deploy job, exactly as the jobs list shows it: it replaces
@@ -752,12 +787,12 @@ impl Ci {
                 json: json.into_boxed_slice(),
             });
         }
-        ci.environments = order
+        ci.environments = envs
             .iter()
-            .map(|&e| {
-                let env = &envs[e];
+            .enumerate()
+            .map(|(e, env)| {
                 let record = EnvironmentRecord {
-                    basic: env.basic(env_id[e]),
+                    basic: env.basic(env_id(e)),
                     tier: env.tier,
                     state: env.state,
                     auto_stop_at: env.auto_stop_at.map(DateTime::utc),
@@ -774,16 +809,9 @@ impl Ci {
                 }
             })
             .collect();
-        // Deployment environments are indexes into `environments` from here on.
-        let position: HashMap<usize, usize> = order.iter().enumerate().map(|(n, &e)| (e, n)).collect();
-        for d in &mut ci.deployments {
-            d.environment = position[&d.environment];
-        }
-
-        // 5. Which merged merge request each environment got, and when.
         for m in records.merge_requests.items.iter().map(|m| &m.meta) {
             let Some(merged_at) = m.merged_at else { continue };
-            for (e, _) in ci.environments.iter().enumerate() {
+            for e in 0..ci.environments.len() {
                 let first = ci
                     .deployments
                     .iter()
@@ -799,7 +827,6 @@ impl Ci {
         ci
     }
 }
-
 /// A deploy job, remembered to make its deployment.
 struct JobPlanned {
     status: &'static str,

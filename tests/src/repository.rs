@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value;
 
-use crate::content::MrState;
+use crate::content::{MergeRequestMeta, MrState, ProjectRecords};
 use crate::pagination::{Counting, PageRequest, offset_page, offset_page_mapped};
 use crate::query::Query;
 use crate::records::{MilestoneRef, UserRef, to_bytes};
@@ -345,33 +345,21 @@ struct Merge<'m> {
     squash: bool,
 }
 
-impl Repository {
-    /// Generates the repository of the project at `index` (its merge requests first).
-    pub(crate) fn generate(world: &World, index: usize) -> Repository {
-        let project = &world.projects()[index];
-        if project.empty_repo {
-            return Repository::default();
-        }
-        let records = world.records(index);
-        let seed = world.seed();
-        let mut rng = rng_for(seed, 0x2E_0001, project.id);
-        let mut b = Builder { world, project, drafts: Vec::new() };
-        let default_branch = project.default_branch.as_str();
-        let last = ymd_ms(2025, 10, 31);
-        let start = project.created_at.millis + rng.random_range(5..=90) * MINUTE;
+/// The merge requests a repository is made from: the merged ones, and those whose source branch
+/// may still exist (open, locked, closed).
+struct MergeRequests<'m> {
+    merged: Vec<Merge<'m>>,
+    unmerged: Vec<&'m MergeRequestMeta>,
+}
 
-        // 1. The default branch: direct commits and merges, in time order.
-        let direct = match project.path_with_namespace.as_str() {
-            p if p == crate::world::BIG_PROJECT => 1_500,
-            p if crate::world::DEMO_PROJECTS.contains(&p) => rng.random_range(60..=200),
-            _ => rng.random_range(3..=40),
-        };
-        let mut merges: Vec<Merge<'_>> = Vec::new();
-        let mut open_heads = Vec::new();
+impl<'m> MergeRequests<'m> {
+    fn of(records: &'m ProjectRecords) -> Self {
+        let mut merged = Vec::new();
+        let mut unmerged = Vec::new();
         for item in &records.merge_requests.items {
             let m = &item.meta;
             match (m.state, m.merged_at, &m.merge_commit) {
-                (MrState::Merged, Some(merged_at), Some(merge_commit)) => merges.push(Merge {
+                (MrState::Merged, Some(merged_at), Some(merge_commit)) => merged.push(Merge {
                     iid: m.common.iid,
                     title: &m.common.title,
                     author: m.common.author,
@@ -384,16 +372,50 @@ impl Repository {
                     merge_commit,
                     squash: m.squash,
                 }),
-                (MrState::Opened | MrState::Locked | MrState::Closed, _, _) => open_heads.push(m),
+                (MrState::Opened | MrState::Locked | MrState::Closed, _, _) => unmerged.push(m),
                 _ => {}
             }
         }
+        Self { merged, unmerged }
+    }
+}
+
+/// The default branch's first-parent commits as `(committed at, position, draft index)`, oldest
+/// first: where other branches fork and tags sit.
+struct Mainline {
+    commits: Vec<(Millis, u32, usize)>,
+}
+
+impl Mainline {
+    /// The newest first-parent commit at `at`: its position and draft index.
+    fn fork_at(&self, at: Millis) -> (u32, usize) {
+        let i = self.commits.partition_point(|(t, _, _)| *t <= at).max(1) - 1;
+        (self.commits[i].1, self.commits[i].2)
+    }
+
+    fn tip(&self) -> usize {
+        self.commits.last().map_or(0, |c| c.2)
+    }
+}
+
+/// When a project's history runs: from just after its creation to the end of generated time.
+#[derive(Clone, Copy)]
+struct Span {
+    start: Millis,
+    end: Millis,
+}
+
+impl<'a> Builder<'a> {
+    /// The default branch: an initial commit, then `direct` commits and the merges into it, in
+    /// time order.
+    fn default_branch(&mut self, rng: &mut impl Rng, merges: &[Merge<'_>], span: Span, direct: usize) -> Mainline {
         enum Event {
             Direct,
             Merge(usize),
         }
+        let default_branch = self.project.default_branch.as_str();
         let mut events: Vec<(Millis, Event)> =
-            (1..direct).map(|_| (instant(&mut rng, start, last), Event::Direct)).collect();
+            (1..direct).map(|_| (instant(rng, span.start, span.end), Event::Direct)).collect();
         events.extend(
             merges
                 .iter()
@@ -402,307 +424,373 @@ impl Repository {
                 .map(|(i, m)| (m.merged_at, Event::Merge(i))),
         );
         events.sort_by_key(|(at, _)| *at);
-        let initial = b.direct(&mut rng, start, None);
-        let mut tip = b.add(&mut rng, initial, Some(0), None);
+        let initial = self.direct(rng, span.start, None);
+        let mut tip = self.add(rng, initial, Some(0), None);
         let mut pos = 1u32;
-        // (time, default position) of every first-parent commit, to fork branches and tag.
-        let mut mainline: Vec<(Millis, u32, usize)> = vec![(start, 0, tip)];
+        let mut mainline = Mainline { commits: vec![(span.start, 0, tip)] };
         for (at, event) in events {
-            let at = at.max(b.drafts[tip].committed_at + MINUTE);
-            match event {
+            let at = at.max(self.drafts[tip].committed_at + MINUTE);
+            tip = match event {
                 Event::Direct => {
-                    let spec = b.direct(&mut rng, at, Some(b.sha_of(tip)));
-                    tip = b.add(&mut rng, spec, Some(pos), None);
+                    let spec = self.direct(rng, at, Some(self.sha_of(tip)));
+                    self.add(rng, spec, Some(pos), None)
                 }
-                Event::Merge(i) => {
-                    let m = &merges[i];
-                    let path = &project.path_with_namespace;
-                    let (author, merger) = (b.user(m.author), b.user(m.merger));
-                    if m.squash {
-                        let text = format!("{}\n\nSee merge request {path}!{}\n", m.title, m.iid);
-                        let spec = CommitSpec {
-                            sha: m.merge_commit.to_owned(),
-                            parents: vec![b.sha_of(tip)],
-                            message: text::CommitMessage { text, trailers: Vec::new() },
-                            author,
-                            committer: merger,
-                            authored_at: instant(&mut rng, m.created_at, at),
-                            committed_at: at,
-                        };
-                        tip = b.add(&mut rng, spec, Some(pos), None);
-                    } else {
-                        let head_at = instant(&mut rng, m.created_at.min(at - MINUTE), at - MINUTE);
-                        let signature = format!("{} <{}>", author.name, author.email());
-                        let head = CommitSpec {
-                            sha: m.sha.to_owned(),
-                            parents: vec![b.sha_of(tip)],
-                            message: text::commit_message(&mut rng, &signature, None),
-                            author,
-                            committer: author,
-                            authored_at: head_at,
-                            committed_at: head_at,
-                        };
-                        let head = b.add(&mut rng, head, Some(pos), None);
-                        b.drafts[head].second_parent = true;
-                        pos += 1;
-                        let text = format!(
-                            "Merge branch '{}' into '{default_branch}'\n\n{}\n\nSee merge request {path}!{}\n",
-                            m.source, m.title, m.iid
-                        );
-                        let spec = CommitSpec {
-                            sha: m.merge_commit.to_owned(),
-                            parents: vec![b.sha_of(tip), b.sha_of(head)],
-                            message: text::CommitMessage { text, trailers: Vec::new() },
-                            author: merger,
-                            committer: merger,
-                            authored_at: at,
-                            committed_at: at,
-                        };
-                        tip = b.add(&mut rng, spec, Some(pos), None);
-                    }
-                }
-            }
-            mainline.push((b.drafts[tip].committed_at, pos, tip));
+                Event::Merge(i) => self.merge(rng, &merges[i], tip, at, &mut pos),
+            };
+            mainline.commits.push((self.drafts[tip].committed_at, pos, tip));
             pos += 1;
         }
-        let fork_at = |at: Millis| -> (u32, usize) {
-            let i = mainline.partition_point(|(t, _, _)| *t <= at).max(1) - 1;
-            (mainline[i].1, mainline[i].2)
-        };
+        mainline
+    }
 
-        // 2. The other branches.
-        let mut branches = vec![BranchDraft {
-            name: default_branch.to_owned(),
-            reach: Reach::everything_on_default(),
-            head: tip,
-            merged: false,
-        }];
-        // Long-lived branches merge requests target: their own commits are those merges.
+    /// A merge request merged into the default branch at `at` on top of `tip`: its squash commit,
+    /// or its head commit (reached as the second parent) and a merge commit. Returns the new tip.
+    fn merge(&mut self, rng: &mut impl Rng, m: &Merge<'_>, tip: usize, at: Millis, pos: &mut u32) -> usize {
+        let path = &self.project.path_with_namespace;
+        let (author, merger) = (self.user(m.author), self.user(m.merger));
+        if m.squash {
+            let text = format!("{}\n\nSee merge request {path}!{}\n", m.title, m.iid);
+            let spec = CommitSpec {
+                sha: m.merge_commit.to_owned(),
+                parents: vec![self.sha_of(tip)],
+                message: text::CommitMessage { text, trailers: Vec::new() },
+                author,
+                committer: merger,
+                authored_at: instant(rng, m.created_at, at),
+                committed_at: at,
+            };
+            return self.add(rng, spec, Some(*pos), None);
+        }
+        let head_at = instant(rng, m.created_at.min(at - MINUTE), at - MINUTE);
+        let signature = format!("{} <{}>", author.name, author.email());
+        let head = CommitSpec {
+            sha: m.sha.to_owned(),
+            parents: vec![self.sha_of(tip)],
+            message: text::commit_message(rng, &signature, None),
+            author,
+            committer: author,
+            authored_at: head_at,
+            committed_at: head_at,
+        };
+        let head = self.add(rng, head, Some(*pos), None);
+        self.drafts[head].second_parent = true;
+        *pos += 1;
+        let text = format!(
+            "Merge branch '{}' into '{}'\n\n{}\n\nSee merge request {path}!{}\n",
+            m.source, self.project.default_branch, m.title, m.iid
+        );
+        let spec = CommitSpec {
+            sha: m.merge_commit.to_owned(),
+            parents: vec![self.sha_of(tip), self.sha_of(head)],
+            message: text::CommitMessage { text, trailers: Vec::new() },
+            author: merger,
+            committer: merger,
+            authored_at: at,
+            committed_at: at,
+        };
+        self.add(rng, spec, Some(*pos), None)
+    }
+
+    /// `develop` and `release/2.x`, when merge requests target them: forked from the default
+    /// branch, their own commits are the merges into them.
+    fn long_lived_branches(
+        &mut self,
+        rng: &mut impl Rng,
+        mrs: &MergeRequests<'_>,
+        mainline: &Mainline,
+        span: Span,
+        branches: &mut Vec<BranchDraft>,
+    ) {
         for target in ["develop", "release/2.x"] {
-            let into: Vec<&Merge<'_>> = merges.iter().filter(|m| m.target == target).collect();
-            let targeted = into.len() + open_heads.iter().filter(|m| &*m.target_branch == target).count();
+            let into: Vec<&Merge<'_>> = mrs.merged.iter().filter(|m| m.target == target).collect();
+            let targeted = into.len() + mrs.unmerged.iter().filter(|m| &*m.target_branch == target).count();
             if targeted == 0 {
                 continue;
             }
             let branch = branches.len() as u16;
-            let (fork_pos, fork) = fork_at(start + (last - start) / 3);
+            let (fork_pos, fork) = mainline.fork_at(span.start + (span.end - span.start) / 3);
             let mut head = fork;
             let mut seq = 0;
             for m in into {
-                let (author, merger) = (b.user(m.author), b.user(m.merger));
-                let text = format!("{}\n\nSee merge request {}!{}\n", m.title, project.path_with_namespace, m.iid);
-                let at = m.merged_at.max(b.drafts[head].committed_at + MINUTE);
+                let (author, merger) = (self.user(m.author), self.user(m.merger));
+                let text = format!("{}\n\nSee merge request {}!{}\n", m.title, self.project.path_with_namespace, m.iid);
+                let at = m.merged_at.max(self.drafts[head].committed_at + MINUTE);
                 let spec = CommitSpec {
                     sha: m.merge_commit.to_owned(),
-                    parents: vec![b.sha_of(head)],
+                    parents: vec![self.sha_of(head)],
                     message: text::CommitMessage { text, trailers: Vec::new() },
                     author,
                     committer: merger,
                     authored_at: at,
                     committed_at: at,
                 };
-                head = b.add(&mut rng, spec, None, Some((branch, seq)));
+                head = self.add(rng, spec, None, Some((branch, seq)));
                 seq += 1;
             }
             let reach = Reach { default_pos: Some(fork_pos), branch: (seq > 0).then(|| (branch, seq - 1)) };
             branches.push(BranchDraft { name: target.to_owned(), reach, head, merged: seq == 0 });
         }
-        // The source branches of open (and some closed) merge requests, with `sha` as their head.
-        for m in &open_heads {
+    }
+
+    /// The source branches of open (and a third of the closed) merge requests, with `sha` as
+    /// their head; and a fifth of the merged ones, kept after the merge.
+    fn merge_request_branches(
+        &mut self,
+        rng: &mut impl Rng,
+        mrs: &MergeRequests<'_>,
+        mainline: &Mainline,
+        branches: &mut Vec<BranchDraft>,
+    ) {
+        for m in &mrs.unmerged {
             if m.state == MrState::Closed && !rng.random_ratio(1, 3) {
                 continue;
             }
             let branch = branches.len() as u16;
             let created = m.common.created_at;
-            let (fork_pos, fork) = fork_at(created);
+            let (fork_pos, fork) = mainline.fork_at(created);
             let extra = rng.random_range(0..=2);
             let mut head = fork;
             for seq in 0..=extra {
-                let at = instant(&mut rng, created, m.common.updated_at).max(b.drafts[head].committed_at + MINUTE);
-                let mut spec = b.direct(&mut rng, at, Some(b.sha_of(head)));
-                spec.author = b.user(m.common.author);
+                let at = instant(rng, created, m.common.updated_at).max(self.drafts[head].committed_at + MINUTE);
+                let mut spec = self.direct(rng, at, Some(self.sha_of(head)));
+                spec.author = self.user(m.common.author);
                 if seq == extra {
                     spec.sha = m.sha.to_string();
                 }
-                head = b.add(&mut rng, spec, None, Some((branch, seq)));
+                head = self.add(rng, spec, None, Some((branch, seq)));
             }
             let reach = Reach { default_pos: Some(fork_pos), branch: Some((branch, extra)) };
             branches.push(BranchDraft { name: m.source_branch.to_string(), reach, head, merged: false });
         }
-        // Some merged merge requests keep their source branch.
-        for m in merges.iter().filter(|m| m.target == default_branch && !m.squash) {
+        let default_branch = self.project.default_branch.as_str();
+        for m in mrs.merged.iter().filter(|m| m.target == default_branch && !m.squash) {
             if !rng.random_ratio(1, 5) {
                 continue;
             }
-            if let Some(head) = b.drafts.iter().position(|d| *d.data.sha == *m.sha) {
-                let reach = Reach { default_pos: b.drafts[head].default_pos, branch: None };
+            if let Some(head) = self.drafts.iter().position(|d| *d.data.sha == *m.sha) {
+                let reach = Reach { default_pos: self.drafts[head].default_pos, branch: None };
                 branches.push(BranchDraft { name: m.source.to_owned(), reach, head, merged: true });
             }
         }
-        // Stale experiments nobody merged.
+    }
+
+    /// Up to two experiments nobody merged.
+    fn stale_branches(&mut self, rng: &mut impl Rng, mainline: &Mainline, span: Span, branches: &mut Vec<BranchDraft>) {
         for n in 0..rng.random_range(0..=2) {
             let branch = branches.len() as u16;
-            let (fork_pos, fork) = fork_at(instant(&mut rng, start, last));
-            let at = b.drafts[fork].committed_at + rng.random_range(10..=5_000) * MINUTE;
-            let spec = b.direct(&mut rng, at, Some(b.sha_of(fork)));
-            let head = b.add(&mut rng, spec, None, Some((branch, 0)));
+            let (fork_pos, fork) = mainline.fork_at(instant(rng, span.start, span.end));
+            let at = self.drafts[fork].committed_at + rng.random_range(10..=5_000) * MINUTE;
+            let spec = self.direct(rng, at, Some(self.sha_of(fork)));
+            let head = self.add(rng, spec, None, Some((branch, 0)));
             let name = ["wip/experiment-ünïcode", "renovate/rust-1.x", "spike/grpc-🚀"][n % 3].to_owned();
             let reach = Reach { default_pos: Some(fork_pos), branch: Some((branch, 0)) };
             branches.push(BranchDraft { name, reach, head, merged: false });
         }
+    }
 
-        // 3. Put the commits in date order and render them.
-        let mut order: Vec<usize> = (0..b.drafts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse((b.drafts[i].committed_at, i)));
-        let mut new_index = vec![0usize; b.drafts.len()];
+    /// The commits, rendered, newest first; and where each draft went in that order.
+    fn finish(self) -> (Vec<Commit>, Vec<usize>) {
+        let mut order: Vec<usize> = (0..self.drafts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse((self.drafts[i].committed_at, i)));
+        let mut new_index = vec![0usize; self.drafts.len()];
         for (new, &old) in order.iter().enumerate() {
             new_index[old] = new;
         }
-        let mut drafts: Vec<Option<Draft>> = b.drafts.into_iter().map(Some).collect();
-        let commits: Vec<Commit> = order
-            .iter()
-            .filter_map(|&old| drafts[old].take())
-            .map(|d| {
-                let json = to_bytes(&d.data.record(false)).into_boxed_slice();
-                let json_with_trailers =
-                    (!d.data.trailers.is_empty()).then(|| to_bytes(&d.data.record(true)).into_boxed_slice());
-                let author_text = format!("{} {}", d.data.author_name, d.data.author_email).to_lowercase().into();
-                Commit {
-                    committed_at: d.committed_at,
-                    default_pos: d.default_pos,
-                    branch: d.branch,
-                    second_parent: d.second_parent,
-                    files: d.files,
-                    stats: d.stats,
-                    author_text,
-                    json,
-                    json_with_trailers,
-                    data: d.data,
-                }
-            })
-            .collect();
+        let mut drafts: Vec<Option<Draft>> = self.drafts.into_iter().map(Some).collect();
+        let commits = order.iter().filter_map(|&old| drafts[old].take()).map(Commit::render).collect();
+        (commits, new_index)
+    }
+}
+
+impl Commit {
+    fn render(d: Draft) -> Commit {
+        let json = to_bytes(&d.data.record(false)).into_boxed_slice();
+        let json_with_trailers =
+            (!d.data.trailers.is_empty()).then(|| to_bytes(&d.data.record(true)).into_boxed_slice());
+        let author_text = format!("{} {}", d.data.author_name, d.data.author_email).to_lowercase().into();
+        Commit {
+            committed_at: d.committed_at,
+            default_pos: d.default_pos,
+            branch: d.branch,
+            second_parent: d.second_parent,
+            files: d.files,
+            stats: d.stats,
+            author_text,
+            json,
+            json_with_trailers,
+            data: d.data,
+        }
+    }
+}
+
+impl Repository {
+    /// Generates the repository of the project at `index` (its merge requests first).
+    pub(crate) fn generate(world: &World, index: usize) -> Repository {
+        let project = &world.projects()[index];
+        if project.empty_repo {
+            return Repository::default();
+        }
+        let mrs = MergeRequests::of(world.records(index));
+        let mut rng = rng_for(world.seed(), 0x2E_0001, project.id);
+        let span =
+            Span { start: project.created_at.millis + rng.random_range(5..=90) * MINUTE, end: ymd_ms(2025, 10, 31) };
+        let direct = match project.path_with_namespace.as_str() {
+            p if p == crate::world::BIG_PROJECT => 1_500,
+            p if crate::world::DEMO_PROJECTS.contains(&p) => rng.random_range(60..=200),
+            _ => rng.random_range(3..=40),
+        };
+        let mut b = Builder { world, project, drafts: Vec::new() };
+        let mainline = b.default_branch(&mut rng, &mrs.merged, span, direct);
+        let mut branches = vec![BranchDraft {
+            name: project.default_branch.clone(),
+            reach: Reach::everything_on_default(),
+            head: mainline.tip(),
+            merged: false,
+        }];
+        b.long_lived_branches(&mut rng, &mrs, &mainline, span, &mut branches);
+        b.merge_request_branches(&mut rng, &mrs, &mainline, &mut branches);
+        b.stale_branches(&mut rng, &mainline, span, &mut branches);
+        let (commits, new_index) = b.finish();
         let mut topo: Vec<u32> = (0..commits.len() as u32).collect();
         topo.sort_by_key(|&i| std::cmp::Reverse(commits[i as usize].topo_key()));
 
         let protected_tags = rng.random_bool(0.5);
         let mut repo = Repository { commits, topo, ..Repository::default() };
-        repo.branches = branches
-            .into_iter()
-            .map(|d| {
-                let head = &repo.commits[new_index[d.head]];
-                let is_default = d.name == default_branch;
-                let protected = is_default || d.name.starts_with("release/") || d.name == "develop";
-                let record = BranchRecord {
-                    name: &d.name,
-                    commit: head.data.record(false),
-                    merged: d.merged,
-                    protected,
-                    developers_can_push: !protected || d.name == "develop",
-                    developers_can_merge: !protected || !is_default,
-                    can_push: true,
-                    default: is_default,
-                    web_url: format!("{}/-/tree/{}", project.web_url, d.name),
-                };
-                Branch {
-                    json: to_bytes(&record).into_boxed_slice(),
-                    name: d.name.into_boxed_str(),
-                    reach: d.reach,
-                    updated: head.committed_at,
-                }
-            })
-            .collect();
-        repo.branches.sort_by(|a, b| a.name.cmp(&b.name));
-        repo.default_branch = repo.branches.iter().position(|b| &*b.name == default_branch).unwrap_or(0);
-
-        // 4. Tags on first-parent commits of the default branch, and releases on most of them.
-        let tag_count = match project.path_with_namespace.as_str() {
-            p if p == crate::world::BIG_PROJECT => 60,
-            p if crate::world::DEMO_PROJECTS.contains(&p) => rng.random_range(8..=25),
-            _ if rng.random_bool(0.5) => 0,
-            _ => rng.random_range(1..=6),
-        };
-        let candidates: Vec<usize> = (0..repo.commits.len())
-            .rev()
-            .filter(|&i| repo.commits[i].default_pos.is_some() && !repo.commits[i].second_parent)
-            .collect();
-        let tag_count = tag_count.min(candidates.len());
-        let mut tagged: Vec<usize> =
-            (0..tag_count).map(|k| candidates[(k + 1) * candidates.len() / (tag_count + 1)]).collect();
-        tagged.dedup();
-        let mut version = (u64::from(rng.random_bool(0.3)), 1u64, 0u64);
-        let mut rc = 0;
-        let merged_times: Vec<(Millis, u64, &str)> = merges.iter().map(|m| (m.merged_at, m.iid, m.title)).collect();
-        let mut previous_at = 0;
-        let mut tags = Vec::with_capacity(tagged.len());
-        let mut releases = Vec::new();
-        for (k, &commit_index) in tagged.iter().enumerate() {
-            let commit = &repo.commits[commit_index];
-            let pre_release = rng.random_ratio(1, 10);
-            rc = if pre_release { rc + 1 } else { 0 };
-            let name = if pre_release {
-                format!("v{}.{}.{}-rc.{rc}", version.0, version.1, version.2)
-            } else {
-                format!("v{}.{}.{}", version.0, version.1, version.2)
-            };
-            let version_key = (version.0, version.1, version.2, u64::from(!pre_release), rc);
-            if !pre_release {
-                version = match rng.random_range(0..10) {
-                    0 => (version.0 + 1, 0, 0),
-                    1..=3 => (version.0, version.1 + 1, 0),
-                    _ => (version.0, version.1, version.2 + 1),
-                };
-            }
-            let tagger = maintainer(world, &mut rng);
-            let annotated = rng.random_ratio(7, 10);
-            let tagged_at = commit.committed_at + rng.random_range(5..=600) * MINUTE;
-            let has_release = annotated && rng.random_ratio(4, 5);
-            let notes: Vec<(u64, &str)> = merged_times
-                .iter()
-                .filter(|(at, _, _)| *at > previous_at && *at <= commit.committed_at)
-                .take(6)
-                .map(|(_, iid, title)| (*iid, *title))
-                .collect();
-            previous_at = commit.committed_at;
-            let description = has_release.then(|| text::release_notes(&mut rng, &name, &notes)).flatten();
-            let release_ref = has_release.then(|| TagRelease { tag_name: &name, description: description.as_deref() });
-            let tag_message = if annotated {
-                format!("Release {name} 🎉\n\n{} changes since the last tag.", notes.len())
-            } else {
-                String::new()
-            };
-            let record = TagRecord {
-                name: &name,
-                message: &tag_message,
-                target: if annotated { text::sha(&mut rng) } else { commit.data.sha.to_string() },
-                commit: commit.data.record(false),
-                release: release_ref,
-                protected: protected_tags,
-                created_at: annotated.then(|| GitTime::at(tagged_at, tagger.utc_offset)),
-            };
-            tags.push(Tag {
-                name: name.clone().into_boxed_str(),
-                commit: commit_index,
-                updated: commit.committed_at,
-                version: version_key,
-                json: to_bytes(&record).into_boxed_slice(),
-            });
-            if has_release {
-                let upcoming = k + 1 == tagged.len() && rng.random_ratio(1, 4);
-                releases.push(make_release(
-                    world,
-                    index,
-                    &mut rng,
-                    ReleaseFacts { tag: &name, commit, description: description.as_deref(), tagged_at, upcoming },
-                    releases.len(),
-                ));
-            }
-        }
-        tags.sort_by_key(|t| std::cmp::Reverse((t.updated, t.version)));
-        releases.sort_by_key(|r: &Release| std::cmp::Reverse((r.released_at, r.created_at)));
+        repo.branches = render_branches(project, &repo.commits, branches, &new_index);
+        repo.default_branch = repo.branches.iter().position(|b| *b.name == project.default_branch).unwrap_or(0);
+        let (tags, releases) = tags_and_releases(world, index, &mut rng, &repo.commits, &mrs.merged, protected_tags);
         repo.tags = tags;
         repo.releases = releases;
         repo
     }
+}
+
+/// The branches' JSON, by name.
+fn render_branches(
+    project: &Project,
+    commits: &[Commit],
+    drafts: Vec<BranchDraft>,
+    new_index: &[usize],
+) -> Vec<Branch> {
+    let default_branch = project.default_branch.as_str();
+    let mut branches: Vec<Branch> = drafts
+        .into_iter()
+        .map(|d| {
+            let head = &commits[new_index[d.head]];
+            let is_default = d.name == default_branch;
+            let protected = is_default || d.name.starts_with("release/") || d.name == "develop";
+            let record = BranchRecord {
+                name: &d.name,
+                commit: head.data.record(false),
+                merged: d.merged,
+                protected,
+                developers_can_push: !protected || d.name == "develop",
+                developers_can_merge: !protected || !is_default,
+                can_push: true,
+                default: is_default,
+                web_url: format!("{}/-/tree/{}", project.web_url, d.name),
+            };
+            Branch {
+                json: to_bytes(&record).into_boxed_slice(),
+                name: d.name.into_boxed_str(),
+                reach: d.reach,
+                updated: head.committed_at,
+            }
+        })
+        .collect();
+    branches.sort_by(|a, b| a.name.cmp(&b.name));
+    branches
+}
+
+/// Tags on first-parent commits of the default branch, spread over its history with growing
+/// versions, and releases on most annotated ones; both newest first.
+fn tags_and_releases(
+    world: &World,
+    index: usize,
+    rng: &mut impl Rng,
+    commits: &[Commit],
+    merges: &[Merge<'_>],
+    protected: bool,
+) -> (Vec<Tag>, Vec<Release>) {
+    let project = &world.projects()[index];
+    let tag_count = match project.path_with_namespace.as_str() {
+        p if p == crate::world::BIG_PROJECT => 60,
+        p if crate::world::DEMO_PROJECTS.contains(&p) => rng.random_range(8..=25),
+        _ if rng.random_bool(0.5) => 0,
+        _ => rng.random_range(1..=6),
+    };
+    let candidates: Vec<usize> =
+        (0..commits.len()).rev().filter(|&i| commits[i].default_pos.is_some() && !commits[i].second_parent).collect();
+    let tag_count = tag_count.min(candidates.len());
+    let mut tagged: Vec<usize> =
+        (0..tag_count).map(|k| candidates[(k + 1) * candidates.len() / (tag_count + 1)]).collect();
+    tagged.dedup();
+    let mut version = (u64::from(rng.random_bool(0.3)), 1u64, 0u64);
+    let mut rc = 0;
+    let mut previous_at = 0;
+    let mut tags = Vec::with_capacity(tagged.len());
+    let mut releases = Vec::new();
+    for (k, &commit_index) in tagged.iter().enumerate() {
+        let commit = &commits[commit_index];
+        let pre_release = rng.random_ratio(1, 10);
+        rc = if pre_release { rc + 1 } else { 0 };
+        let name = if pre_release {
+            format!("v{}.{}.{}-rc.{rc}", version.0, version.1, version.2)
+        } else {
+            format!("v{}.{}.{}", version.0, version.1, version.2)
+        };
+        let version_key = (version.0, version.1, version.2, u64::from(!pre_release), rc);
+        if !pre_release {
+            version = match rng.random_range(0..10) {
+                0 => (version.0 + 1, 0, 0),
+                1..=3 => (version.0, version.1 + 1, 0),
+                _ => (version.0, version.1, version.2 + 1),
+            };
+        }
+        let tagger = maintainer(world, rng);
+        let annotated = rng.random_ratio(7, 10);
+        let tagged_at = commit.committed_at + rng.random_range(5..=600) * MINUTE;
+        let has_release = annotated && rng.random_ratio(4, 5);
+        // The merge requests merged since the previous tag make the release notes.
+        let notes: Vec<(u64, &str)> = merges
+            .iter()
+            .filter(|m| m.merged_at > previous_at && m.merged_at <= commit.committed_at)
+            .take(6)
+            .map(|m| (m.iid, m.title))
+            .collect();
+        previous_at = commit.committed_at;
+        let description = has_release.then(|| text::release_notes(rng, &name, &notes)).flatten();
+        let release_ref = has_release.then(|| TagRelease { tag_name: &name, description: description.as_deref() });
+        let tag_message = if annotated {
+            format!("Release {name} 🎉\n\n{} changes since the last tag.", notes.len())
+        } else {
+            String::new()
+        };
+        let record = TagRecord {
+            name: &name,
+            message: &tag_message,
+            target: if annotated { text::sha(rng) } else { commit.data.sha.to_string() },
+            commit: commit.data.record(false),
+            release: release_ref,
+            protected,
+            created_at: annotated.then(|| GitTime::at(tagged_at, tagger.utc_offset)),
+        };
+        tags.push(Tag {
+            name: name.clone().into_boxed_str(),
+            commit: commit_index,
+            updated: commit.committed_at,
+            version: version_key,
+            json: to_bytes(&record).into_boxed_slice(),
+        });
+        if has_release {
+            let upcoming = k + 1 == tagged.len() && rng.random_ratio(1, 4);
+            let facts = ReleaseFacts { tag: &name, commit, description: description.as_deref(), tagged_at, upcoming };
+            releases.push(make_release(world, index, rng, facts, releases.len()));
+        }
+    }
+    tags.sort_by_key(|t| std::cmp::Reverse((t.updated, t.version)));
+    releases.sort_by_key(|r: &Release| std::cmp::Reverse((r.released_at, r.created_at)));
+    (tags, releases)
 }
 
 /// Someone who tags or releases: a maintainer, skewed to the first users.
