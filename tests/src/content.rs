@@ -10,6 +10,7 @@
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
+use crate::discussions::{Noteable, note_counts};
 use crate::records::{
     IssueLinks, IssueRecord, MergeRequestRecord, MilestoneRef, References, TaskCompletionStatus, TimeStats, UserRef,
     to_bytes,
@@ -118,6 +119,14 @@ pub(crate) struct MergeRequestMeta {
     pub source_branch: Box<str>,
     pub target_branch: Box<str>,
     pub merged_at: Option<Millis>,
+    /// Who merged or closed it.
+    pub finished_by: Option<u64>,
+    /// The head commit of the source branch.
+    pub sha: Box<str>,
+    /// The commit a merge left on the target branch (the merge or the squash commit).
+    pub merge_commit: Option<Box<str>>,
+    /// Merged by squashing.
+    pub squash: bool,
 }
 
 impl HasCommon for MergeRequestMeta {
@@ -257,7 +266,9 @@ impl<'a> Ctx<'a> {
             } else {
                 "UNKNOWN"
             };
-            let user_notes_count = skewed(&mut rng, 40);
+            // The count comes from the notes themselves (see `discussions`); the draw keeps the stream.
+            let _ = skewed(&mut rng, 40);
+            let user_notes_count = note_counts(seed, project.id, Noteable::Issue, iid, created_at, updated_at).user;
             let merge_requests_count = weighted(&mut rng, &[70, 20, 7, 3]) as u32;
             let upvotes = skewed(&mut rng, 12);
             let downvotes = skewed(&mut rng, 3);
@@ -423,7 +434,9 @@ impl<'a> Ctx<'a> {
                 _ => None,
             };
             let time_stats = time_stats(&mut rng);
-            let user_notes_count = skewed(&mut rng, 30);
+            let _ = skewed(&mut rng, 30);
+            let user_notes_count =
+                note_counts(self.world.seed(), project.id, Noteable::MergeRequest, iid, created_at, updated_at).user;
             let upvotes = skewed(&mut rng, 8);
             let downvotes = skewed(&mut rng, 2);
             let finished_by = matches!(state, MrState::Merged | MrState::Closed);
@@ -512,6 +525,10 @@ impl<'a> Ctx<'a> {
                     source_branch: source_branch.into_boxed_str(),
                     target_branch: target_branch.into_boxed_str(),
                     merged_at,
+                    finished_by: finished_by.then_some(finisher),
+                    sha: sha.into_boxed_str(),
+                    merge_commit: merge_commit_sha.or(squash_commit_sha).map(Into::into),
+                    squash,
                 },
                 json,
             });

@@ -12,7 +12,8 @@ use crate::auth::Caller;
 use crate::content::{Common, HasCommon, IssueMeta, MergeRequestMeta, MrState, RecordSet};
 use crate::query::Query;
 use crate::reply::ApiError;
-use crate::time::Millis;
+use crate::text;
+use crate::time::{Days, Millis, today};
 use crate::world::{Group, Project, World};
 
 /// Who a person parameter asks for.
@@ -109,6 +110,9 @@ struct RecordSpec {
     updated_after: Option<i64>,
     updated_before: Option<i64>,
     scope: Scope,
+    /// `my_reaction_emoji`: `None` matches every record (the token's user reacted to none in
+    /// this world); `Any` or an emoji name matches none.
+    reacted: Option<bool>,
 }
 
 impl RecordSpec {
@@ -145,6 +149,7 @@ impl RecordSpec {
             updated_after: q.time("updated_after")?,
             updated_before: q.time("updated_before")?,
             scope,
+            reacted: q.get("my_reaction_emoji").map(|e| !e.eq_ignore_ascii_case("none")),
         })
     }
 
@@ -190,6 +195,7 @@ impl RecordSpec {
             search: self.search.clone(),
             created: (self.created_after, self.created_before),
             updated: (self.updated_after, self.updated_before),
+            nothing: self.reacted == Some(true),
         }
     }
 }
@@ -221,6 +227,8 @@ struct RecordFilter {
     search: Option<String>,
     created: (Option<i64>, Option<i64>),
     updated: (Option<i64>, Option<i64>),
+    /// Nothing can match (a reaction nobody gave).
+    nothing: bool,
 }
 
 /// Whether `at` (milliseconds) lies within the inclusive bounds (microseconds).
@@ -231,6 +239,9 @@ fn within(at: Millis, (after, before): (Option<i64>, Option<i64>)) -> bool {
 
 impl RecordFilter {
     fn matches(&self, c: &Common) -> bool {
+        if self.nothing {
+            return false;
+        }
         if let Some(iids) = &self.iids
             && iids.binary_search(&c.iid).is_err()
         {
@@ -341,6 +352,11 @@ pub(crate) struct IssueQuery {
     confidential: Option<bool>,
     /// `Some(Some(incident))`, or `Some(None)` for a type no record has.
     incident: Option<Option<bool>>,
+    /// `milestone_id`: `None`, `Any`, `Upcoming` or `Started`.
+    timebox: Option<&'static str>,
+    /// `due_date`: `0` (none), `any`, `today`, `tomorrow`, `overdue`, `week`, `month`,
+    /// `next_month_and_previous_two_weeks`.
+    due: Option<&'static str>,
     pub order: RecordOrder,
     pub desc: bool,
 }
@@ -349,6 +365,9 @@ pub(crate) struct IssueQuery {
 pub(crate) struct IssueFilter<'q> {
     query: &'q IssueQuery,
     common: RecordFilter,
+    /// The project's milestones `milestone_id` allows (by index), when it is `Upcoming` or `Started`.
+    timeboxed: Option<Vec<u16>>,
+    today: Days,
 }
 
 impl IssueQuery {
@@ -383,27 +402,88 @@ impl IssueQuery {
             Some("due_date") => RecordOrder::DueDate,
             _ => RecordOrder::CreatedAt,
         };
+        q.flag("non_archived")?;
+        q.flag("with_labels_details")?;
+        let timebox = q
+            .choice("milestone_id", &["None", "Any", "Upcoming", "Started", "none", "any", "upcoming", "started"])?
+            .map(|t| match t {
+                "none" => "None",
+                "any" => "Any",
+                "upcoming" => "Upcoming",
+                "started" => "Started",
+                other => other,
+            });
+        let due = q.choice(
+            "due_date",
+            &["0", "any", "today", "tomorrow", "overdue", "week", "month", "next_month_and_previous_two_weeks"],
+        )?;
         Ok(Self {
             common: RecordSpec::parse(q)?,
             open,
             confidential: q.flag("confidential")?,
             incident,
+            timebox,
+            due,
             order,
             desc: q.sort(true)?,
         })
     }
 
     pub fn resolve(&self, world: &World, project: &Project, caller: Caller) -> IssueFilter<'_> {
-        IssueFilter { query: self, common: self.common.resolve(world, project, caller) }
+        let today = today();
+        let timeboxed = match self.timebox {
+            Some("Upcoming") => {
+                // The milestone with the nearest due date in the future.
+                let next = project
+                    .milestones
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.state == "active" && m.due_date.is_some_and(|d| d.0 > today))
+                    .min_by_key(|(_, m)| m.due_date);
+                Some(next.map(|(i, _)| vec![i as u16]).unwrap_or_default())
+            }
+            Some("Started") => Some(
+                project
+                    .milestones
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.state == "active" && m.start_date.is_some_and(|d| d.0 <= today))
+                    .map(|(i, _)| i as u16)
+                    .collect(),
+            ),
+            _ => None,
+        };
+        IssueFilter { query: self, common: self.common.resolve(world, project, caller), timeboxed, today }
     }
 }
 
 impl IssueFilter<'_> {
     pub fn matches(&self, m: &IssueMeta) -> bool {
         let q = self.query;
+        let milestone = m.common.milestone;
+        let timebox_ok = match q.timebox {
+            Some("None") => milestone.is_none(),
+            Some("Any") => milestone.is_some(),
+            _ => self.timeboxed.as_ref().is_none_or(|allowed| milestone.is_some_and(|i| allowed.contains(&i))),
+        };
+        let today = self.today;
+        let due_ok = match (q.due, m.due_date) {
+            (None, _) => true,
+            (Some("0"), due) => due.is_none(),
+            (Some(_), None) => false,
+            (Some("any"), Some(_)) => true,
+            (Some("today"), Some(d)) => d == today,
+            (Some("tomorrow"), Some(d)) => d == today + 1,
+            (Some("overdue"), Some(d)) => d < today,
+            (Some("week"), Some(d)) => (today..today + 7).contains(&d),
+            (Some("month"), Some(d)) => (today..today + 30).contains(&d),
+            (Some(_), Some(d)) => (today - 14..today + 60).contains(&d),
+        };
         q.open.is_none_or(|open| m.open == open)
             && q.confidential.is_none_or(|c| m.confidential == c)
             && q.incident.is_none_or(|i| i == Some(m.incident))
+            && timebox_ok
+            && due_ok
             && self.common.matches(&m.common)
     }
 }
@@ -417,8 +497,21 @@ pub(crate) struct MergeRequestQuery {
     target_branch: Option<String>,
     reviewer: Option<PersonSpec>,
     draft: Option<bool>,
+    /// `environment`, `deployed_after`, `deployed_before`: only merge requests deployed (to that
+    /// environment) within the dates.
+    pub deployment: Option<DeploymentFilter>,
+    /// `view=simple`: only the simple fields of each merge request.
+    pub simple: bool,
     pub order: RecordOrder,
     pub desc: bool,
+}
+
+/// Which deployments a merge request must have had.
+#[derive(Clone, Debug)]
+pub(crate) struct DeploymentFilter {
+    pub environment: Option<String>,
+    pub after: Option<i64>,
+    pub before: Option<i64>,
 }
 
 /// A resolved merge request filter.
@@ -459,8 +552,21 @@ impl MergeRequestQuery {
             Some("merged_at") => RecordOrder::MergedAt,
             _ => RecordOrder::CreatedAt,
         };
+        q.flag("with_labels_details")?;
+        q.flag("with_merge_status_recheck")?;
+        let simple = q.choice("view", &["simple"])?.is_some();
+        let deployment = DeploymentFilter {
+            environment: q.get("environment").map(str::to_owned),
+            after: q.time("deployed_after")?,
+            before: q.time("deployed_before")?,
+        };
+        let deployment =
+            (deployment.environment.is_some() || deployment.after.is_some() || deployment.before.is_some())
+                .then_some(deployment);
         Ok(Self {
             common: RecordSpec::parse(q)?,
+            deployment,
+            simple,
             state,
             source_branch: q.get("source_branch").map(str::to_owned),
             target_branch: q.get("target_branch").map(str::to_owned),
@@ -518,6 +624,12 @@ pub(crate) struct ProjectQuery {
     last_activity_after: Option<i64>,
     last_activity_before: Option<i64>,
     topics: Vec<String>,
+    /// `topic_id`: the index of the topic in [`text::TOPICS`] (ids count from 1), or `None` for
+    /// an unknown id.
+    topic_id: Option<Option<usize>>,
+    imported: Option<bool>,
+    repository_storage: Option<String>,
+    language: Option<String>,
     pub order: ProjectOrder,
     /// Whether `order_by` was given.
     pub order_given: bool,
@@ -554,6 +666,9 @@ impl ProjectQuery {
             _ => ProjectOrder::CreatedAt,
         };
         let keyset = matches!(q.choice("pagination", &["keyset", "offset"])?, Some("keyset"));
+        // The token's user administers everything: these narrow nothing, but are checked.
+        q.choice("min_access_level", &["5", "10", "15", "20", "30", "40", "50"])?;
+        q.flag("with_custom_attributes")?;
         Ok(Self {
             search: q.get("search").map(str::to_lowercase),
             search_namespaces: q.flag("search_namespaces")?.unwrap_or(false),
@@ -566,6 +681,12 @@ impl ProjectQuery {
             last_activity_after: q.time("last_activity_after")?,
             last_activity_before: q.time("last_activity_before")?,
             topics: q.get("topic").map(|t| t.split(',').map(|s| s.trim().to_lowercase()).collect()).unwrap_or_default(),
+            topic_id: q.id("topic_id")?.map(|id| {
+                usize::try_from(id).ok().and_then(|id| id.checked_sub(1)).filter(|&i| i < text::TOPICS.len())
+            }),
+            imported: q.flag("imported")?,
+            repository_storage: q.get("repository_storage").map(str::to_owned),
+            language: q.get("with_programming_language").map(str::to_lowercase),
             order,
             order_given: order_by.is_some(),
             desc: q.sort(true)?,
@@ -591,6 +712,11 @@ impl ProjectQuery {
             && self.id_before.is_none_or(|b| p.id < b)
             && within(p.last_activity_at.millis, (self.last_activity_after, self.last_activity_before))
             && self.topics.iter().all(|t| p.topics.iter().any(|pt| pt.to_lowercase() == *t))
+            && self.topic_id.is_none_or(|t| t.is_some_and(|i| p.topics.iter().any(|pt| pt == text::TOPICS[i])))
+            // No project in this world was imported; every one is on the `default` storage.
+            && self.imported.is_none_or(|i| !i)
+            && self.repository_storage.as_deref().is_none_or(|s| s == "default")
+            && self.language.as_deref().is_none_or(|l| l == programming_language(p).to_lowercase())
     }
 
     /// Sorts projects by the requested order (ties by id, same direction).
@@ -612,20 +738,38 @@ impl ProjectQuery {
     }
 }
 
+/// A project's main language, as `with_programming_language` matches it: the language among its
+/// topics, else one drawn from its id.
+pub(crate) fn programming_language(p: &Project) -> &'static str {
+    for (topic, language) in [("rust", "Rust"), ("go", "Go"), ("python", "Python"), ("terraform", "HCL")] {
+        if p.topics.iter().any(|t| t == topic) {
+            return language;
+        }
+    }
+    ["Ruby", "Go", "Rust", "Python", "TypeScript", "HCL"][(p.id % 6) as usize]
+}
+
 /// Parameters of the group lists (`GET /groups`, `/groups/:id/subgroups`, `/descendant_groups`).
 #[derive(Clone, Debug)]
 pub(crate) struct GroupQuery {
     search: Option<String>,
     top_level_only: bool,
+    skip_groups: Vec<u64>,
     order: &'static str,
     desc: bool,
 }
 
 impl GroupQuery {
     pub fn parse(q: &Query) -> Result<Self, ApiError> {
+        // The token's user owns and administers every group: these narrow nothing.
+        q.choice("min_access_level", &["5", "10", "15", "20", "30", "40", "50"])?;
+        for flag in ["owned", "statistics", "with_custom_attributes", "all_available"] {
+            q.flag(flag)?;
+        }
         Ok(Self {
             search: q.get("search").map(str::to_lowercase),
             top_level_only: q.flag("top_level_only")?.unwrap_or(false),
+            skip_groups: q.id_list("skip_groups")?.unwrap_or_default(),
             order: q.choice("order_by", &["name", "path", "id", "similarity"])?.unwrap_or("name"),
             desc: q.sort(false)?,
         })
@@ -636,6 +780,7 @@ impl GroupQuery {
             .as_ref()
             .is_none_or(|s| g.name.to_lowercase().contains(s.as_str()) || g.path.to_lowercase().contains(s.as_str()))
             && (!self.top_level_only || g.parent_id.is_none())
+            && !self.skip_groups.contains(&g.id)
     }
 
     pub fn sort(&self, groups: &mut [&Group]) {

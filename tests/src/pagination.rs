@@ -1,15 +1,20 @@
 //! Pagination as GitLab does it: offset pagination (`page`, `per_page`, the `X-*` headers and a
-//! `Link` header) for every list, and keyset pagination (`pagination=keyset`, `id_after` /
-//! `id_before` cursors, a `Link` header with only `rel="next"`) for `GET /projects`.
+//! `Link` header) for every list, and keyset pagination (`pagination=keyset`, a `Link` header with
+//! only `rel="next"`) for `GET /projects` (`id_after` / `id_before` cursors) and
+//! `GET /projects/:id/jobs` (an opaque `cursor`, base64 of `{"id":"N","_kd":"n"}`).
 //!
 //! A handler hands over the matching records in order as pre-rendered JSON bytes; this module
 //! picks the page, joins its bytes into a JSON array and computes the headers. Link URLs are
 //! absolute (`http://` + the request's `Host` + its raw path) and keep every other query
 //! parameter of the request exactly as it was sent; only `page` and `per_page` (or the keyset
 //! cursor) are set. Counts above 10,000 are not disclosed (no `X-Total`, `X-Total-Pages`,
-//! `rel="last"`), as GitLab omits them for performance.
+//! `rel="last"`), as GitLab omits them for performance; some lists (commits) never disclose them.
+
+use std::borrow::Cow;
 
 use axum::http::HeaderName;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
 
 use crate::query::Query;
 use crate::reply::{ApiError, Reply};
@@ -102,24 +107,67 @@ pub(crate) fn json_array<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u
     body
 }
 
+/// Whether an offset-paginated list tells how many records it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counting {
+    /// `X-Total`, `X-Total-Pages` and `rel="last"` up to [`COUNT_LIMIT`] records.
+    UpToLimit,
+    /// Never (GitLab does not count commits).
+    Never,
+}
+
 /// An offset-paginated answer: the page of `items` (all matching records, in order) with
 /// GitLab's headers.
 pub(crate) fn offset_page(url: &RequestUrl<'_>, request: PageRequest, items: &[&[u8]]) -> Reply {
+    offset_page_counting(url, request, items, Counting::UpToLimit)
+}
+
+/// [`offset_page`], with the given way of counting.
+pub(crate) fn offset_page_counting(
+    url: &RequestUrl<'_>,
+    request: PageRequest,
+    items: &[&[u8]],
+    counting: Counting,
+) -> Reply {
     let PageRequest { page, per_page } = request;
     let total = items.len();
     let start = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
     let end = start.saturating_add(per_page as usize).min(total);
     let body = json_array(items.get(start..end).unwrap_or(&[]).iter().copied());
     let mut reply = Reply::json(body);
-    reply.headers = offset_headers(url, request, total);
+    reply.headers = offset_headers(url, request, total, counting);
+    reply
+}
+
+/// An offset-paginated answer whose records are rendered per request (`render` is called for the
+/// page's records only): for JSON that depends on the request's parameters.
+pub(crate) fn offset_page_mapped<'i, T>(
+    url: &RequestUrl<'_>,
+    request: PageRequest,
+    items: &'i [T],
+    counting: Counting,
+    render: impl Fn(&'i T) -> Cow<'i, [u8]>,
+) -> Reply {
+    let PageRequest { page, per_page } = request;
+    let total = items.len();
+    let start = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
+    let end = start.saturating_add(per_page as usize).min(total);
+    let rendered: Vec<Cow<'i, [u8]>> = items.get(start..end).unwrap_or(&[]).iter().map(render).collect();
+    let mut reply = Reply::json(json_array(rendered.iter().map(|c| &**c)));
+    reply.headers = offset_headers(url, request, total, counting);
     reply
 }
 
 /// GitLab's offset pagination headers for `total` matching records.
-pub(crate) fn offset_headers(url: &RequestUrl<'_>, request: PageRequest, total: usize) -> Vec<(HeaderName, String)> {
+pub(crate) fn offset_headers(
+    url: &RequestUrl<'_>,
+    request: PageRequest,
+    total: usize,
+    counting: Counting,
+) -> Vec<(HeaderName, String)> {
     let PageRequest { page, per_page } = request;
     let pages = (total as u64).div_ceil(per_page);
-    let counted = total <= COUNT_LIMIT;
+    let counted = total <= COUNT_LIMIT && counting == Counting::UpToLimit;
     let next = (page < pages).then_some(page + 1);
     // Kaminari: no previous page for the first page or a page past the end.
     let prev = (page > 1 && page <= pages).then_some(page - 1);
@@ -165,6 +213,42 @@ pub(crate) fn keyset_page(url: &RequestUrl<'_>, per_page: u64, cursor_key: &str,
     reply
 }
 
+/// The opaque `cursor` of GitLab's generic keyset pagination for a record id: URL-safe base64
+/// of `{"id":"N","_kd":"n"}` (`_kd`: the direction, next).
+pub(crate) fn id_cursor(id: u64) -> String {
+    URL_SAFE.encode(format!(r#"{{"id":"{id}","_kd":"n"}}"#))
+}
+
+/// The record id a `cursor` points after, or `None` when it is not one [`id_cursor`] wrote.
+pub(crate) fn parse_id_cursor(cursor: &str) -> Option<u64> {
+    let bytes = URL_SAFE.decode(cursor.trim()).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("id")?.as_str()?.parse().ok()
+}
+
+/// A page of cursor-keyset pagination by id, descending: `items` are every matching record with
+/// its id, highest id first; the page is the first `per_page` below `after` (the id of the
+/// request's cursor), and when more follow, `Link` holds `rel="next"` with `cursor=` naming the
+/// page's last id.
+pub(crate) fn cursor_page(url: &RequestUrl<'_>, per_page: u64, after: Option<u64>, items: &[(u64, &[u8])]) -> Reply {
+    let start = match after {
+        Some(id) => items.iter().position(|(i, _)| *i < id).unwrap_or(items.len()),
+        None => 0,
+    };
+    let rest = &items[start..];
+    let take = (per_page as usize).min(rest.len());
+    let page = &rest[..take];
+    let mut reply = Reply::json(json_array(page.iter().map(|(_, json)| *json)));
+    if rest.len() > take
+        && let Some((last_id, _)) = page.last()
+    {
+        let cursor = id_cursor(*last_id).replace('=', "%3D");
+        let next = url.with(&[("cursor", cursor), ("per_page", per_page.to_string())]);
+        reply.headers.push((HeaderName::from_static("link"), format!("<{next}>; rel=\"next\"")));
+    }
+    reply
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,7 +272,8 @@ mod tests {
 
     #[test]
     fn headers_middle_page() {
-        let h = offset_headers(&url("per_page=10&page=3"), PageRequest { page: 3, per_page: 10 }, 45);
+        let h =
+            offset_headers(&url("per_page=10&page=3"), PageRequest { page: 3, per_page: 10 }, 45, Counting::UpToLimit);
         assert_eq!(header(&h, "x-page"), Some("3"));
         assert_eq!(header(&h, "x-next-page"), Some("4"));
         assert_eq!(header(&h, "x-prev-page"), Some("2"));
@@ -201,7 +286,7 @@ mod tests {
 
     #[test]
     fn uncounted_above_limit() {
-        let h = offset_headers(&url(""), PageRequest { page: 1, per_page: 100 }, COUNT_LIMIT + 1);
+        let h = offset_headers(&url(""), PageRequest { page: 1, per_page: 100 }, COUNT_LIMIT + 1, Counting::UpToLimit);
         assert_eq!(header(&h, "x-total"), None);
         assert_eq!(header(&h, "x-total-pages"), None);
         assert!(!header(&h, "link").unwrap().contains("rel=\"last\""));
@@ -210,11 +295,26 @@ mod tests {
 
     #[test]
     fn empty_list() {
-        let h = offset_headers(&url(""), PageRequest { page: 1, per_page: 20 }, 0);
+        let h = offset_headers(&url(""), PageRequest { page: 1, per_page: 20 }, 0, Counting::UpToLimit);
         assert_eq!(header(&h, "x-total"), Some("0"));
         assert_eq!(header(&h, "x-total-pages"), Some("1"));
         assert_eq!(header(&h, "x-next-page"), Some(""));
         assert_eq!(header(&h, "x-prev-page"), Some(""));
+    }
+
+    #[test]
+    fn never_counted() {
+        let h = offset_headers(&url(""), PageRequest { page: 1, per_page: 20 }, 30, Counting::Never);
+        assert_eq!(header(&h, "x-total"), None);
+        assert_eq!(header(&h, "x-next-page"), Some("2"));
+        assert!(!header(&h, "link").unwrap().contains("rel=\"last\""));
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        assert_eq!(id_cursor(10), "eyJpZCI6IjEwIiwiX2tkIjoibiJ9");
+        assert_eq!(parse_id_cursor(&id_cursor(1_000_123)), Some(1_000_123));
+        assert_eq!(parse_id_cursor("not a cursor"), None);
     }
 
     #[test]

@@ -128,12 +128,16 @@ pub(crate) fn current_user(u: &User) -> Vec<u8> {
     to_bytes(&record)
 }
 
-/// `Milestone`, as embedded in issues and merge requests.
+/// `Milestone`, as embedded in issues and merge requests and listed by the milestones endpoints
+/// (`project_id` for a project milestone, `group_id` for a group milestone).
 #[derive(Serialize)]
 pub(crate) struct MilestoneRef<'a> {
     id: u64,
     iid: u64,
-    project_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_id: Option<u64>,
     title: &'a str,
     description: Option<&'a str>,
     state: &'a str,
@@ -151,6 +155,7 @@ impl<'a> From<&'a Milestone> for MilestoneRef<'a> {
             id: m.id,
             iid: m.iid,
             project_id: m.project_id,
+            group_id: m.group_id,
             title: &m.title,
             description: m.description.as_deref(),
             state: &m.state,
@@ -357,7 +362,7 @@ struct ProjectRecord<'a> {
     path: &'a str,
     path_with_namespace: &'a str,
     created_at: DateTime,
-    default_branch: &'a str,
+    default_branch: Option<&'a str>,
     tag_list: &'a [String],
     topics: &'a [String],
     ssh_url_to_repo: String,
@@ -418,6 +423,7 @@ struct ProjectRecord<'a> {
     open_issues_count: usize,
     description_html: String,
     updated_at: DateTime,
+    repository_storage: &'static str,
     ci_default_git_depth: u32,
     ci_forward_deployment_enabled: bool,
     ci_forward_deployment_rollback_allowed: bool,
@@ -474,13 +480,15 @@ pub(crate) fn project(p: &Project, ns: &Group) -> Vec<u8> {
         path: &p.path,
         path_with_namespace: &p.path_with_namespace,
         created_at: p.created_at,
-        default_branch: &p.default_branch,
+        // An empty repository has no default branch yet.
+        default_branch: (!p.empty_repo).then_some(p.default_branch.as_str()),
         tag_list: &p.topics,
         topics: &p.topics,
         ssh_url_to_repo: format!("git@gitlab.example.com:{}.git", p.path_with_namespace),
         http_url_to_repo: format!("{}.git", p.web_url),
         web_url: &p.web_url,
-        readme_url: flags.has_readme.then(|| format!("{}/-/blob/{}/README.md", p.web_url, p.default_branch)),
+        readme_url: (flags.has_readme && !p.empty_repo)
+            .then(|| format!("{}/-/blob/{}/README.md", p.web_url, p.default_branch)),
         forks_count: p.forks_count,
         avatar_url: None,
         star_count: p.star_count,
@@ -507,7 +515,7 @@ pub(crate) fn project(p: &Project, ns: &Group) -> Vec<u8> {
             self_: api,
         },
         packages_enabled: true,
-        empty_repo: false,
+        empty_repo: p.empty_repo,
         archived: p.archived,
         visibility: &p.visibility,
         resolve_outdated_diff_discussions: false,
@@ -524,7 +532,7 @@ pub(crate) fn project(p: &Project, ns: &Group) -> Vec<u8> {
         issues_enabled: p.issues_enabled,
         merge_requests_enabled: p.merge_requests_enabled,
         wiki_enabled: flags.wiki,
-        jobs_enabled: true,
+        jobs_enabled: p.jobs_enabled,
         snippets_enabled: true,
         container_registry_enabled: true,
         service_desk_enabled: flags.service_desk,
@@ -534,7 +542,7 @@ pub(crate) fn project(p: &Project, ns: &Group) -> Vec<u8> {
         merge_requests_access_level: feature(p.merge_requests_enabled),
         forking_access_level: "enabled",
         wiki_access_level: feature(flags.wiki),
-        builds_access_level: "enabled",
+        builds_access_level: feature(p.jobs_enabled),
         snippets_access_level: "enabled",
         pages_access_level: if p.visibility == "public" { "enabled" } else { "private" },
         analytics_access_level: "enabled",
@@ -561,6 +569,8 @@ pub(crate) fn project(p: &Project, ns: &Group) -> Vec<u8> {
         open_issues_count: p.open_issues_count,
         description_html: description_html(p.description.as_deref()),
         updated_at: p.updated_at,
+        // Shown to administrators, as the token's user is.
+        repository_storage: "default",
         ci_default_git_depth: 20,
         ci_forward_deployment_enabled: true,
         ci_forward_deployment_rollback_allowed: true,

@@ -50,6 +50,8 @@ impl Reply {
 pub(crate) enum ApiError {
     /// 400 `{"error": msg}` (a query parameter GitLab would reject).
     BadRequest(String),
+    /// 400 `{"message": "400 Bad request - msg"}` (a combination of parameters GitLab refuses).
+    BadRequestMessage(String),
     /// 401 `{"message":"401 Unauthorized"}`.
     Unauthorized,
     /// 403 `{"message":"403 Forbidden"}`.
@@ -76,6 +78,9 @@ impl ApiError {
     pub fn reply(&self) -> Reply {
         let (status, key, text) = match self {
             ApiError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "error", msg.clone()),
+            ApiError::BadRequestMessage(msg) => {
+                (StatusCode::BAD_REQUEST, "message", format!("400 Bad request - {msg}"))
+            }
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "message", "401 Unauthorized".to_owned()),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "message", "403 Forbidden".to_owned()),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "message", format!("404 {what} Not Found")),

@@ -3,10 +3,13 @@
 //!
 //! Flow of a request: [`handle`] logs it ([`crate::recorder`]), [`Route::parse`] splits the raw
 //! path into percent-decoded segments (so `acme%2Fplatform` is one `:id` segment), the method and
-//! token are checked ([`crate::auth`]), a project's records are generated on a blocking thread if
-//! this is their first use, and the handler filters ([`crate::filters`]) and paginates
-//! ([`crate::pagination`]) the records into a [`Reply`]. Matching the path by hand (rather than
-//! with axum's router and extractors) keeps every error in GitLab's JSON shape.
+//! token are checked ([`crate::auth`]), the part of a project's data the route reads is generated
+//! on a blocking thread if this is its first use ([`Route::needs`]), and the handler filters and
+//! paginates ([`crate::pagination`]) the records into a [`Reply`]. The handlers of issues, merge
+//! requests, projects and groups are here (their filters in [`crate::filters`]); those of the
+//! other objects live with their data: [`crate::repository`], [`crate::ci`], [`crate::labels`],
+//! [`crate::members`], [`crate::discussions`]. Matching the path by hand (rather than with axum's
+//! router and extractors) keeps every error in GitLab's JSON shape.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,12 +20,15 @@ use axum::http::{Method, Response, header, request::Parts};
 use percent_encoding::percent_decode_str;
 
 use crate::auth::{Caller, authenticate, presented_token};
+use crate::discussions::Noteable;
 use crate::filters::{GroupQuery, IssueQuery, MergeRequestQuery, ProjectQuery};
-use crate::pagination::{self, PageRequest, RequestUrl, json_array, keyset_page, offset_page};
+use crate::pagination::{
+    self, Counting, PageRequest, RequestUrl, json_array, keyset_page, offset_page, offset_page_mapped,
+};
 use crate::query::Query;
 use crate::recorder::Recorder;
 use crate::reply::{ApiError, Reply};
-use crate::world::{Group, Project, World};
+use crate::world::{Group, Part, Project, World};
 
 /// Shared state of one running simulator.
 pub(crate) struct App {
@@ -49,6 +55,23 @@ pub(crate) enum Route {
     Issue(String, String),
     MergeRequests(String),
     MergeRequest(String, String),
+    IssueNotes(String, String),
+    MergeRequestNotes(String, String),
+    Approvals(String, String),
+    Commits(String),
+    Branches(String),
+    Tags(String),
+    Releases(String),
+    Pipelines(String),
+    Jobs(String),
+    Environments(String),
+    Deployments(String),
+    ProjectLabels(String),
+    ProjectMilestones(String),
+    ProjectMembers(String),
+    GroupLabels(String),
+    GroupMilestones(String),
+    GroupMembers(String),
 }
 
 impl Route {
@@ -67,22 +90,46 @@ impl Route {
             ["groups", g, "projects"] => Route::GroupProjects(id(g)),
             ["groups", g, "subgroups"] => Route::Subgroups(id(g)),
             ["groups", g, "descendant_groups"] => Route::DescendantGroups(id(g)),
+            ["groups", g, "labels"] => Route::GroupLabels(id(g)),
+            ["groups", g, "milestones"] => Route::GroupMilestones(id(g)),
+            ["groups", g, "members"] => Route::GroupMembers(id(g)),
             ["projects"] => Route::Projects,
             ["projects", p] if !p.is_empty() => Route::Project(id(p)),
             ["projects", p, "issues"] => Route::Issues(id(p)),
             ["projects", p, "issues", i] => Route::Issue(id(p), id(i)),
             ["projects", p, "merge_requests"] => Route::MergeRequests(id(p)),
             ["projects", p, "merge_requests", i] => Route::MergeRequest(id(p), id(i)),
+            ["projects", p, "issues", i, "notes"] => Route::IssueNotes(id(p), id(i)),
+            ["projects", p, "merge_requests", i, "notes"] => Route::MergeRequestNotes(id(p), id(i)),
+            ["projects", p, "merge_requests", i, "approvals"] => Route::Approvals(id(p), id(i)),
+            ["projects", p, "repository", "commits"] => Route::Commits(id(p)),
+            ["projects", p, "repository", "branches"] => Route::Branches(id(p)),
+            ["projects", p, "repository", "tags"] => Route::Tags(id(p)),
+            ["projects", p, "releases"] => Route::Releases(id(p)),
+            ["projects", p, "pipelines"] => Route::Pipelines(id(p)),
+            ["projects", p, "jobs"] => Route::Jobs(id(p)),
+            ["projects", p, "environments"] => Route::Environments(id(p)),
+            ["projects", p, "deployments"] => Route::Deployments(id(p)),
+            ["projects", p, "labels"] => Route::ProjectLabels(id(p)),
+            ["projects", p, "milestones"] => Route::ProjectMilestones(id(p)),
+            ["projects", p, "members"] => Route::ProjectMembers(id(p)),
             _ => return None,
         })
     }
 
-    /// The project whose issues / merge requests this route reads.
-    fn records_project(&self) -> Option<&str> {
-        match self {
-            Route::Issues(p) | Route::Issue(p, _) | Route::MergeRequests(p) | Route::MergeRequest(p, _) => Some(p),
-            _ => None,
-        }
+    /// The project this route reads, and the part of its data that must be generated first.
+    fn needs(&self) -> Option<(&str, Part)> {
+        Some(match self {
+            Route::Issues(p) | Route::Issue(p, _) | Route::MergeRequests(p) | Route::MergeRequest(p, _) => {
+                (p, Part::Records)
+            }
+            Route::IssueNotes(p, _) | Route::MergeRequestNotes(p, _) | Route::Approvals(p, _) => (p, Part::Discussions),
+            Route::Commits(p) | Route::Branches(p) | Route::Tags(p) | Route::Releases(p) => (p, Part::Repository),
+            Route::Pipelines(p) | Route::Jobs(p) | Route::Environments(p) | Route::Deployments(p) => (p, Part::Ci),
+            Route::ProjectLabels(p) | Route::ProjectMilestones(p) => (p, Part::Labels),
+            Route::ProjectMembers(p) => (p, Part::Members),
+            _ => return None,
+        })
     }
 }
 
@@ -107,15 +154,13 @@ async fn respond(app: &Arc<App>, parts: &Parts) -> Reply {
         Ok(caller) => caller,
         Err(e) => return e.reply(),
     };
-    // First use of a project's records: generate them off the async workers.
-    if let Some(index) = route.records_project().and_then(|p| app.world.project_index(p))
-        && !app.world.records_ready(index)
+    // First use of a project's data: generate it off the async workers.
+    if let Some((project, part)) = route.needs()
+        && let Some(index) = app.world.project_index(project)
+        && !app.world.is_built(index, part)
     {
         let world = Arc::clone(&app.world);
-        let _ = tokio::task::spawn_blocking(move || {
-            world.records(index);
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || world.build(index, part)).await;
     }
     let fallback_host = app.local_addr.to_string();
     let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or(&fallback_host);
@@ -158,7 +203,29 @@ impl Ctx<'_> {
             Route::Issue(p, iid) => self.issue(p, iid),
             Route::MergeRequests(p) => self.merge_requests(p),
             Route::MergeRequest(p, iid) => self.merge_request(p, iid),
+            Route::IssueNotes(p, iid) => self.notes(p, Noteable::Issue, iid),
+            Route::MergeRequestNotes(p, iid) => self.notes(p, Noteable::MergeRequest, iid),
+            Route::Approvals(p, iid) => self.approvals(p, iid),
+            Route::Commits(p) => self.commits(p),
+            Route::Branches(p) => self.branches(p),
+            Route::Tags(p) => self.tags(p),
+            Route::Releases(p) => self.releases(p),
+            Route::Pipelines(p) => self.pipelines(p),
+            Route::Jobs(p) => self.jobs(p),
+            Route::Environments(p) => self.environments(p),
+            Route::Deployments(p) => self.deployments(p),
+            Route::ProjectLabels(p) => self.project_labels(p),
+            Route::ProjectMilestones(p) => self.project_milestones(p),
+            Route::ProjectMembers(p) => self.project_members(p),
+            Route::GroupLabels(g) => self.group_labels(g),
+            Route::GroupMilestones(g) => self.group_milestones(g),
+            Route::GroupMembers(g) => self.group_members(g),
         }
+    }
+
+    /// The index of a route's project; 404 `Project Not Found` for an unknown one.
+    pub(crate) fn project_at(&self, id_or_path: &str) -> Result<usize, ApiError> {
+        self.world.project_index(id_or_path).ok_or(ApiError::NotFound("Project"))
     }
 
     fn find_group(&self, id_or_path: &str) -> Result<&Group, ApiError> {
@@ -299,7 +366,20 @@ impl Ctx<'_> {
         let (project, index) = self.merge_requests_project(id_or_path)?;
         let filter = spec.resolve(self.world, project, self.caller);
         let set = &self.world.records(index).merge_requests;
-        let items = crate::filters::ordered(set, spec.order, spec.desc, |m| filter.matches(m), |m| m.merged_at);
+        // Deployment filters: the merge requests the project's deployments shipped.
+        let deployed: Option<Vec<u64>> = spec
+            .deployment
+            .as_ref()
+            .map(|d| self.world.ci_of(index).deployed(d.environment.as_deref(), d.after, d.before));
+        let keep = |m: &crate::content::MergeRequestMeta| {
+            filter.matches(m) && deployed.as_ref().is_none_or(|iids| iids.binary_search(&m.common.iid).is_ok())
+        };
+        let items = crate::filters::ordered(set, spec.order, spec.desc, keep, |m| m.merged_at);
+        if spec.simple {
+            return Ok(offset_page_mapped(&self.url, page, &items, Counting::UpToLimit, |json| {
+                simple_view(json).into()
+            }));
+        }
         Ok(offset_page(&self.url, page, &items))
     }
 
@@ -310,6 +390,15 @@ impl Ctx<'_> {
         let record = self.world.records(index).merge_requests.by_iid(iid).ok_or(ApiError::NotFound("Merge Request"))?;
         Ok(Reply::json(record.json.to_vec()))
     }
+}
+
+/// A merge request as `view=simple` shows it (`API::Entities::MergeRequestSimple`).
+fn simple_view(json: &[u8]) -> Vec<u8> {
+    let full: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(json).unwrap_or_default();
+    let fields = ["id", "iid", "project_id", "title", "description", "state", "created_at", "updated_at", "web_url"];
+    let simple: serde_json::Map<String, serde_json::Value> =
+        fields.iter().filter_map(|f| full.get(*f).map(|v| ((*f).to_owned(), v.clone()))).collect();
+    serde_json::to_vec(&simple).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -326,6 +415,12 @@ mod tests {
             Route::parse("/api/v4/projects/7/merge_requests/3"),
             Some(Route::MergeRequest("7".into(), "3".into()))
         );
+        assert_eq!(
+            Route::parse("/api/v4/projects/demo%2Fapi/merge_requests/3/approvals"),
+            Some(Route::Approvals("demo/api".into(), "3".into()))
+        );
+        assert_eq!(Route::parse("/api/v4/projects/5/repository/commits"), Some(Route::Commits("5".into())));
+        assert_eq!(Route::parse("/api/v4/groups/acme/members"), Some(Route::GroupMembers("acme".into())));
         assert_eq!(Route::parse("/api/v4/projects/acme/platform/issues"), None);
         assert_eq!(Route::parse("/api/v4/nope"), None);
         assert_eq!(Route::parse("/projects"), None);

@@ -302,7 +302,7 @@ pub(crate) fn issue_title(rng: &mut impl Rng) -> String {
     format!("{verb} {object}{context}")
 }
 
-const SENTENCES: [&str; 24] = [
+pub(crate) const SENTENCES: [&str; 24] = [
     "When I open the page the spinner never stops.",
     "This started happening after the last deploy.",
     "The logs show a timeout talking to the database.",
@@ -456,10 +456,158 @@ pub(crate) fn branch_name(rng: &mut impl Rng, iid: u64, title: &str) -> String {
     format!("{prefix}/{iid}-{s}")
 }
 
+/// Titles of group labels (project labels come from [`LABELS`]).
+pub(crate) const GROUP_LABELS: [&str; 10] = [
+    "team::platform",
+    "team::apps",
+    "type::bug",
+    "type::feature",
+    "type::maintenance",
+    "severity::1",
+    "severity::2",
+    "customer",
+    "Accessibility ♿",
+    "needs-design 🎨",
+];
+
+/// Subjects of commits made directly on a branch.
+const COMMIT_SUBJECTS: [&str; 24] = [
+    "fix(api): handle empty pages",
+    "feat: add dark mode 🌙",
+    "chore(deps): bump serde from 1.0.197 to 1.0.203",
+    "docs: update the README for Español users",
+    "refactor: extract `PageLoop` from the reader",
+    "Revert \"feat: cache tokens in memory\"",
+    "ci: cache the cargo registry",
+    "perf: avoid cloning the page buffer",
+    "test: cover the 10 000-record case",
+    "Übersetzungen aktualisiert",
+    "修复登录问题",
+    "style: rustfmt",
+    "build: bump the MSRV to 1.95",
+    "fix: escape <script> in titles",
+    "Update .gitlab-ci.yml",
+    "Initial import of the \"legacy\" exporter",
+    "fix(ui): right-to-left layout for العربية",
+    "feat(search): support ^prefix and suffix$ queries",
+    "chore: remove dead code",
+    "WIP",
+    "fix: C:\\Users paths on Windows",
+    "feat: emoji reactions 👍🏽 in notifications",
+    "security: rotate the signing key",
+    "Merge tag 'v1.2.3' into main",
+];
+
+/// Files commits touch, for the `path` filter of the commits list.
+pub(crate) const FILES: [&str; 10] = [
+    "README.md",
+    ".gitlab-ci.yml",
+    "Cargo.toml",
+    "src/main.rs",
+    "src/lib.rs",
+    "src/api/handlers.rs",
+    "src/api/pagination.rs",
+    "docs/index.md",
+    "docs/ünïcode guide.md",
+    "tests/integration.rs",
+];
+
+/// A commit message: a subject, now and then a body, and sometimes git trailers (as
+/// `(key, value)` pairs, also written at the end of the message).
+pub(crate) struct CommitMessage {
+    pub text: String,
+    pub trailers: Vec<(&'static str, String)>,
+}
+
+/// The message of a commit made directly on a branch, by `author` (`Name <email>`).
+pub(crate) fn commit_message(rng: &mut impl Rng, author: &str, co_author: Option<&str>) -> CommitMessage {
+    let mut text = (*COMMIT_SUBJECTS.choose(rng).unwrap_or(&"Update")).to_owned();
+    if rng.random_bool(0.5) {
+        text.push_str("\n\n");
+        let n = rng.random_range(1..=3);
+        for i in 0..n {
+            if i > 0 {
+                text.push(' ');
+            }
+            text.push_str(SENTENCES.choose(rng).unwrap_or(&""));
+        }
+    }
+    let mut trailers = Vec::new();
+    if rng.random_ratio(1, 4) {
+        trailers.push(("Signed-off-by", author.to_owned()));
+    }
+    if let Some(co) = co_author {
+        trailers.push(("Co-authored-by", co.to_owned()));
+    }
+    if rng.random_ratio(1, 6) {
+        trailers.push((
+            "Changelog",
+            (*["fixed", "added", "changed", "security"].choose(rng).unwrap_or(&"fixed")).to_owned(),
+        ));
+    }
+    if !trailers.is_empty() {
+        text.push('\n');
+        for (key, value) in &trailers {
+            text.push_str(&format!("\n{key}: {value}"));
+        }
+    }
+    text.push('\n');
+    CommitMessage { text, trailers }
+}
+
+/// A release's markdown notes, listing some merge requests (`(iid, title)`).
+pub(crate) fn release_notes(rng: &mut impl Rng, tag: &str, merged: &[(u64, &str)]) -> Option<String> {
+    if rng.random_ratio(1, 10) {
+        return None;
+    }
+    let mut s = format!("## {tag}\n\n");
+    if merged.is_empty() {
+        s.push_str("Maintenance release 🔧: dependency updates only.");
+        return Some(s);
+    }
+    s.push_str("### Changes\n\n");
+    for (iid, title) in merged {
+        s.push_str(&format!("- {title} (!{iid})\n"));
+    }
+    if rng.random_bool(0.3) {
+        s.push_str("\n> **Note:** upgrade the database schema first — see the *Upgrading* guide.");
+    }
+    Some(s.trim_end().to_owned())
+}
+
 /// A random 40-hex-digit commit SHA.
 pub(crate) fn sha(rng: &mut impl Rng) -> String {
+    hex(rng, 40)
+}
+
+/// `len` random lowercase hex digits.
+pub(crate) fn hex(rng: &mut impl Rng, len: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..40).map(|_| char::from(HEX[rng.random_range(0..16)])).collect()
+    (0..len).map(|_| char::from(HEX[rng.random_range(0..16)])).collect()
+}
+
+/// Markdown rendered the way GitLab's API shows `description_html` (close enough: one paragraph
+/// per block, HTML escaped).
+pub(crate) fn markdown_html(text: Option<&str>) -> String {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return String::new();
+    };
+    let mut html = String::with_capacity(text.len() + 64);
+    for (i, block) in text.split("\n\n").enumerate() {
+        html.push_str(&format!("<p data-sourcepos=\"{}:1-{}:{}\" dir=\"auto\">", i + 1, i + 1, block.chars().count()));
+        for c in block.chars() {
+            match c {
+                '<' => html.push_str("&lt;"),
+                '>' => html.push_str("&gt;"),
+                '&' => html.push_str("&amp;"),
+                '"' => html.push_str("&quot;"),
+                '\n' => html.push_str("<br>"),
+                c => html.push(c),
+            }
+        }
+        html.push_str("</p>");
+    }
+    html
 }
 
 /// Human-readable duration as GitLab writes time-tracking values (`1h 30m`, `3d`).

@@ -72,13 +72,20 @@ impl DateTime {
 
 impl fmt::Display for DateTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, false)
+    }
+}
+
+impl DateTime {
+    /// Writes the instant; `explicit_utc` writes a zero offset as `+00:00` instead of `Z`.
+    fn write(&self, f: &mut fmt::Formatter<'_>, explicit_utc: bool) -> fmt::Result {
         let local = self.millis + i64::from(self.offset_minutes) * 60_000;
         let days = local.div_euclid(MS_PER_DAY);
         let in_day = local.rem_euclid(MS_PER_DAY);
         let (y, mo, d) = civil_from_days(days);
         let (h, mi, s, ms) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
         write!(f, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}")?;
-        if self.offset_minutes == 0 {
+        if self.offset_minutes == 0 && !explicit_utc {
             f.write_str("Z")
         } else {
             let sign = if self.offset_minutes < 0 { '-' } else { '+' };
@@ -89,6 +96,30 @@ impl fmt::Display for DateTime {
 }
 
 impl serde::Serialize for DateTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A git date as GitLab renders commit dates: the committer's (or author's) local time with its
+/// offset, always written out (`2012-09-20T09:06:12.000+03:00`, `...+00:00`), to the second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GitTime(pub DateTime);
+
+impl GitTime {
+    /// The instant `millis`, truncated to the second, in a zone `offset_minutes` east of UTC.
+    pub(crate) fn at(millis: Millis, offset_minutes: i32) -> Self {
+        GitTime(DateTime { millis: millis - millis.rem_euclid(1000), offset_minutes })
+    }
+}
+
+impl fmt::Display for GitTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, true)
+    }
+}
+
+impl serde::Serialize for GitTime {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
@@ -116,6 +147,13 @@ impl serde::Serialize for Date {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
+}
+
+/// Today's date (UTC), from the system clock: for GitLab's relative filters (`due_date=overdue`,
+/// `milestone_id=Upcoming`).
+pub(crate) fn today() -> Days {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    now.div_euclid(MS_PER_DAY)
 }
 
 /// Parses an ISO 8601 date or date-time as GitLab's API accepts it in query parameters, into
@@ -229,6 +267,8 @@ mod tests {
         let neg = DateTime { millis: ms, offset_minutes: -(11 * 60 + 30) };
         assert_eq!(neg.to_string(), "2024-03-04T22:42:13.123-11:30");
         assert_eq!(Date::of(ms).to_string(), "2024-03-05");
+        assert_eq!(GitTime::at(ms, 180).to_string(), "2024-03-05T13:12:13.000+03:00");
+        assert_eq!(GitTime::at(ms, 0).to_string(), "2024-03-05T10:12:13.000+00:00");
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //!
 //! Ids: users `1..=40` (user 1, `root`, is the token's user), groups from 10, projects from 100
 //! (with a gap now and then, as deleted projects leave), issue ids from 1 and merge request ids
-//! from 100,001, both globally unique and increasing with creation time inside a project.
+//! from 100,001, both globally unique and increasing with creation time inside a project. The
+//! ids of what is generated on first use are reserved when the world is generated
+//! (`reserve_ids`): labels (groups' first), group milestones (after the projects'), pipelines from
+//! 200,001, jobs from 1,000,001, environments and deployments from 1, each a range per project.
+//! Note ids are `issue or merge request id × 1000 + n`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -21,9 +25,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
+use crate::ci::Ci;
 use crate::config::WorldShape;
 use crate::content::{self, ProjectRecords};
+use crate::discussions::Discussions;
+use crate::labels::{GroupLabels, ProjectLabels};
+use crate::members::Members;
 use crate::records;
+use crate::repository::Repository;
 use crate::text::{self, CAST};
 use crate::time::{Date, DateTime, Millis, ymd_ms};
 
@@ -36,6 +45,10 @@ pub const FIRST_GROUP_ID: u64 = 10;
 pub const FIRST_PROJECT_ID: u64 = 100;
 /// The first merge request id.
 pub const FIRST_MERGE_REQUEST_ID: u64 = 100_001;
+/// The first pipeline id; pipeline ids are consecutive per project, in creation order.
+pub const FIRST_PIPELINE_ID: u64 = 200_001;
+/// The first job id.
+pub const FIRST_JOB_ID: u64 = 1_000_001;
 /// The id of the user a valid token belongs to.
 pub const TOKEN_USER_ID: u64 = 1;
 
@@ -43,6 +56,11 @@ pub const TOKEN_USER_ID: u64 = 1;
 pub const ISSUES_DISABLED_PROJECT: &str = "acme/platform/secrets-vault";
 /// Path of the project whose merge requests are disabled (its merge requests endpoint answers 403).
 pub const MERGE_REQUESTS_DISABLED_PROJECT: &str = "acme/handbook";
+/// Path of the project whose CI/CD is disabled (its pipelines and jobs endpoints answer 403).
+pub const CI_DISABLED_PROJECT: &str = "acme/handbook";
+/// Path of the project with an empty repository (no commits: its commits endpoint answers 404
+/// `Repository Not Found`, its branch, tag and release lists are empty).
+pub const EMPTY_REPOSITORY_PROJECT: &str = "acme/handbook";
 /// Path of the project with more than 10,000 issues (standard shape only).
 pub const BIG_PROJECT: &str = "bigco/monorepo";
 /// Paths of the demo projects.
@@ -70,6 +88,15 @@ pub struct User {
     pub avatar_url: String,
     pub web_url: String,
     pub(crate) created_at: Millis,
+    /// The user's time zone, in minutes east of UTC: the offset of the git dates they write.
+    pub(crate) utc_offset: i32,
+}
+
+impl User {
+    /// The address the user's commits carry.
+    pub fn email(&self) -> String {
+        format!("{}@example.com", self.username)
+    }
 }
 
 /// A group (namespace of kind `group`).
@@ -85,16 +112,24 @@ pub struct Group {
     pub visibility: String,
     pub web_url: String,
     pub created_at: DateTime,
+    /// The group's milestones.
+    pub milestones: Vec<Milestone>,
+    /// Titles of the group's own labels (ids from `first_label_id`, in this order).
+    pub(crate) label_names: Vec<&'static str>,
+    pub(crate) first_label_id: u64,
     /// The list-shape JSON, rendered once.
     pub(crate) json: Box<[u8]>,
 }
 
-/// A project milestone.
+/// A project or group milestone.
 #[derive(Debug)]
 pub struct Milestone {
     pub id: u64,
     pub iid: u64,
-    pub project_id: u64,
+    /// The project of a project milestone.
+    pub project_id: Option<u64>,
+    /// The group of a group milestone.
+    pub group_id: Option<u64>,
     pub title: String,
     pub description: Option<String>,
     /// `active` or `closed`.
@@ -118,6 +153,24 @@ pub(crate) struct ProjectFlags {
     pub member: bool,
 }
 
+/// Where a project's CI records take their ids from (ids are global, so they are reserved when the
+/// world is generated; the records themselves are generated on first use, see [`crate::ci`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CiIds {
+    /// How many pipelines the project has.
+    pub pipelines: usize,
+    pub first_pipeline_id: u64,
+    /// Jobs of pipeline `k` (0-based) take ids from `first_job_id + k * MAX_JOBS_PER_PIPELINE`.
+    pub first_job_id: u64,
+    pub first_environment_id: u64,
+    pub first_deployment_id: u64,
+}
+
+/// The most jobs one pipeline has.
+pub(crate) const MAX_JOBS_PER_PIPELINE: u64 = 8;
+/// The most deployments one pipeline makes.
+pub(crate) const MAX_DEPLOYMENTS_PER_PIPELINE: u64 = 2;
+
 /// A project and what the filters of the project lists look at.
 #[derive(Debug)]
 pub struct Project {
@@ -134,6 +187,11 @@ pub struct Project {
     pub archived: bool,
     pub issues_enabled: bool,
     pub merge_requests_enabled: bool,
+    /// CI/CD (pipelines and jobs) enabled.
+    pub jobs_enabled: bool,
+    /// The repository has no commits.
+    pub empty_repo: bool,
+    /// The configured default branch (GitLab shows `null` while the repository is empty).
     pub default_branch: String,
     pub topics: Vec<String>,
     pub web_url: String,
@@ -154,6 +212,9 @@ pub struct Project {
     pub(crate) flags: ProjectFlags,
     pub(crate) first_issue_id: u64,
     pub(crate) first_merge_request_id: u64,
+    /// Ids of the project's labels, in the order of `labels`, count from here.
+    pub(crate) first_label_id: u64,
+    pub(crate) ci: CiIds,
     pub(crate) json: Box<[u8]>,
     pub(crate) value: Value,
 }
@@ -164,6 +225,34 @@ struct ProjectCache {
     records: OnceLock<ProjectRecords>,
     issue_values: OnceLock<Vec<Value>>,
     merge_request_values: OnceLock<Vec<Value>>,
+    repository: OnceLock<Repository>,
+    ci: OnceLock<Ci>,
+    labels: OnceLock<ProjectLabels>,
+    members: OnceLock<Members>,
+    discussions: OnceLock<Discussions>,
+}
+
+/// Lazily built per-group data.
+#[derive(Default)]
+struct GroupCache {
+    labels: OnceLock<GroupLabels>,
+    members: OnceLock<Members>,
+}
+
+/// The parts of a project's data that are generated on first use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// Issues and merge requests.
+    Records,
+    /// Commits, branches, tags, releases.
+    Repository,
+    /// Pipelines, jobs, environments, deployments.
+    Ci,
+    /// Labels and milestones.
+    Labels,
+    Members,
+    /// Notes and approvals.
+    Discussions,
 }
 
 /// The whole generated dataset, deterministic from `(seed, shape)`.
@@ -179,6 +268,7 @@ pub struct World {
     project_by_path: HashMap<String, usize>,
     user_by_name: HashMap<String, u64>,
     caches: Vec<ProjectCache>,
+    group_caches: Vec<GroupCache>,
     current_user_json: Box<[u8]>,
 }
 
@@ -261,7 +351,8 @@ struct ProjectPlan {
 enum PlanKind {
     Acme,
     IssuesDisabled,
-    MergeRequestsDisabled,
+    /// `acme/handbook`: merge requests and CI/CD disabled, empty repository.
+    Handbook,
     Big,
     Demo,
 }
@@ -283,9 +374,11 @@ impl World {
             project_by_path: HashMap::new(),
             user_by_name: HashMap::new(),
             caches: Vec::new(),
+            group_caches: Vec::new(),
             current_user_json: Box::default(),
         };
         world.make_projects(plans);
+        world.reserve_ids();
         for (i, g) in world.groups.iter().enumerate() {
             world.group_by_id.insert(g.id, i);
             world.group_by_path.insert(g.full_path.to_lowercase(), i);
@@ -298,6 +391,7 @@ impl World {
             world.user_by_name.insert(u.username.to_lowercase(), u.id);
         }
         world.caches = (0..world.projects.len()).map(|_| ProjectCache::default()).collect();
+        world.group_caches = (0..world.groups.len()).map(|_| GroupCache::default()).collect();
         world.current_user_json = records::current_user(world.current_user()).into();
         world
     }
@@ -329,7 +423,8 @@ impl World {
                 _ => (shape.acme_issues.clone(), shape.acme_merge_requests.clone()),
             };
             let issues_enabled = plan.kind != PlanKind::IssuesDisabled;
-            let merge_requests_enabled = plan.kind != PlanKind::MergeRequestsDisabled;
+            // The handbook lives in its wiki: no merge requests, no CI/CD, an empty repository.
+            let merge_requests_enabled = plan.kind != PlanKind::Handbook;
             let issue_count = if issues_enabled { draw(&mut rng, issue_range) } else { 0 };
             let merge_request_count = if merge_requests_enabled { draw(&mut rng, mr_range) } else { 0 };
             let open_issues_count =
@@ -374,7 +469,8 @@ impl World {
             };
             let milestones = (1..=milestone_count)
                 .map(|iid| {
-                    let m = make_milestone(&mut rng, next_milestone_id, iid, id, &web_url, created_at);
+                    let owner = MilestoneOwner { project_id: Some(id), group_id: None, web_url: &web_url };
+                    let m = make_milestone(&mut rng, next_milestone_id, iid, &owner, created_at);
                     next_milestone_id += 1;
                     m
                 })
@@ -399,6 +495,8 @@ impl World {
                 archived,
                 issues_enabled,
                 merge_requests_enabled,
+                jobs_enabled: plan.kind != PlanKind::Handbook,
+                empty_repo: plan.kind == PlanKind::Handbook,
                 default_branch,
                 topics,
                 web_url,
@@ -417,6 +515,8 @@ impl World {
                 flags,
                 first_issue_id: next_issue_id,
                 first_merge_request_id: next_mr_id,
+                first_label_id: 0,
+                ci: CiIds::default(),
                 json: Box::default(),
                 value: Value::Null,
             };
@@ -426,6 +526,72 @@ impl World {
             project.value = serde_json::from_slice(&json).unwrap_or(Value::Null);
             project.json = json.into();
             self.projects.push(project);
+        }
+    }
+
+    /// Reserves the ids of what is generated later: labels (groups' first, then projects'), group
+    /// milestones (after every project milestone) and CI records. Draws from streams of its own,
+    /// so the projects' contents do not depend on it.
+    fn reserve_ids(&mut self) {
+        let seed = self.seed;
+        let mut next_label = 1;
+        for group in &mut self.groups {
+            let mut rng = rng_for(seed, 0x0001_ABE1, group.id);
+            let count = rng.random_range(2..=5);
+            let mut names: Vec<&'static str> = text::GROUP_LABELS.choose_multiple(&mut rng, count).copied().collect();
+            names.sort_unstable_by_key(|n| n.to_lowercase());
+            group.label_names = names;
+            group.first_label_id = next_label;
+            next_label += count as u64;
+        }
+        for project in &mut self.projects {
+            project.first_label_id = next_label;
+            next_label += project.labels.len() as u64;
+        }
+
+        let mut next_milestone = 1 + self.projects.iter().map(|p| p.milestones.len() as u64).sum::<u64>();
+        for group in &mut self.groups {
+            let mut rng = rng_for(seed, 0x3_11E5, group.id);
+            let count = match group.parent_id {
+                None => rng.random_range(1..=3),
+                Some(_) => rng.random_range(0..=2),
+            };
+            let owner = MilestoneOwner { project_id: None, group_id: Some(group.id), web_url: &group.web_url };
+            group.milestones = (1..=count)
+                .map(|iid| {
+                    let m = make_milestone(&mut rng, next_milestone, iid, &owner, group.created_at.millis);
+                    next_milestone += 1;
+                    m
+                })
+                .collect();
+        }
+
+        let (mut pipeline, mut job, mut environment, mut deployment) = (FIRST_PIPELINE_ID, FIRST_JOB_ID, 1, 1);
+        for project in &mut self.projects {
+            let mut rng = rng_for(seed, 0xC1_0001, project.id);
+            let pipelines = if !project.jobs_enabled || project.empty_repo {
+                0
+            } else if project.path_with_namespace == BIG_PROJECT {
+                1_200
+            } else if DEMO_PROJECTS.contains(&project.path_with_namespace.as_str()) {
+                rng.random_range(120..=250)
+            } else if rng.random_ratio(1, 5) {
+                0
+            } else {
+                rng.random_range(1..=40)
+            };
+            project.ci = CiIds {
+                pipelines,
+                first_pipeline_id: pipeline,
+                first_job_id: job,
+                first_environment_id: environment,
+                first_deployment_id: deployment,
+            };
+            pipeline += pipelines as u64;
+            job += pipelines as u64 * MAX_JOBS_PER_PIPELINE;
+            // `production`, `staging`, and a review app per merge request at most.
+            environment += 2 + project.merge_request_count as u64;
+            deployment += pipelines as u64 * MAX_DEPLOYMENTS_PER_PIPELINE;
         }
     }
 
@@ -483,6 +649,35 @@ impl World {
         index.map(|&i| &self.groups[i])
     }
 
+    pub(crate) fn group_index(&self, id_or_path: &str) -> Option<usize> {
+        match id_or_path.parse::<u64>() {
+            Ok(id) => self.group_by_id.get(&id).copied(),
+            Err(_) => self.group_by_path.get(&id_or_path.to_lowercase()).copied(),
+        }
+    }
+
+    /// The index of the group with this id.
+    pub(crate) fn group_index_of(&self, id: u64) -> Option<usize> {
+        self.group_by_id.get(&id).copied()
+    }
+
+    /// The index of the project with this id.
+    pub(crate) fn project_index_of(&self, id: u64) -> Option<usize> {
+        self.project_by_id.get(&id).copied()
+    }
+
+    /// The groups above `group`, nearest first.
+    pub(crate) fn ancestors(&self, group: &Group) -> Vec<&Group> {
+        let mut out = Vec::new();
+        let mut parent = group.parent_id;
+        while let Some(id) = parent {
+            let Some(g) = self.group(id) else { break };
+            out.push(g);
+            parent = g.parent_id;
+        }
+        out
+    }
+
     /// A group by id.
     pub fn group(&self, id: u64) -> Option<&Group> {
         self.group_by_id.get(&id).map(|&i| &self.groups[i])
@@ -532,15 +727,90 @@ impl World {
         self.caches[index].records.get_or_init(|| content::generate(self, &self.projects[index]))
     }
 
-    /// Whether [`World::records`] of the project at `index` is already built.
-    pub(crate) fn records_ready(&self, index: usize) -> bool {
-        self.caches[index].records.get().is_some()
+    /// The commits, branches, tags and releases of the project at `index`; built on first use.
+    pub(crate) fn repository_of(&self, index: usize) -> &Repository {
+        self.caches[index].repository.get_or_init(|| Repository::generate(self, index))
     }
 
-    /// Generates and renders the records of every project now (otherwise done on first use).
+    /// The pipelines, jobs, environments and deployments of the project at `index`.
+    pub(crate) fn ci_of(&self, index: usize) -> &Ci {
+        self.caches[index].ci.get_or_init(|| Ci::generate(self, index))
+    }
+
+    /// The labels and milestones of the project at `index`.
+    pub(crate) fn labels_of(&self, index: usize) -> &ProjectLabels {
+        self.caches[index].labels.get_or_init(|| ProjectLabels::generate(self, index))
+    }
+
+    /// The direct members of the project at `index`.
+    pub(crate) fn members_of(&self, index: usize) -> &Members {
+        self.caches[index].members.get_or_init(|| Members::of_project(self, &self.projects[index]))
+    }
+
+    /// The notes and approvals of the project at `index` (notes are rendered per issue or merge
+    /// request, on first use).
+    pub(crate) fn discussions_of(&self, index: usize) -> &Discussions {
+        self.caches[index].discussions.get_or_init(|| Discussions::generate(self, index))
+    }
+
+    /// The labels and milestones of the group at `index`.
+    pub(crate) fn group_labels_of(&self, index: usize) -> &GroupLabels {
+        self.group_caches[index].labels.get_or_init(|| GroupLabels::generate(self, index))
+    }
+
+    /// The direct members of the group at `index`.
+    pub(crate) fn group_members_of(&self, index: usize) -> &Members {
+        self.group_caches[index].members.get_or_init(|| Members::of_group(self, &self.groups[index]))
+    }
+
+    /// Whether `part` of the project at `index` is already built.
+    pub(crate) fn is_built(&self, index: usize, part: Part) -> bool {
+        let cache = &self.caches[index];
+        match part {
+            Part::Records => cache.records.get().is_some(),
+            Part::Repository => cache.repository.get().is_some(),
+            Part::Ci => cache.ci.get().is_some(),
+            Part::Labels => cache.labels.get().is_some(),
+            Part::Members => cache.members.get().is_some(),
+            Part::Discussions => cache.discussions.get().is_some(),
+        }
+    }
+
+    /// Builds `part` of the project at `index` (and what it is made from) now.
+    pub(crate) fn build(&self, index: usize, part: Part) {
+        match part {
+            Part::Records => {
+                self.records(index);
+            }
+            Part::Repository => {
+                self.repository_of(index);
+            }
+            Part::Ci => {
+                self.ci_of(index);
+            }
+            Part::Labels => {
+                self.labels_of(index);
+            }
+            Part::Members => {
+                self.members_of(index);
+            }
+            Part::Discussions => {
+                self.discussions_of(index);
+            }
+        }
+    }
+
+    /// Generates and renders every project's data now (otherwise done on first use); notes are
+    /// still rendered per issue or merge request on first use.
     pub fn prerender(&self) {
         for index in 0..self.projects.len() {
-            self.records(index);
+            for part in [Part::Records, Part::Repository, Part::Ci, Part::Labels, Part::Members, Part::Discussions] {
+                self.build(index, part);
+            }
+        }
+        for index in 0..self.groups.len() {
+            self.group_labels_of(index);
+            self.group_members_of(index);
         }
     }
 
@@ -603,6 +873,7 @@ fn make_users(seed: u64, count: usize) -> Vec<User> {
             avatar_url: format!("https://secure.gravatar.com/avatar/{}?s=80&d=identicon", avatar_hash(c.username)),
             web_url: format!("{WEB_BASE}/{}", c.username),
             created_at: instant(&mut rng, ymd_ms(2018, 1, 1), ymd_ms(2018, 12, 31)),
+            utc_offset: *TIME_ZONES.choose(&mut rng_for(seed, 0x7_2002, i as u64 + 1)).unwrap_or(&0),
         })
         .collect()
 }
@@ -634,6 +905,9 @@ fn make_structure(seed: u64, shape: &WorldShape) -> (Vec<Group>, Vec<ProjectPlan
                 description: description.to_owned(),
                 visibility: if path == "demo" { "public" } else { "private" }.to_owned(),
                 created_at: DateTime::utc(instant(&mut rng, ymd_ms(2018, 6, 1), ymd_ms(2018, 12, 31))),
+                milestones: Vec::new(),
+                label_names: Vec::new(),
+                first_label_id: 0,
                 json: Box::default(),
             };
             group.json = records::group(&group).into();
@@ -681,7 +955,7 @@ fn make_structure(seed: u64, shape: &WorldShape) -> (Vec<Group>, Vec<ProjectPlan
             };
             for k in 0..spec.projects {
                 let special = match (relative, k) {
-                    ("", 0) => Some(("Handbook", PlanKind::MergeRequestsDisabled)),
+                    ("", 0) => Some(("Handbook", PlanKind::Handbook)),
                     ("platform", 0) => Some(("Secrets Vault", PlanKind::IssuesDisabled)),
                     _ => None,
                 };
@@ -718,35 +992,50 @@ fn make_structure(seed: u64, shape: &WorldShape) -> (Vec<Group>, Vec<ProjectPlan
     (groups, plans)
 }
 
+/// Time zones of the cast (minutes east of UTC), as their git dates show them.
+const TIME_ZONES: [i32; 12] = [0, 60, 120, 330, 480, 540, -300, -420, -180, 600, 345, -240];
+
 const MILESTONE_TITLES: [&str; 8] =
     ["v1.0", "v1.1", "v2.0 – “Hydra”", "Sprint 42", "Q3 2024 🚀", "Backlog", "Release 3.0", "Hardening"];
+
+const GROUP_MILESTONE_TITLES: [&str; 4] =
+    ["FY25 Q1 planning", "Roadmap 2025", "Security review 🔐", "Migración a la nube"];
+
+/// Whose milestone it is, and where its page lives.
+struct MilestoneOwner<'a> {
+    project_id: Option<u64>,
+    group_id: Option<u64>,
+    /// The web URL of the project or group.
+    web_url: &'a str,
+}
 
 fn make_milestone(
     rng: &mut impl Rng,
     id: u64,
     iid: u64,
-    project_id: u64,
-    project_url: &str,
-    project_created: Millis,
+    owner: &MilestoneOwner<'_>,
+    owner_created: Millis,
 ) -> Milestone {
-    let created_at = instant(rng, project_created, ymd_ms(2024, 12, 31));
+    let titles: &[&str] = if owner.group_id.is_some() { &GROUP_MILESTONE_TITLES } else { &MILESTONE_TITLES };
+    let created_at = instant(rng, owner_created, ymd_ms(2024, 12, 31));
     let updated_at = instant(rng, created_at, epoch_end());
     let start = created_at + rng.random_range(0..30) * 86_400_000;
     let due = start + rng.random_range(14..120) * 86_400_000;
     let state = if rng.random_bool(0.5) { "closed" } else { "active" };
-    let title = MILESTONE_TITLES.get((iid as usize - 1) % MILESTONE_TITLES.len()).copied().unwrap_or("Next");
-    let title = if iid as usize > MILESTONE_TITLES.len() { format!("{title} ({iid})") } else { title.to_owned() };
+    let title = titles.get((iid as usize - 1) % titles.len()).copied().unwrap_or("Next");
+    let title = if iid as usize > titles.len() { format!("{title} ({iid})") } else { title.to_owned() };
     Milestone {
         id,
         iid,
-        project_id,
+        project_id: owner.project_id,
+        group_id: owner.group_id,
         title,
         description: rng.random_bool(0.6).then(|| "Goals: ship it 🚢, fix the top bugs, write the docs.".to_owned()),
         state: state.to_owned(),
         due_date: rng.random_bool(0.8).then_some(Date::of(due)),
         start_date: rng.random_bool(0.6).then_some(Date::of(start)),
         expired: state == "active" && due < ymd_ms(2025, 6, 1),
-        web_url: format!("{project_url}/-/milestones/{iid}"),
+        web_url: format!("{}/-/milestones/{iid}", owner.web_url),
         created_at,
         updated_at,
     }

@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{TOKEN, host_run, simulator};
+use support::{TOKEN, host_run, simulator, small_simulator};
 
 fn refused(args: &[&str], expected: &[&str]) {
     let sim = simulator();
@@ -98,4 +98,92 @@ fn a_bad_base_url_is_refused() {
     assert!(!run.success);
     assert!(run.stderr.contains("--base-url must be GitLab's address"), "{}", run.stderr);
     assert_eq!(sim.request_count(), 0);
+}
+
+#[test]
+fn a_filter_on_a_field_that_is_not_filterable_says_so() {
+    refused(
+        &["--object", "issue", "--project", "demo/api", "--filter", "title = x"],
+        &["field 'title' of object 'issue' cannot be filtered on", "filterable fields:"],
+    );
+}
+
+#[test]
+fn a_filter_only_row_cannot_be_selected_as_a_field() {
+    refused(
+        &["--object", "commit", "--project", "demo/api", "--fields", "title,since"],
+        &["'since' is a filter, not a record field", "the fields of 'commit' are:"],
+    );
+}
+
+#[test]
+fn range_rows_take_their_own_operator_only() {
+    refused(
+        &["--object", "commit", "--project", "demo/api", "--filter", "since = 2024-01-01"],
+        &["filter on 'commit.since' does not accept '='; allowed: >="],
+    );
+    refused(
+        &["--object", "pipeline", "--project", "demo/api", "--filter", "updated_before >= 2024-01-01"],
+        &["filter on 'pipeline.updated_before' does not accept '>='; allowed: <="],
+    );
+}
+
+#[test]
+fn a_range_whose_bounds_are_reversed_is_refused() {
+    refused(
+        &[
+            "--object",
+            "project_merge_request",
+            "--project",
+            "demo/api",
+            "--filter",
+            "deployed_before_after between 2024-02-01 and 2024-01-01",
+        ],
+        &["'project_merge_request.deployed_before_after between' has its low bound", "after its high bound"],
+    );
+}
+
+#[test]
+fn a_list_filter_with_a_non_integer_is_refused() {
+    refused(
+        &["--object", "project_milestone", "--project", "demo/api", "--filter", "iids = 1,two"],
+        &["filter 'project_milestone.iids': '1,two' is not an integer"],
+    );
+}
+
+#[test]
+fn a_filter_one_of_the_objects_lacks_refuses_the_whole_run() {
+    refused(
+        &["--object", "tag", "--object", "branch", "--project", "demo/api", "--filter", "order_by = name"],
+        &["object 'branch' has no field 'order_by'"],
+    );
+}
+
+#[test]
+fn group_objects_cannot_be_read_at_project_scope() {
+    for object in ["group", "group_label", "group_milestone"] {
+        refused(
+            &["--object", object, "--project", "demo/api"],
+            &[&format!("object '{object}' cannot be read at project scope"), "it is read at:"],
+        );
+    }
+}
+
+#[test]
+fn a_value_gitlab_does_not_know_is_its_400_and_stops_the_run() {
+    // The connector cannot know every enumeration; GitLab refuses the value with a 400 naming the
+    // parameter, and the run stops there (every partition would fail alike).
+    let sim = small_simulator();
+    let dir = support::temp_dir();
+    let dest = format!("jsonl:{}", dir.path().join("out").display());
+    let run = host_run(
+        &sim,
+        &["--object", "pipeline", "--project", "demo/api", "--filter", "status = done", "--dest", &dest],
+        Some(TOKEN),
+    );
+    assert!(!run.success);
+    let error = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output()));
+    assert!(error.contains("(400): status does not have a valid value"), "{error}");
+    let statuses: Vec<u16> = sim.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses.last(), Some(&400), "{statuses:?}");
 }

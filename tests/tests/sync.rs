@@ -5,55 +5,7 @@ mod support;
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
-use support::{TOKEN, artifacts, host, host_run, is_utc_millis, read_jsonl, simulator, temp_dir, utc_millis};
-
-/// The field types `host describe OBJECT --json` declares.
-fn field_types(object: &str) -> HashMap<String, String> {
-    let run = host(&["describe", "--plugin", artifacts().gitlab_wasm.to_str().unwrap(), object, "--json"], None);
-    let schema: Value = serde_json::from_str(&run.stdout).unwrap();
-    schema["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["filter_only"] == false)
-        .map(|f| (f["name"].as_str().unwrap().to_owned(), f["type"].as_str().unwrap().to_owned()))
-        .collect()
-}
-
-/// Every record has exactly the schema's record fields, each of its declared type (or null).
-fn assert_typed(object: &str, records: &[Value]) {
-    let types = field_types(object);
-    for record in records {
-        let map = record.as_object().unwrap();
-        assert_eq!(map.len(), types.len(), "{object} record has {} fields, schema {}", map.len(), types.len());
-        for (field, value) in map {
-            let kind = types.get(field).unwrap_or_else(|| panic!("{object}.{field} is not in the schema"));
-            let ok = value.is_null()
-                || match kind.as_str() {
-                    "integer" => value.is_i64(),
-                    "number" => value.is_number(),
-                    "boolean" => value.is_boolean(),
-                    "string" => value.is_string(),
-                    "date" => value.as_str().is_some_and(|s| s.len() == 10 && s.as_bytes()[4] == b'-'),
-                    "date-time" => value.as_str().is_some_and(is_utc_millis),
-                    "struct" => value.is_object(),
-                    "list" => value.is_array(),
-                    other => panic!("unknown type {other}"),
-                };
-            assert!(ok, "{object}.{field} should be {kind}, is {value}");
-        }
-    }
-}
-
-fn sqlite_ids(db: &std::path::Path, table: &str) -> BTreeSet<i64> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.prepare(&format!("SELECT id FROM {table}"))
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
+use support::{TOKEN, assert_typed, host_run, is_utc_millis, read_jsonl, simulator, sqlite_ids, temp_dir, utc_millis};
 
 #[test]
 fn a_group_of_150_projects_across_subgroups_syncs_every_project() {

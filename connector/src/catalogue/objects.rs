@@ -97,6 +97,9 @@ const fn per_parent(parents: &'static str, path: &'static str, single: bool) -> 
     }
 }
 
+/// Members of groups and projects: what GitLab really sends where the table says otherwise.
+const MEMBER_RETYPES: &[(&str, FieldType)] = &[("expires_at", FieldType::Date), ("is_using_seat", FieldType::Boolean)];
+
 const UPDATED_AT: Option<Cursor> = Some(Cursor { field: "updated_at", after_param: "updated_after" });
 
 /// Every object, in the order `list-objects` reports them.
@@ -152,7 +155,14 @@ pub static OBJECTS: &[ObjectSpec] = &[
         record_filters: &[],
         scope_field: None,
         renames: &[],
-        retypes: &[],
+        // The table calls these strings; GitLab sends booleans (`null` when unset) and integers.
+        retypes: &[
+            ("auto_devops_enabled", FieldType::Boolean),
+            ("emails_disabled", FieldType::Boolean),
+            ("mentions_disabled", FieldType::Boolean),
+            ("ldap_access", FieldType::Integer),
+            ("parent_id", FieldType::Integer),
+        ],
         readable: true,
     },
     ObjectSpec {
@@ -164,7 +174,9 @@ pub static OBJECTS: &[ObjectSpec] = &[
         record_filters: &[],
         scope_field: Some("group_id"),
         renames: &[],
-        retypes: &[],
+        // GitLab sends a membership's expiry as a date (`2024-10-22`), and `is_using_seat` (with
+        // `show_seat_info=true`) as a boolean.
+        retypes: MEMBER_RETYPES,
         readable: true,
     },
     ObjectSpec {
@@ -200,8 +212,9 @@ pub static OBJECTS: &[ObjectSpec] = &[
         record_filters: &["confidential", "due_date", "issue_type", "state"],
         scope_field: Some("project_id"),
         renames: &[],
-        // GitLab sends the closing user as an object, like `author`.
-        retypes: &[("closed_by", FieldType::Struct)],
+        // GitLab sends the closing user as an object, like `author`, and the id of the issue it was
+        // moved to as an integer.
+        retypes: &[("closed_by", FieldType::Struct), ("moved_to_id", FieldType::Integer)],
         readable: true,
     },
     ObjectSpec {
@@ -220,10 +233,12 @@ pub static OBJECTS: &[ObjectSpec] = &[
         record_filters: &[],
         scope_field: Some("project_id"),
         renames: &[],
-        // GitLab sends durations in seconds with a fraction, and the runner as an object.
+        // GitLab sends durations in seconds with a fraction, the coverage as a percentage with a
+        // fraction (`98.29`), and the runner as an object.
         retypes: &[
             ("duration", FieldType::Number),
             ("queued_duration", FieldType::Number),
+            ("coverage", FieldType::Number),
             ("runner", FieldType::Struct),
         ],
         readable: true,
@@ -268,7 +283,14 @@ pub static OBJECTS: &[ObjectSpec] = &[
         record_filters: &["archived", "repository_storage", "visibility"],
         scope_field: None,
         renames: &[("empty_Repo", "empty_repo")],
-        retypes: &[],
+        // The table calls two flags and a number of seconds strings; GitLab sends booleans and an
+        // integer. `with_programming_language` is a language name (`Ruby`), not a boolean.
+        retypes: &[
+            ("allow_merge_on_skipped_pipeline", FieldType::Boolean),
+            ("emails_disabled", FieldType::Boolean),
+            ("runner_token_expiration_interval", FieldType::Integer),
+            ("with_programming_language", FieldType::String),
+        ],
         readable: true,
     },
     ObjectSpec {
@@ -292,7 +314,9 @@ pub static OBJECTS: &[ObjectSpec] = &[
         record_filters: &[],
         scope_field: Some("project_id"),
         renames: &[],
-        retypes: &[],
+        // GitLab sends a membership's expiry as a date (`2024-10-22`), and `is_using_seat` (with
+        // `show_seat_info=true`) as a boolean.
+        retypes: MEMBER_RETYPES,
         readable: true,
     },
     ObjectSpec {
@@ -304,12 +328,13 @@ pub static OBJECTS: &[ObjectSpec] = &[
         record_filters: &["source_branch", "state", "target_branch"],
         scope_field: Some("project_id"),
         renames: &[],
-        // The table types a username as an integer and two flags as strings; GitLab sends a string,
-        // a boolean and an object.
+        // The table types a username as an integer and three fields as strings; GitLab sends a
+        // string, a boolean, an object and an integer.
         retypes: &[
             ("author_username", FieldType::String),
             ("discussion_locked", FieldType::Boolean),
             ("closed_by", FieldType::Struct),
+            ("approvals_before_merge", FieldType::Integer),
         ],
         readable: true,
     },
@@ -317,7 +342,9 @@ pub static OBJECTS: &[ObjectSpec] = &[
         name: "project_milestone",
         label: "Project milestone",
         endpoints: &[project("/projects/{id}/milestones")],
-        primary_key: &["id"],
+        // A group milestone is listed under every project of the group (`include_parent_milestones`),
+        // so a milestone id alone is not unique among a group's project partitions.
+        primary_key: &["project_id", "id"],
         cursor: None,
         record_filters: &["state", "title"],
         scope_field: Some("project_id"),
@@ -353,7 +380,16 @@ pub static OBJECTS: &[ObjectSpec] = &[
     ObjectSpec {
         name: "deployment",
         label: "Deployment",
-        endpoints: &[project("/projects/{id}/deployments")],
+        // GitLab refuses `updated_after` / `updated_before` (the cursor's parameters) unless the list
+        // is ordered by `updated_at` (400 "`updated_at` filter requires `updated_at` sort"), so the
+        // list is read in that order; an `order_by` filter sent after it takes precedence.
+        endpoints: &[Endpoint {
+            scope: ScopeKind::Project,
+            path: "/projects/{id}/deployments",
+            params: &[("order_by", "updated_at")],
+            keyset: &[],
+            head: None,
+        }],
         primary_key: &["id"],
         cursor: UPDATED_AT,
         record_filters: &["status", "environment"],

@@ -12,22 +12,22 @@ use crate::query::Query;
 use crate::routes::Ctx;
 use crate::{BIG_PROJECT, ISSUES_DISABLED_PROJECT, MERGE_REQUESTS_DISABLED_PROJECT, SimConfig, Simulator, WorldShape};
 
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(super) struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 
-    fn items(&self) -> Vec<Value> {
+    pub fn items(&self) -> Vec<Value> {
         match self.json() {
             Value::Array(items) => items,
             other => panic!("not an array: {other}"),
@@ -35,7 +35,7 @@ impl Resp {
     }
 
     /// The URL of a `rel` in the Link header.
-    fn link(&self, rel: &str) -> Option<String> {
+    pub fn link(&self, rel: &str) -> Option<String> {
         let link = self.header("link")?;
         link.split(", ").find_map(|part| {
             let (url, r) = part.split_once(">; rel=\"")?;
@@ -44,11 +44,11 @@ impl Resp {
     }
 }
 
-fn agent() -> ureq::Agent {
+pub(super) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }
 
-fn get_with(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Resp {
+pub(super) fn get_with(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Resp {
     let mut request = agent.get(url);
     for (k, v) in headers {
         request = request.header(*k, *v);
@@ -63,15 +63,15 @@ fn get_with(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Resp {
     }
 }
 
-fn get(sim: &Simulator, path_and_query: &str) -> Resp {
+pub(super) fn get(sim: &Simulator, path_and_query: &str) -> Resp {
     get_with(&agent(), &format!("{}{path_and_query}", sim.base_url()), &[])
 }
 
-fn small() -> Simulator {
+pub(super) fn small() -> Simulator {
     Simulator::start(SimConfig { world: WorldShape::small(), ..SimConfig::default() }).unwrap()
 }
 
-fn ids(items: &[Value]) -> Vec<u64> {
+pub(super) fn ids(items: &[Value]) -> Vec<u64> {
     items.iter().map(|i| i["id"].as_u64().unwrap()).collect()
 }
 

@@ -6,7 +6,10 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::time::parse_datetime_micros;
-use crate::{BIG_PROJECT, DEMO_PROJECTS, ISSUES_DISABLED_PROJECT, MERGE_REQUESTS_DISABLED_PROJECT, World, WorldShape};
+use crate::{
+    BIG_PROJECT, CI_DISABLED_PROJECT, DEMO_PROJECTS, EMPTY_REPOSITORY_PROJECT, ISSUES_DISABLED_PROJECT,
+    MERGE_REQUESTS_DISABLED_PROJECT, World, WorldShape,
+};
 
 /// Fields of the reference TSV (rows without a filter) each record must carry
 /// (`empty_Repo` is GitLab's `empty_repo`).
@@ -211,6 +214,35 @@ fn all_json(world: &World) -> Vec<u8> {
         for r in &records.merge_requests.items {
             out.extend_from_slice(&r.json);
         }
+        let id = p.id;
+        let mut lists = vec![
+            world.all_commits(id),
+            world.branches(id),
+            world.tags(id),
+            world.releases(id),
+            world.pipelines(id),
+            world.jobs(id),
+            world.environments(id),
+            world.deployments(id),
+            world.project_labels(id),
+            world.project_milestones(id),
+            world.project_members(id),
+        ];
+        for iid in 1..=records.issues.items.len().min(5) as u64 {
+            lists.push(world.issue_notes(id, iid));
+        }
+        for iid in 1..=records.merge_requests.items.len() as u64 {
+            lists.push(world.merge_request_notes(id, iid));
+            lists.push(vec![world.merge_request_approvals(id, iid)]);
+        }
+        for list in lists {
+            out.extend(serde_json::to_vec(&list).unwrap());
+        }
+    }
+    for g in world.groups() {
+        for list in [world.group_labels(g.id), world.group_milestones(g.id), world.group_members(g.id)] {
+            out.extend(serde_json::to_vec(&list).unwrap());
+        }
     }
     out
 }
@@ -238,11 +270,16 @@ fn records_do_not_depend_on_access_order() {
     let w2 = World::generate(7, &shape);
     let demo = w1.project_by_ref("demo/api").unwrap().id;
     let first = w1.issues(demo).to_vec();
-    // In w2, touch every other project first.
+    let (jobs, notes) = (w1.jobs(demo), w1.issue_notes(demo, 2));
+    // In w2, touch every other project first, and its other data before its jobs and notes.
     for p in w2.projects().iter().rev() {
         let _ = w2.merge_requests(p.id);
+        let _ = w2.deployments(p.id);
+        let _ = w2.issue_notes(p.id, 1);
     }
     assert_eq!(first, w2.issues(demo));
+    assert_eq!(jobs, w2.jobs(demo));
+    assert_eq!(notes, w2.issue_notes(demo, 2));
 }
 
 #[test]
@@ -284,6 +321,35 @@ fn standard_shape_counts() {
     assert_eq!(json["issues_access_level"], "disabled");
     let no_mrs = world.project_by_ref(MERGE_REQUESTS_DISABLED_PROJECT).unwrap();
     assert_eq!(world.project_json(no_mrs.id)["merge_requests_enabled"], false);
+    // The handbook: no CI/CD, an empty repository (so no default branch yet).
+    let handbook = world.project_json(world.project_by_ref(CI_DISABLED_PROJECT).unwrap().id);
+    assert_eq!(handbook["jobs_enabled"], false);
+    assert_eq!(handbook["builds_access_level"], "disabled");
+    assert_eq!(handbook["empty_repo"], true);
+    assert_eq!(handbook["default_branch"], Value::Null);
+    assert_eq!(world.project_by_ref(EMPTY_REPOSITORY_PROJECT).unwrap().id, no_mrs.id);
+
+    // Ids of the records generated later are unique across the world.
+    let mut seen: HashSet<(&str, u64)> = HashSet::new();
+    for p in world.projects() {
+        for (kind, list) in [
+            ("pipeline", world.pipelines(p.id)),
+            ("job", world.jobs(p.id)),
+            ("environment", world.environments(p.id)),
+            ("deployment", world.deployments(p.id)),
+            ("label", world.project_labels(p.id).into_iter().filter(|l| l["is_project_label"] == true).collect()),
+            ("milestone", world.project_milestones(p.id)),
+        ] {
+            for record in list {
+                assert!(seen.insert((kind, record["id"].as_u64().unwrap())), "duplicate {kind} id: {record}");
+            }
+        }
+    }
+    for g in world.groups() {
+        for record in world.group_milestones(g.id) {
+            assert!(seen.insert(("milestone", record["id"].as_u64().unwrap())), "duplicate milestone id: {record}");
+        }
+    }
 
     // Group and project ids are distinct.
     let groups: HashSet<u64> = world.groups().iter().map(|g| g.id).collect();
@@ -364,5 +430,8 @@ fn prerender_standard_world() {
     let world = World::generate(42, &WorldShape::standard());
     let started = Instant::now();
     world.prerender();
-    eprintln!("all issues and merge requests rendered in {:?}", started.elapsed());
+    eprintln!(
+        "every project's records, repository, CI, labels, members and approvals rendered in {:?}",
+        started.elapsed()
+    );
 }

@@ -7,11 +7,13 @@
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use gitlab_sim::{SimConfig, Simulator, WorldShape};
+use serde_json::Value;
 
 /// Paths of the built artifacts.
 pub struct Artifacts {
@@ -62,6 +64,13 @@ pub const TOKEN: &str = "glpat-test-7f3a9c2e1b";
 /// A simulator of the standard world that requires [`TOKEN`].
 pub fn simulator() -> Simulator {
     Simulator::start(SimConfig { seed: 42, token: Some(TOKEN.into()), world: WorldShape::standard() })
+        .expect("starting the simulator")
+}
+
+/// A simulator of the small world (`acme` with 5 projects in two groups, `demo` with 3) that
+/// requires [`TOKEN`].
+pub fn small_simulator() -> Simulator {
+    Simulator::start(SimConfig { seed: 42, token: Some(TOKEN.into()), world: WorldShape::small() })
         .expect("starting the simulator")
 }
 
@@ -134,4 +143,95 @@ pub fn utc_millis(text: &str) -> String {
         .unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"))
         .with_timezone(&chrono::Utc)
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The record fields `host describe OBJECT --json` declares, with their types (`integer`, ...);
+/// asked once per object and test process.
+pub fn field_types(object: &str) -> HashMap<String, String> {
+    static DESCRIBED: Mutex<Option<HashMap<String, HashMap<String, String>>>> = Mutex::new(None);
+    if let Some(types) = DESCRIBED.lock().unwrap().get_or_insert_default().get(object) {
+        return types.clone();
+    }
+    let types = describe_fields(object);
+    DESCRIBED.lock().unwrap().get_or_insert_default().insert(object.to_owned(), types.clone());
+    types
+}
+
+fn describe_fields(object: &str) -> HashMap<String, String> {
+    let run = host(&["describe", "--plugin", artifacts().gitlab_wasm.to_str().unwrap(), object, "--json"], None);
+    assert!(run.success, "{}", run.output());
+    let schema: Value = serde_json::from_str(&run.stdout).unwrap();
+    schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["filter_only"] == false)
+        .map(|f| (f["name"].as_str().unwrap().to_owned(), f["type"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Whether `value` has the declared `kind` (a type name of `host describe --json`), or is null.
+pub fn has_type(value: &Value, kind: &str) -> bool {
+    value.is_null()
+        || match kind {
+            "integer" => value.is_i64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "string" => value.is_string(),
+            "date" => value
+                .as_str()
+                .is_some_and(|s| s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
+            "date-time" => value.as_str().is_some_and(is_utc_millis),
+            "struct" => value.is_object(),
+            "list" => value.is_array(),
+            other => panic!("unknown type {other}"),
+        }
+}
+
+/// Every record has exactly the schema's record fields, each of its declared type (or null).
+pub fn assert_typed(object: &str, records: &[Value]) {
+    assert_typed_as(object, &field_types(object), records);
+}
+
+/// [`assert_typed`] against already fetched field types.
+pub fn assert_typed_as(object: &str, types: &HashMap<String, String>, records: &[Value]) {
+    for record in records {
+        let map = record.as_object().unwrap();
+        assert_eq!(map.len(), types.len(), "{object} record has {} fields, schema {}", map.len(), types.len());
+        for (field, value) in map {
+            let kind = types.get(field).unwrap_or_else(|| panic!("{object}.{field} is not in the schema"));
+            assert!(has_type(value, kind), "{object}.{field} should be {kind}, is {value}");
+        }
+    }
+}
+
+/// GitLab's value of a field as the connector must write it for the declared type: date-times
+/// in UTC with milliseconds, dates as `YYYY-MM-DD`, integers as integers (numeric strings too),
+/// booleans and numbers as they are, structs and lists as they came; absent is null. Written
+/// here from the contract, independently of the connector's code.
+pub fn normalized(value: Option<&Value>, kind: &str) -> Value {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Value::Null };
+    match (kind, value) {
+        ("date-time", Value::String(s)) => Value::String(utc_millis(s)),
+        ("date", Value::String(s)) => Value::String(s[..10].to_owned()),
+        ("integer", Value::String(s)) => Value::from(s.trim().parse::<i64>().unwrap()),
+        ("string", Value::Bool(_) | Value::Number(_)) => Value::String(value.to_string()),
+        _ => value.clone(),
+    }
+}
+
+/// The primary key values of a record, as text.
+pub fn key_of(record: &Value, key: &[String]) -> String {
+    key.iter().map(|k| record[k].to_string()).collect::<Vec<_>>().join("|")
+}
+
+/// The `id`s in a SQLite table.
+pub fn sqlite_ids(db: &Path, table: &str) -> BTreeSet<i64> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.prepare(&format!("SELECT id FROM {table}"))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
