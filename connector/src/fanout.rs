@@ -63,6 +63,11 @@ impl Progress {
         Ok(progress)
     }
 
+    /// The next page of parents to list, if any.
+    pub fn parents(&self) -> Option<&str> {
+        self.parents.as_deref()
+    }
+
     fn encode(&self) -> String {
         // Serializing plain strings and integers cannot fail.
         format!("{TOKEN_PREFIX}{}", serde_json::to_string(self).unwrap_or_default())

@@ -81,8 +81,13 @@ pub fn plan(connection: &Connection, request: &ReadRequest) -> Result<Plan, Conn
         None => path.to_owned(),
     };
     let first_page = || {
-        let mut query: Vec<(String, String)> =
-            endpoint.params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        // The endpoint's own parameters, unless a filter sets them (a filter's value wins).
+        let mut query: Vec<(String, String)> = endpoint
+            .params
+            .iter()
+            .filter(|(k, _)| !filter_query.iter().any(|(f, _)| f == k))
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let sets_order = filter_query.iter().any(|(k, _)| k == "order_by" || k == "sort");
         if !sets_order {
             query.extend(endpoint.keyset.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
@@ -102,7 +107,8 @@ pub fn plan(connection: &Connection, request: &ReadRequest) -> Result<Plan, Conn
                 None => Progress::start(first_page()),
             };
             let scope = encoded_ref.clone().unwrap_or_default();
-            let url = format!("{api_root}{}", fill(endpoint.path));
+            // The next page of parents, when one is still to be listed.
+            let url = format!("{api_root}{}", progress.parents().map_or_else(|| fill(endpoint.path), str::to_owned));
             (url, None, Some(PerParent { children, scope, progress }))
         }
         (None, Some(token)) => (format!("{api_root}{}", checked_token(token)?), None, None),

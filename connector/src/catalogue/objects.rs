@@ -382,13 +382,14 @@ pub static OBJECTS: &[ObjectSpec] = &[
         label: "Deployment",
         // GitLab refuses `updated_after` / `updated_before` (the cursor's parameters) unless the list
         // is ordered by `updated_at` (400 "`updated_at` filter requires `updated_at` sort"), so the
-        // list is read in that order; an `order_by` filter sent after it takes precedence.
+        // list is read in that order; an `order_by` filter replaces it.
         endpoints: &[Endpoint {
             scope: ScopeKind::Project,
             path: "/projects/{id}/deployments",
             params: &[("order_by", "updated_at")],
             keyset: &[],
             head: None,
+            children: None,
         }],
         primary_key: &["id"],
         cursor: UPDATED_AT,
