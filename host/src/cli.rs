@@ -65,8 +65,8 @@ pub struct RunArgs {
     pub summary_json: Option<PathBuf>,
 }
 
-/// A flow: from a flow file (`--flow`), or from flags. The flags after `--dest` also override a flow
-/// file's settings.
+/// A flow: from a flow file (`--flow`), or from flags. `--plugin`, `--dest`, `--state`, `--mode`,
+/// `--lookback`, `--page-size` and `--concurrency` also override a flow file's settings.
 #[derive(Args, Debug)]
 pub struct FlowArgs {
     /// A flow file (TOML) naming the plugin, the connection, the objects and the destination.

@@ -287,6 +287,12 @@ pub async fn resolve_named_scopes(
 fn scope_error(flow: &Flow, scope_key: &str, failure: ScopeFailure) -> anyhow::Error {
     match failure {
         ScopeFailure::Connector(ConnectorError::Unauthorized(m), _) => unauthorized(flow, &m),
+        ScopeFailure::Connector(ConnectorError::NotFound(m), context) => {
+            flow.origins.error(scope_key, format!("{context}: not found, or hidden from the token: {m}"))
+        }
+        ScopeFailure::Connector(ConnectorError::Forbidden(m), context) => {
+            flow.origins.error(scope_key, format!("{context}: the token may not read it: {m}"))
+        }
         ScopeFailure::Connector(error, context) => {
             flow.origins.error(scope_key, format!("{context}: {}", connector_message(&error)))
         }
@@ -303,12 +309,16 @@ pub fn unauthorized(flow: &Flow, message: &str) -> anyhow::Error {
 
 /// The checkpoint key of `object` under `scope` (by id) in flow `flow_id`.
 pub fn partition_key(flow_id: &str, object: &str, scope: &Scope) -> PartitionKey {
-    let scope = match scope {
+    PartitionKey { flow: flow_id.to_owned(), object: object.to_owned(), scope: scope_id(scope) }
+}
+
+/// A scope by id, as keys name it: `project-42`, `group-7`, `instance`.
+pub fn scope_id(scope: &Scope) -> String {
+    match scope {
         Scope::Instance => "instance".to_owned(),
         Scope::Group(id) => format!("group-{id}"),
         Scope::Project(id) => format!("project-{id}"),
-    };
-    PartitionKey { flow: flow_id.to_owned(), object: object.to_owned(), scope }
+    }
 }
 
 /// The object's info and its destination table, or why it cannot be read.

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::flow::Mode;
 use crate::flow::filter::operator_symbol;
-use crate::plan::{Cursor, Partition};
+use crate::plan::{Cursor, Partition, scope_id};
 use crate::sandbox::wit::{self, FieldType, Filter, FilterOperator};
 use crate::state::Checkpoint;
 
@@ -55,7 +55,7 @@ pub fn start(partition: &Partition, checkpoint: &mut Checkpoint, lookback: Durat
             // is rebuilt alike so that both agree.
             request.page_token.clone_from(&checkpoint.page_token);
             let since = incremental(checkpoint).map(|(cursor, since)| {
-                request.filters.push(cursor_filter(cursor, &since));
+                add_cursor_filter(&mut request.filters, cursor, &since);
                 since
             });
             let note = match &since {
@@ -80,7 +80,7 @@ pub fn start(partition: &Partition, checkpoint: &mut Checkpoint, lookback: Durat
         (Mode::Full, _, _) => "full".to_owned(),
         (Mode::Incremental, None, _) => "full: object has no cursor".to_owned(),
         (Mode::Incremental, Some(_), Some((cursor, since))) => {
-            request.filters.push(cursor_filter(cursor, &since));
+            add_cursor_filter(&mut request.filters, cursor, &since);
             let note = format!("incremental from {since}");
             return (request, Start { resumed: false, incremental_since: Some(since), note });
         }
@@ -93,6 +93,33 @@ pub fn start(partition: &Partition, checkpoint: &mut Checkpoint, lookback: Durat
         note = format!("{note}; restarted: the flow changed since the interrupted read");
     }
     (request, Start { resumed: false, incremental_since: None, note })
+}
+
+/// Add `CURSOR >= since` to `filters`. A `>=` filter of the flow's own on the cursor is kept if it is
+/// the later bound, and replaced otherwise: the upstream takes one lower bound per parameter.
+fn add_cursor_filter(filters: &mut Vec<Filter>, cursor: &Cursor, since: &str) {
+    let own =
+        filters.iter().position(|f| f.field == cursor.field && f.operator == FilterOperator::GreaterThanOrEqualTo);
+    match own {
+        Some(index) => {
+            let later = match (instant(&filters[index].values[0]), instant(since)) {
+                (Some(own), Some(since)) => own >= since,
+                _ => filters[index].values[0].as_str() >= since,
+            };
+            if !later {
+                filters[index] = cursor_filter(cursor, since);
+            }
+        }
+        None => filters.push(cursor_filter(cursor, since)),
+    }
+}
+
+/// A date-time or a date (as its midnight UTC), to compare bounds written either way.
+fn instant(text: &str) -> Option<jiff::Timestamp> {
+    text.parse::<jiff::Timestamp>().ok().or_else(|| {
+        let day: jiff::civil::Date = text.parse().ok()?;
+        jiff::tz::TimeZone::UTC.to_timestamp(day.into()).ok()
+    })
 }
 
 /// `FIELD >= value` on the cursor.
@@ -138,11 +165,7 @@ pub fn since(watermark: &str, field_type: FieldType, lookback: Duration) -> Opti
 
 /// What a read of `request` selects (object, scope, fields, filters), as canonical JSON.
 pub fn selection(request: &wit::ReadRequest) -> String {
-    let scope = match &request.scope {
-        wit::Scope::Instance => "instance".to_owned(),
-        wit::Scope::Group(id) => format!("group-{id}"),
-        wit::Scope::Project(id) => format!("project-{id}"),
-    };
+    let scope = scope_id(&request.scope);
     let filters: Vec<_> =
         request.filters.iter().map(|f| json!([f.field, operator_symbol(f.operator), f.values])).collect();
     json!({ "object": request.object, "scope": scope, "fields": request.fields, "filters": filters }).to_string()
@@ -243,6 +266,18 @@ mod tests {
         assert!(began.note.starts_with("full: the flow's selection changed"), "{}", began.note);
         assert_eq!(checkpoint.watermark, None);
         assert_eq!(checkpoint.selection, Some(selection(&filtered.request)));
+    }
+
+    #[test]
+    fn the_later_of_the_flows_own_bound_and_the_watermark_wins() {
+        let cursor = Cursor { field: "updated_at".into(), field_type: FieldType::DateTime };
+        let own = |value: &str| vec![cursor_filter(&cursor, value)];
+        let mut filters = own("2030-01-01");
+        add_cursor_filter(&mut filters, &cursor, "2024-03-05T10:07:13.123Z");
+        assert_eq!(filters[0].values, ["2030-01-01"]);
+        let mut filters = own("2020-01-01");
+        add_cursor_filter(&mut filters, &cursor, "2024-03-05T10:07:13.123Z");
+        assert_eq!((filters.len(), filters[0].values[0].as_str()), (1, "2024-03-05T10:07:13.123Z"));
     }
 
     #[test]

@@ -104,6 +104,8 @@ impl Summary {
         for p in &self.partitions {
             let status = match &p.outcome {
                 Outcome::Done => "done".to_owned(),
+                // The reason says it was skipped, and why.
+                Outcome::Skipped(r) if r.starts_with("skipped") => r.clone(),
                 Outcome::Skipped(r) => format!("skipped: {r}"),
                 Outcome::Failed(r) => format!("failed: {r}"),
                 Outcome::Fatal(r) => format!("failed: {r}"),
