@@ -62,6 +62,9 @@ pub async fn run(
     let started = Instant::now();
     let fail = |error: anyhow::Error| RunFailure { summary: Summary::new(flow, Vec::new(), started), error };
 
+    if let Some(url) = &flow.state {
+        state::check_available(url).map_err(|e| fail(flow.origins.error("state.url", format!("{e:#}"))))?;
+    }
     let planning_stats = Arc::new(GateStats::default());
     let mut control = plugin.instantiate(policy.clone(), planning_stats.clone(), &limits).await.map_err(fail)?;
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };

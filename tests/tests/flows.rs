@@ -215,6 +215,13 @@ fn bad_flow_files_are_refused_whole_naming_file_line_and_key() {
         ),
         (
             "",
+            format!("{good_object}\n[state]\nurl = \"postgres://db.example/state\"\n"),
+            "postgres://",
+            "state.url",
+            "PostgreSQL checkpoint stores (postgres://db.example/state) are not available in this build",
+        ),
+        (
+            "",
             "[[objects]]\nobject = \"group_member\"\nprojects = [\"demo/api\"]\n".to_owned(),
             "projects",
             "objects[0].projects[0]",

@@ -165,13 +165,22 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
+/// Whether this build can keep checkpoints at `url`: checked before a run sends anything.
+pub fn check_available(url: &StateUrl) -> Result<()> {
+    match url {
+        StateUrl::Sqlite(_) => Ok(()),
+        StateUrl::Postgres(_) => {
+            Err(anyhow!("PostgreSQL checkpoint stores ({url}) are not available in this build: use sqlite:PATH"))
+        }
+    }
+}
+
 /// Open the checkpoint store at `url`.
 pub fn open(url: &StateUrl) -> Result<Box<dyn CheckpointStore>> {
+    check_available(url)?;
     match url {
         StateUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteCheckpoints::open(path)?)),
-        StateUrl::Postgres(_) => Err(anyhow!(
-            "PostgreSQL checkpoint stores (--state {url}) are not available in this build: use --state sqlite:PATH"
-        )),
+        StateUrl::Postgres(_) => unreachable!("checked above"),
     }
 }
 
