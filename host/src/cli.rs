@@ -1,10 +1,15 @@
-//! The command line: `host objects`, `host describe`, `host run`.
+//! The command line: `host objects`, `host describe`, `host run`, `host check`.
+//!
+//! `run` and `check` take a flow ([`FlowArgs`]): a flow file, or flags that map onto the same model
+//! (see [`crate::flow::flags`]).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::dest::DestinationUrl;
+use crate::flow::Mode;
+use crate::state::StateUrl;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,8 +42,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Read objects from GitLab and write them to a destination.
+    /// Read objects from GitLab and write them to a destination, as a flow file or flags say.
     Run(RunArgs),
+    /// Check a flow without reading anything: validate it whole (sending nothing), then test the
+    /// credential (`check-connection`) and resolve the scopes it names.
+    Check(FlowArgs),
 }
 
 #[derive(Args, Debug)]
@@ -51,12 +59,32 @@ pub struct PluginArg {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
-    pub plugin: PluginArg,
-    /// GitLab's base URL, e.g. https://gitlab.com. The token comes from GITLAB_TOKEN (absent: anonymous).
-    #[arg(long, value_name = "URL")]
-    pub base_url: String,
+    pub flow: FlowArgs,
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+}
+
+/// A flow: from a flow file (`--flow`), or from flags. `--plugin`, `--dest`, `--state`, `--mode`,
+/// `--lookback`, `--page-size` and `--concurrency` also override a flow file's settings.
+#[derive(Args, Debug)]
+pub struct FlowArgs {
+    /// A flow file (TOML) naming the plugin, the connection, the objects and the destination.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["base_url", "objects", "projects", "groups", "instance", "fields", "filters", "flow_id"]
+    )]
+    pub flow: Option<PathBuf>,
+    /// The connector component (gitlab.wasm); overrides the flow file's `plugin`.
+    #[arg(long, env = "HOST_PLUGIN", value_name = "WASM")]
+    pub plugin: Option<PathBuf>,
+    /// GitLab's base URL, e.g. https://gitlab.com. The token comes from GITLAB_TOKEN (a private token) or
+    /// GITLAB_OAUTH_TOKEN (an OAuth2 token); neither: anonymous.
+    #[arg(long, value_name = "URL", required_unless_present = "flow")]
+    pub base_url: Option<String>,
     /// An object to read (repeatable); `host objects` lists them.
-    #[arg(long = "object", value_name = "OBJECT", required = true)]
+    #[arg(long = "object", value_name = "OBJECT", required_unless_present = "flow")]
     pub objects: Vec<String>,
     /// A project to read under, by id or full path (repeatable).
     #[arg(long = "project", value_name = "ID_OR_PATH")]
@@ -73,22 +101,32 @@ pub struct RunArgs {
     /// A filter 'FIELD OP VALUE' with OP one of =, >=, <=, between (repeatable; all must hold).
     #[arg(long = "filter", value_name = "'FIELD OP VALUE'")]
     pub filters: Vec<String>,
-    /// Where to write: sqlite:FILE or jsonl:DIR.
-    #[arg(long, default_value = "sqlite:gitlab.db", value_name = "URL")]
-    pub dest: DestinationUrl,
-    /// Records per page asked of GitLab (at most 100).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub page_size: u32,
-    /// Partitions (object × scope) read at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub concurrency: u32,
+    /// The flow's id, which keys its checkpoints (default: `cli`).
+    #[arg(long = "flow-id", value_name = "ID")]
+    pub flow_id: Option<String>,
+    /// Where to write: sqlite:FILE or jsonl:DIR (default: sqlite:gitlab.db).
+    #[arg(long, value_name = "URL")]
+    pub dest: Option<DestinationUrl>,
+    /// Where to keep checkpoints: sqlite:PATH or postgres://... (default: beside the destination).
+    #[arg(long, value_name = "URL")]
+    pub state: Option<StateUrl>,
+    /// `full` reads everything; `incremental` reads what changed since the last completed read
+    /// (default: full).
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// How far before the watermark an incremental read starts, e.g. 5m, 1h, 90s (default: 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub lookback: Option<String>,
+    /// Records per page asked of GitLab, at most 100 (default: 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub page_size: Option<u32>,
+    /// Partitions (object × scope) read at once (default: 8).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: Option<u32>,
     /// Most memory one sandbox may use, in MiB.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub memory_mib: u32,
     /// Longest one call into the plugin may take, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub call_timeout_secs: u64,
-    /// Also write the summary as JSON to this file.
-    #[arg(long, value_name = "PATH")]
-    pub summary_json: Option<PathBuf>,
 }

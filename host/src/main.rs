@@ -5,12 +5,14 @@
 //! nothing about GitLab beyond what the plugin's `list-objects` and `describe-schema` say.
 //!
 //! - [`cli`]: the commands and their flags.
-//! - [`flow`]: what to read and where to write it.
+//! - [`flow`]: what to read and where to write it: flow files and flags, one model.
 //! - [`sandbox`]: the wasmtime engine, the plugin, one store per partition.
 //! - [`gate`]: the host side of `wasi:http`: allow-list, credential, counting.
 //! - [`credential`]: the tenant's token, never shown.
 //! - [`plan`]: from a flow to checked partitions (scopes resolved and expanded).
+//! - [`resume`]: where a partition's read starts (resumed, incremental, full).
 //! - [`run`]: partitions read concurrently, the page loop, errors.
+//! - [`progress`]: bars on a terminal, log lines otherwise.
 //! - [`dest`]: destinations (SQLite, JSONL) behind one writer thread.
 //! - [`state`]: checkpoints, saved after each durable page.
 //! - [`summary`]: the report at the end.
@@ -21,6 +23,8 @@ mod dest;
 mod flow;
 mod gate;
 mod plan;
+mod progress;
+mod resume;
 mod run;
 mod sandbox;
 mod state;
@@ -34,9 +38,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use serde_json::json;
 
-use cli::{Cli, Command, RunArgs};
+use cli::{Cli, Command, FlowArgs, RunArgs};
 use credential::Credential;
-use flow::{Flow, ObjectFlow};
+use flow::Flow;
 use gate::{GatePolicy, GateStats, Origin};
 use sandbox::wit::{self, FieldType, FilterOperator, ScopeKind};
 use sandbox::{Limits, Plugin};
@@ -50,25 +54,24 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let credential = Credential::from_env();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}"), credential.as_ref()),
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(execute(cli, credential.clone())) {
+    match runtime.block_on(execute(cli)) {
         Ok(code) => code,
-        Err(e) => fail(&format!("{e:#}"), credential.as_ref()),
+        Err(e) => fail(&format!("{e:#}")),
     }
 }
 
-/// Print one `error:` line (with the token scrubbed, should it ever appear) and exit non-zero.
-fn fail(message: &str, credential: Option<&Credential>) -> ExitCode {
-    let message = credential.map_or_else(|| message.to_owned(), |c| c.scrub(message));
+/// Print one `error:` line and exit non-zero. (Commands that hold a credential scrub it from their
+/// errors before they get here.)
+fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
 }
 
-async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
+async fn execute(cli: Cli) -> Result<ExitCode> {
     let limits = Limits::default();
     match cli.command {
         Command::Objects { plugin, json } => {
@@ -123,8 +126,60 @@ async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => run_command(args, credential, limits).await,
+        Command::Run(args) => {
+            let flow = flow::flags::flow_of(&args.flow)?;
+            let credential = resolve_credential(&flow)?;
+            let outcome = run_command(&args, &flow, credential.clone()).await;
+            outcome.map_err(|e| scrubbed(&e, credential.as_ref()))
+        }
+        Command::Check(args) => {
+            let flow = flow::flags::flow_of(&args)?;
+            let credential = resolve_credential(&flow)?;
+            let outcome = check_command(&args, &flow, credential.clone()).await;
+            outcome.map_err(|e| scrubbed(&e, credential.as_ref()))
+        }
     }
+}
+
+/// `error` with the secret of `credential` scrubbed, should it ever appear.
+fn scrubbed(error: &anyhow::Error, credential: Option<&Credential>) -> anyhow::Error {
+    let message = format!("{error:#}");
+    anyhow!(credential.map_or(message.clone(), |c| c.scrub(&message)))
+}
+
+/// The flow's credential, read from its source (none: anonymous), or why it cannot be.
+fn resolve_credential(flow: &Flow) -> Result<Option<Credential>> {
+    let Some(spec) = &flow.connection.credential else {
+        return Ok(None);
+    };
+    let key = match &spec.source {
+        flow::connection::CredentialSource::Env(_) => "connection.credential.env",
+        flow::connection::CredentialSource::File(_) => "connection.credential.file",
+        flow::connection::CredentialSource::OAuth { .. } => "connection.credential.oauth",
+    };
+    spec.resolve().map(Some).map_err(|e| flow.origins.error(key, e))
+}
+
+/// The sandbox limits the flags set.
+fn limits_of(args: &FlowArgs) -> Limits {
+    Limits { memory_bytes: (args.memory_mib as usize) << 20, call_timeout: Duration::from_secs(args.call_timeout_secs) }
+}
+
+/// The plugin of `flow` (an error names the `plugin` key) and the gate policy its requests pass.
+fn load_plugin(
+    flow: &Flow,
+    credential: Option<Credential>,
+    instances: u32,
+    limits: &Limits,
+) -> Result<(Plugin, Arc<GatePolicy>)> {
+    let plugin = Plugin::load(&flow.plugin, instances).map_err(|e| flow.origins.error("plugin", format!("{e:#}")))?;
+    let origin = Origin::of_url(&flow.connection.base_url).map_err(|e| flow.origins.error("connection.base_url", e))?;
+    let policy = Arc::new(GatePolicy {
+        allowed: vec![origin.clone()],
+        credential: credential.map(|c| (origin, c)),
+        timeout: limits.call_timeout,
+    });
+    Ok((plugin, policy))
 }
 
 /// A sandbox that may not reach anything: for `list-objects` and `describe-schema`.
@@ -133,44 +188,10 @@ async fn offline_sandbox(plugin: &Plugin, limits: &Limits) -> Result<sandbox::Sa
     plugin.instantiate(policy, Arc::new(GateStats::default()), limits).await
 }
 
-async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: Limits) -> Result<ExitCode> {
-    limits.memory_bytes = (args.memory_mib as usize) << 20;
-    limits.call_timeout = Duration::from_secs(args.call_timeout_secs);
-    let origin = Origin::of_url(&args.base_url)
-        .map_err(|e| anyhow!("--base-url must be GitLab's address, like https://gitlab.com: {e}"))?;
-    let mut scopes: Vec<wit::Scope> = Vec::new();
-    scopes.extend(args.projects.iter().map(|p| wit::Scope::Project(p.clone())));
-    scopes.extend(args.groups.iter().map(|g| wit::Scope::Group(g.clone())));
-    if args.instance {
-        scopes.push(wit::Scope::Instance);
-    }
-    if scopes.is_empty() {
-        bail!("say where to read: --project ID_OR_PATH, --group ID_OR_PATH (both repeatable) or --instance");
-    }
-    let filters = args.filters.iter().map(|f| flow::parse_filter(f)).collect::<Result<Vec<_>>>()?;
-    let flow = Flow {
-        base_url: args.base_url.clone(),
-        objects: args
-            .objects
-            .iter()
-            .map(|object| ObjectFlow {
-                object: object.clone(),
-                scopes: scopes.clone(),
-                fields: args.fields.clone(),
-                filters: filters.clone(),
-            })
-            .collect(),
-        destination: args.dest.clone(),
-        page_size: args.page_size,
-        concurrency: args.concurrency as usize,
-    };
-    let plugin = Arc::new(Plugin::load(&args.plugin.plugin, args.concurrency + 2)?);
-    let policy = Arc::new(GatePolicy {
-        allowed: vec![origin.clone()],
-        credential: credential.clone().map(|c| (origin, c)),
-        timeout: limits.call_timeout,
-    });
-    let outcome = run::run(&flow, plugin, policy, limits).await;
+async fn run_command(args: &RunArgs, flow: &Flow, credential: Option<Credential>) -> Result<ExitCode> {
+    let limits = limits_of(&args.flow);
+    let (plugin, policy) = load_plugin(flow, credential.clone(), flow.concurrency as u32 + 2, &limits)?;
+    let outcome = run::run(flow, Arc::new(plugin), policy, limits).await;
     let summary = match &outcome {
         Ok(summary) => summary,
         Err(failure) => &failure.summary,
@@ -181,8 +202,9 @@ async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: 
         print!("{rendered}");
     }
     if let Some(path) = &args.summary_json {
-        std::fs::write(path, serde_json::to_vec_pretty(summary)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let json = serde_json::to_string_pretty(summary)?;
+        let json = credential.as_ref().map_or(json.clone(), |c| c.scrub(&json));
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     match outcome {
         Ok(summary) if summary.partitions.iter().any(|p| matches!(p.outcome, summary::Outcome::Failed(_))) => {
@@ -191,6 +213,45 @@ async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: 
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(failure) => Err(failure.error),
     }
+}
+
+/// `host check`: the flow checked whole (sending nothing), then the credential tested with
+/// `check-connection` (one request), then each named scope resolved (one request each).
+async fn check_command(args: &FlowArgs, flow: &Flow, credential: Option<Credential>) -> Result<ExitCode> {
+    let limits = limits_of(args);
+    let (plugin, policy) = load_plugin(flow, credential, 2, &limits)?;
+    let stats = Arc::new(GateStats::default());
+    let mut control = plugin.instantiate(policy, stats.clone(), &limits).await?;
+    let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
+    let checked = plan::check(&mut control, &connection, flow).await?;
+    if let Some(url) = &flow.state {
+        state::check_available(url).map_err(|e| flow.origins.error("state.url", format!("{e:#}")))?;
+    }
+    let name = flow.origins.file_name().map_or_else(|| "the flow".to_owned(), str::to_owned);
+    let scopes: usize = flow.objects.iter().map(|o| o.scopes.len()).sum();
+    println!(
+        "{name}: valid: flow '{}', {} object(s) under {scopes} scope(s), into {}",
+        flow.id,
+        flow.objects.len(),
+        flow.destination
+    );
+    let source = flow.connection.credential.as_ref().map_or_else(|| "no credential".to_owned(), |c| c.describe());
+    match control.check_connection(&connection).await.map_err(|e| anyhow!(e.0))? {
+        Ok(who) => println!("connection: {} accepts {source}: authenticated as {who}", flow.connection.base_url),
+        Err(error) => {
+            if let Some(refusal) = stats.refusals().first() {
+                bail!(flow.origins.message("connection.base_url", format!("request refused by the host: {refusal}")));
+            }
+            match &error {
+                wit::ConnectorError::Unauthorized(m) => return Err(plan::unauthorized(flow, m)),
+                other => bail!(flow.origins.message("connection.base_url", run::connector_message(other))),
+            }
+        }
+    }
+    for (scope, resolved) in plan::resolve_named_scopes(&mut control, &connection, flow, &checked).await? {
+        println!("scope: {scope} is {resolved}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn object_json(o: &wit::ObjectInfo) -> serde_json::Value {

@@ -1,28 +1,51 @@
 //! Planning a run: from a flow to checked partitions, before anything is written.
 //!
-//! 1. Check, sending nothing: every object exists and is readable (`list-objects`, `describe-schema`),
-//!    every scope can be read or expanded, every request is valid (`validate-request`: fields,
-//!    filters, values). One bad filter refuses the whole flow.
+//! 1. Check, sending nothing ([`check`]): every object exists and is readable (`list-objects`,
+//!    `describe-schema`), every scope can be read or expanded, every request is valid
+//!    (`validate-request`: fields, filters, values; for incremental reads, the cursor filter too). One
+//!    bad filter refuses the whole flow, and the error names the key of the flow it is about (the
+//!    plugin refuses a request; validating its parts alone tells which part it refuses).
 //! 2. Resolve scopes (`list-scopes`): a project or group given by path gets its numeric id (partitions
 //!    are keyed by ids, which survive renames); a group or the instance, for an object read per project,
 //!    expands to every project inside it (subgroups included), listed once and shared by the objects.
-//! 3. One partition per (object, scope), without duplicates.
+//! 3. One partition per (object, scope), without duplicates, keyed by the flow's id, the object and the
+//!    scope's id ([`PartitionKey`]).
 
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Result, anyhow, bail};
 
 use crate::dest::{Column, TableSchema};
-use crate::flow::Flow;
+use crate::flow::origin::Origins;
+use crate::flow::{Flow, Mode, ObjectFlow, ScopeRef, connection};
+use crate::resume;
 use crate::run::connector_message;
 use crate::sandbox::Sandbox;
-use crate::sandbox::wit::{self, ObjectInfo, Scope, ScopeKind};
+use crate::sandbox::wit::{self, ConnectorError, FieldType, ObjectInfo, Scope, ScopeKind};
+use crate::state::PartitionKey;
 
-/// One (object, scope) pair to read: its first page's request and a label for people.
+/// One (object, scope) pair to read.
 #[derive(Clone, Debug)]
 pub struct Partition {
+    /// The first page's request, as the flow asks it (without the cursor filter an incremental read
+    /// adds).
     pub request: wit::ReadRequest,
+    /// For people: `project acme/api`.
     pub label: String,
+    /// The checkpoint key: flow, object, scope by id.
+    pub key: PartitionKey,
+    pub mode: Mode,
+    /// The object's incremental cursor, if it has one usable for incremental reads.
+    pub cursor: Option<Cursor>,
+    /// The object's key in the flow (`objects[1]`), for errors.
+    pub flow_key: String,
+}
+
+/// An object's incremental cursor: a record field that only grows.
+#[derive(Clone, Debug)]
+pub struct Cursor {
+    pub field: String,
+    pub field_type: FieldType,
 }
 
 /// What a run reads and where it writes it.
@@ -31,7 +54,26 @@ pub struct Plan {
     pub partitions: Vec<Partition>,
 }
 
+/// A flow checked by the plugin, sending nothing: every read it asks for, before scopes are resolved.
+pub struct Checked {
+    pub tables: Vec<TableSchema>,
+    work: Vec<Work>,
+}
+
+/// One scope of one object, checked.
+struct Work {
+    /// The request with a sample scope of the kind it is read at.
+    request: wit::ReadRequest,
+    /// The scope as the flow names it, and its key in the flow.
+    scope: ScopeRef,
+    reach: Reach,
+    mode: Mode,
+    cursor: Option<Cursor>,
+    flow_key: String,
+}
+
 /// How one scope a person gave becomes the scopes an object is read under.
+#[derive(Clone, Copy)]
 enum Reach {
     /// Read under the scope itself (resolved to its id).
     Direct,
@@ -39,17 +81,26 @@ enum Reach {
     Expand(ScopeKind),
 }
 
-/// Plan `flow` with the `control` sandbox (whose requests pass through the tenant's gate).
+/// Check and plan `flow` with the `control` sandbox (whose requests pass through the tenant's gate).
 pub async fn plan(control: &mut Sandbox, connection: &wit::Connection, flow: &Flow) -> Result<Plan> {
-    let objects = control.list_objects().await.map_err(|e| anyhow!(e.0))?;
+    let checked = check(control, connection, flow).await?;
+    let partitions = resolve(control, connection, flow, checked.work).await?;
+    Ok(Plan { tables: checked.tables, partitions })
+}
 
-    // 1. Check everything, sending nothing.
-    let mut tables = Vec::new();
+/// Check everything `flow` asks, sending nothing: objects, scopes, fields, filters, and (for
+/// incremental reads) the cursor filter. An error names the key of the flow it is about.
+pub async fn check(control: &mut Sandbox, connection: &wit::Connection, flow: &Flow) -> Result<Checked> {
+    let objects = control.list_objects().await.map_err(|e| anyhow!(e.0))?;
+    let origins = &flow.origins;
+    let mut tables: Vec<TableSchema> = Vec::new();
     let mut work = Vec::new();
     for object_flow in &flow.objects {
-        let (info, table) = describe(control, &objects, &object_flow.object).await?;
+        let (info, table) = describe(control, &objects, &object_flow.object)
+            .await
+            .map_err(|e| origins.error(&object_flow.key_of("object"), format!("{e:#}")))?;
         if object_flow.scopes.is_empty() {
-            bail!("no scope given for '{}': add --project ID_OR_PATH, --group ID_OR_PATH or --instance", info.name);
+            bail!(origins.message(&object_flow.key, format!("no scope given for '{}'", info.name)));
         }
         let mut fields = object_flow.fields.clone();
         if !fields.is_empty() {
@@ -60,10 +111,11 @@ pub async fn plan(control: &mut Sandbox, connection: &wit::Connection, flow: &Fl
                 }
             }
         }
-        for scope in &object_flow.scopes {
-            let reach = reach(&info, scope)?;
+        let cursor = cursor(&info, &table);
+        for scope_ref in &object_flow.scopes {
+            let reach = reach(&info, &scope_ref.scope).map_err(|e| origins.error(&scope_ref.key, e))?;
             let sample_scope = match reach {
-                Reach::Direct => scope.clone(),
+                Reach::Direct => scope_ref.scope.clone(),
                 Reach::Expand(ScopeKind::Group) => Scope::Group("1".into()),
                 Reach::Expand(_) => Scope::Project("1".into()),
             };
@@ -75,51 +127,198 @@ pub async fn plan(control: &mut Sandbox, connection: &wit::Connection, flow: &Fl
                 page_size: flow.page_size,
                 page_token: None,
             };
-            if let Err(error) = control.validate_request(connection, &request).await.map_err(|e| anyhow!(e.0))? {
-                bail!("{}", connector_message(&error));
+            validate(control, connection, object_flow, scope_ref, &request, origins).await?;
+            if let (Mode::Incremental, Some(cursor)) = (object_flow.mode, &cursor) {
+                let mut incremental = request.clone();
+                let sample = resume::sample_value(cursor.field_type).unwrap_or_default();
+                incremental.filters.push(resume::cursor_filter(cursor, sample));
+                if let Some(error) = refusal(control, connection, &incremental).await? {
+                    bail!(origins.message(
+                        &object_flow.key_of("mode"),
+                        format!("'{}' cannot be read incrementally: {}", info.name, connector_message(&error))
+                    ));
+                }
             }
-            work.push((request, scope.clone(), reach));
+            work.push(Work {
+                request,
+                scope: scope_ref.clone(),
+                reach,
+                mode: object_flow.mode,
+                cursor: cursor.clone(),
+                flow_key: object_flow.key.clone(),
+            });
         }
-        tables.push(table);
+        if !tables.iter().any(|t| t.name == table.name) {
+            tables.push(table);
+        }
     }
+    Ok(Checked { tables, work })
+}
 
-    // 2. Resolve and expand scopes, each once.
+/// The object's cursor, when incremental reads can use it.
+fn cursor(info: &ObjectInfo, table: &TableSchema) -> Option<Cursor> {
+    let field = info.cursor_field.as_ref()?;
+    let column = table.columns.iter().find(|c| &c.name == field)?;
+    resume::sample_value(column.field_type)?;
+    Some(Cursor { field: field.clone(), field_type: column.field_type })
+}
+
+/// Why the plugin refuses `request`, if it does.
+async fn refusal(
+    control: &mut Sandbox,
+    connection: &wit::Connection,
+    request: &wit::ReadRequest,
+) -> Result<Option<wit::ConnectorError>> {
+    Ok(control.validate_request(connection, request).await.map_err(|e| anyhow!(e.0))?.err())
+}
+
+/// Validate `request`; when the plugin refuses it, find the part it refuses (the scope, a field, a
+/// filter) by validating each alone, and name that part's key.
+async fn validate(
+    control: &mut Sandbox,
+    connection: &wit::Connection,
+    object_flow: &ObjectFlow,
+    scope_ref: &ScopeRef,
+    request: &wit::ReadRequest,
+    origins: &Origins,
+) -> Result<()> {
+    let Some(error) = refusal(control, connection, request).await? else {
+        return Ok(());
+    };
+    let bare = wit::ReadRequest { fields: vec![], filters: vec![], ..request.clone() };
+    let mut suspects: Vec<(String, wit::ReadRequest)> = vec![(scope_ref.key.clone(), bare.clone())];
+    for (n, field) in object_flow.fields.iter().enumerate() {
+        let alone = wit::ReadRequest { fields: vec![field.clone()], ..bare.clone() };
+        suspects.push((object_flow.key_of(&format!("fields[{n}]")), alone));
+    }
+    for (n, filter) in object_flow.filters.iter().enumerate() {
+        let alone = wit::ReadRequest { filters: vec![filter.clone()], ..bare.clone() };
+        suspects.push((object_flow.key_of(&format!("filters[{n}]")), alone));
+    }
+    for (key, alone) in suspects {
+        if let Some(error) = refusal(control, connection, &alone).await? {
+            bail!(origins.message(&key, connector_message(&error)));
+        }
+    }
+    // Each part passes alone; together they do not.
+    bail!(origins.message(&object_flow.key, connector_message(&error)))
+}
+
+/// Resolve and expand the scopes of `work`, each once: one partition per (object, scope by id).
+async fn resolve(
+    control: &mut Sandbox,
+    connection: &wit::Connection,
+    flow: &Flow,
+    work: Vec<Work>,
+) -> Result<Vec<Partition>> {
     let mut found: HashMap<(String, u8), Vec<wit::ScopeEntry>> = HashMap::new();
     let mut partitions = Vec::new();
     let mut seen = HashSet::new();
-    for (request, scope, reach) in work {
-        let kind = match reach {
-            Reach::Direct => scope_kind(&scope),
+    for item in work {
+        let scope = &item.scope.scope;
+        let kind = match item.reach {
+            Reach::Direct => scope_kind(scope),
             Reach::Expand(kind) => kind,
         };
-        let key = (describe_scope(&scope), kind as u8);
-        if !found.contains_key(&key) {
-            let entries = match (&reach, &scope) {
+        let found_key = (describe_scope(scope), kind as u8);
+        if !found.contains_key(&found_key) {
+            let entries = match (&item.reach, scope) {
                 (Reach::Direct, Scope::Instance) => {
                     vec![wit::ScopeEntry { scope: Scope::Instance, label: "instance".into() }]
                 }
                 // The scope itself: the first entry of the first page (a group lists its
                 // descendants after it, on later pages).
                 (Reach::Direct, _) => {
-                    let mut entries = list_scopes(control, connection, &scope, kind, Pages::First).await?;
+                    let mut entries = list_scopes(control, connection, scope, kind, Pages::First)
+                        .await
+                        .map_err(|e| scope_error(flow, &item.scope.key, e))?;
                     entries.truncate(1);
                     entries
                 }
-                (Reach::Expand(_), _) => list_scopes(control, connection, &scope, kind, Pages::All).await?,
+                (Reach::Expand(_), _) => list_scopes(control, connection, scope, kind, Pages::All)
+                    .await
+                    .map_err(|e| scope_error(flow, &item.scope.key, e))?,
             };
-            found.insert(key.clone(), entries);
+            found.insert(found_key.clone(), entries);
         }
-        for entry in &found[&key] {
-            if seen.insert((request.object.clone(), describe_scope(&entry.scope))) {
+        for entry in &found[&found_key] {
+            let key = partition_key(&flow.id, &item.request.object, &entry.scope);
+            if seen.insert(key.clone()) {
                 let label = format!("{} {}", scope_kind_name(scope_kind(&entry.scope)), entry.label);
                 partitions.push(Partition {
-                    request: wit::ReadRequest { scope: entry.scope.clone(), ..request.clone() },
+                    request: wit::ReadRequest { scope: entry.scope.clone(), ..item.request.clone() },
                     label,
+                    key,
+                    mode: item.mode,
+                    cursor: item.cursor.clone(),
+                    flow_key: item.flow_key.clone(),
                 });
             }
         }
     }
-    Ok(Plan { tables, partitions })
+    Ok(partitions)
+}
+
+/// Resolve each scope `checked` names to its id (the first page of `list-scopes`, one request each),
+/// for `host check`: it proves each exists and is visible. Returns `(scope, label)` pairs.
+pub async fn resolve_named_scopes(
+    control: &mut Sandbox,
+    connection: &wit::Connection,
+    flow: &Flow,
+    checked: &Checked,
+) -> Result<Vec<(String, String)>> {
+    let mut resolved = Vec::new();
+    let mut seen = HashSet::new();
+    for item in &checked.work {
+        let scope = &item.scope.scope;
+        if matches!(scope, Scope::Instance) || !seen.insert(describe_scope(scope)) {
+            continue;
+        }
+        let entries = list_scopes(control, connection, scope, scope_kind(scope), Pages::First)
+            .await
+            .map_err(|e| scope_error(flow, &item.scope.key, e))?;
+        let label = entries.first().map_or_else(|| "(none)".to_owned(), |e| describe_scope(&e.scope));
+        resolved.push((describe_scope(scope), label));
+    }
+    Ok(resolved)
+}
+
+/// A `list-scopes` failure, named by the key of the scope it was about (or of the credential, for a 401).
+fn scope_error(flow: &Flow, scope_key: &str, failure: ScopeFailure) -> anyhow::Error {
+    match failure {
+        ScopeFailure::Connector(ConnectorError::Unauthorized(m), _) => unauthorized(flow, &m),
+        ScopeFailure::Connector(ConnectorError::NotFound(m), context) => {
+            flow.origins.error(scope_key, format!("{context}: not found, or hidden from the token: {m}"))
+        }
+        ScopeFailure::Connector(ConnectorError::Forbidden(m), context) => {
+            flow.origins.error(scope_key, format!("{context}: the token may not read it: {m}"))
+        }
+        ScopeFailure::Connector(error, context) => {
+            flow.origins.error(scope_key, format!("{context}: {}", connector_message(&error)))
+        }
+        ScopeFailure::Call(message) => flow.origins.error(scope_key, message),
+    }
+}
+
+/// The error for a credential the upstream refused (401), named by where the credential came from.
+pub fn unauthorized(flow: &Flow, message: &str) -> anyhow::Error {
+    let hint = connection::unauthorized_hint(flow.connection.credential.as_ref());
+    flow.origins
+        .error("connection.credential", format!("GitLab refused the token (401 Unauthorized): {message}; {hint}"))
+}
+
+/// The checkpoint key of `object` under `scope` (by id) in flow `flow_id`.
+pub fn partition_key(flow_id: &str, object: &str, scope: &Scope) -> PartitionKey {
+    PartitionKey { flow: flow_id.to_owned(), object: object.to_owned(), scope: scope_id(scope) }
+}
+
+/// A scope by id, as keys name it: `project-42`, `group-7`, `instance`.
+pub fn scope_id(scope: &Scope) -> String {
+    match scope {
+        Scope::Instance => "instance".to_owned(),
+        Scope::Group(id) => format!("group-{id}"),
+        Scope::Project(id) => format!("project-{id}"),
+    }
 }
 
 /// The object's info and its destination table, or why it cannot be read.
@@ -177,6 +376,14 @@ enum Pages {
     All,
 }
 
+/// Why `list-scopes` failed.
+enum ScopeFailure {
+    /// The plugin answered with an error, in this context (`cannot list the projects of group 7`).
+    Connector(ConnectorError, String),
+    /// The call itself failed (a trap, a limit).
+    Call(String),
+}
+
 /// The entries of `list-scopes`, from the first page only or from every page.
 async fn list_scopes(
     control: &mut Sandbox,
@@ -184,20 +391,21 @@ async fn list_scopes(
     within: &Scope,
     kind: ScopeKind,
     pages: Pages,
-) -> Result<Vec<wit::ScopeEntry>> {
+) -> Result<Vec<wit::ScopeEntry>, ScopeFailure> {
     let mut entries = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let page =
-            match control.list_scopes(connection, within, kind, token.as_deref()).await.map_err(|e| anyhow!(e.0))? {
-                Ok(page) => page,
-                Err(error) => bail!(
-                    "cannot list the {}s of {}: {}",
-                    scope_kind_name(kind),
-                    describe_scope(within),
-                    connector_message(&error)
-                ),
-            };
+        let page = match control
+            .list_scopes(connection, within, kind, token.as_deref())
+            .await
+            .map_err(|e| ScopeFailure::Call(e.0))?
+        {
+            Ok(page) => page,
+            Err(error) => {
+                let context = format!("cannot list the {}s of {}", scope_kind_name(kind), describe_scope(within));
+                return Err(ScopeFailure::Connector(error, context));
+            }
+        };
         entries.extend(page.scopes);
         match page.next_page_token {
             Some(next) if pages == Pages::All => token = Some(next),

@@ -2,14 +2,16 @@
 //!
 //! ```text
 //!  flow ──► plan (see `plan`: the whole flow checked, then group scopes expanded to their projects)
-//!       ──► destination (open it; one table per object)
+//!       ──► destination (open it; one table per object) and checkpoint store (see `state`)
 //!       ──► partitions (object × scope), at most `concurrency` at once, each in its own sandbox:
-//!             loop { read-page ──► writer (durable) ──► next token } until no token
-//!       ──► summary (records, pages, requests, seconds per partition)
+//!             checkpoint ──► where the read starts (see `resume`: resume, incremental, full)
+//!             loop { read-page ──► writer (page durable, then checkpoint) ──► next token } until no token
+//!       ──► summary (records, pages, requests, seconds and how each read started, per partition)
 //! ```
 //!
 //! A 401 or an invalid request stops the whole run (every partition would fail alike); a 403 or 404
-//! skips only its partition; any other failure fails its partition and the run goes on.
+//! skips only its partition; any other failure fails its partition and the run goes on. A partition's
+//! watermark (the highest cursor value it read) moves only when its read completes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,23 +21,26 @@ use anyhow::anyhow;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::dest::{self, DestinationUrl, Writer};
+use crate::dest::{self, Writer};
 use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
 use crate::plan::{self, Partition, Plan};
+use crate::progress::{ObjectProgress, Progress};
+use crate::resume;
 use crate::sandbox::wit::{self, ConnectorError};
 use crate::sandbox::{Limits, Plugin};
-use crate::state::sqlite::SqliteCheckpoints;
-use crate::state::{CheckpointStore, PartitionKey};
+use crate::state::{self, StatePlace};
 use crate::summary::{Outcome, PartitionReport, Summary};
 
 /// What a run shares between its partitions.
 struct Shared {
+    flow: Flow,
     plugin: Arc<Plugin>,
     policy: Arc<GatePolicy>,
     limits: Limits,
     connection: wit::Connection,
     writer: Writer,
+    progress: Arc<Progress>,
     /// Set when a partition hit an error that every partition would hit; the others stop at their next page.
     stop: AtomicBool,
 }
@@ -57,9 +62,12 @@ pub async fn run(
     let started = Instant::now();
     let fail = |error: anyhow::Error| RunFailure { summary: Summary::new(flow, Vec::new(), started), error };
 
+    if let Some(url) = &flow.state {
+        state::check_available(url).map_err(|e| fail(flow.origins.error("state.url", format!("{e:#}"))))?;
+    }
     let planning_stats = Arc::new(GateStats::default());
     let mut control = plugin.instantiate(policy.clone(), planning_stats.clone(), &limits).await.map_err(fail)?;
-    let connection = wit::Connection { base_url: flow.base_url.clone(), options: vec![] };
+    let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
     let plan = plan::plan(&mut control, &connection, flow).await;
     let planning_requests = planning_stats.requests.load(Ordering::Relaxed);
     let fail = |error: anyhow::Error| {
@@ -74,18 +82,30 @@ pub async fn run(
     })?;
     drop(control);
 
-    let mut destination = dest::open(&flow.destination).map_err(fail)?;
-    let store = match destination.checkpoints() {
-        Some(_) => None,
-        None => Some(separate_store(&flow.destination).map_err(fail)?),
+    let destination =
+        dest::open(&flow.destination).map_err(|e| fail(flow.origins.error("destination.url", format!("{e:#}"))))?;
+    let store = match StatePlace::choose(&flow.destination, flow.state.as_ref()) {
+        StatePlace::Destination => None,
+        StatePlace::Store(url) => {
+            Some(state::open(&url).map_err(|e| fail(flow.origins.error("state.url", format!("{e:#}"))))?)
+        }
     };
     let writer = Writer::start(destination, store);
     for table in tables {
         writer.prepare(table).await.map_err(fail)?;
     }
 
-    let shared =
-        Arc::new(Shared { plugin, policy, limits, connection, writer: writer.clone(), stop: AtomicBool::new(false) });
+    let progress = Arc::new(Progress::start(partitions.iter().map(|p| p.request.object.as_str())));
+    let shared = Arc::new(Shared {
+        flow: flow.clone(),
+        plugin,
+        policy,
+        limits,
+        connection,
+        writer: writer.clone(),
+        progress: progress.clone(),
+        stop: AtomicBool::new(false),
+    });
     let permits = Arc::new(Semaphore::new(flow.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for (index, partition) in partitions.into_iter().enumerate() {
@@ -105,13 +125,16 @@ pub async fn run(
     }
     reports.sort_by_key(|(index, _)| *index);
     let reports: Vec<PartitionReport> = reports.into_iter().map(|(_, r)| r).collect();
+    drop(shared);
+    if let Some(progress) = Arc::into_inner(progress) {
+        progress.finish();
+    }
 
     let fatal = reports.iter().find_map(|r| match &r.outcome {
         Outcome::Fatal(message) => Some(message.clone()),
         _ => None,
     });
     let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_)));
-    drop(shared);
     let finished = if fatal.is_none() && !failed { writer.finish().await } else { writer.abort().await };
     let mut summary = Summary::new(flow, reports, started);
     summary.planning_requests = planning_requests;
@@ -123,31 +146,16 @@ pub async fn run(
     }
 }
 
-/// The checkpoint store of a destination that keeps none itself: a SQLite file beside it.
-fn separate_store(destination: &DestinationUrl) -> anyhow::Result<Box<dyn CheckpointStore>> {
-    let path = match destination {
-        DestinationUrl::Jsonl(dir) => dir.join(".checkpoints.db"),
-        DestinationUrl::Sqlite(path) => path.with_extension("checkpoints.db"),
-    };
-    Ok(Box::new(SqliteCheckpoints::open(&path)?))
-}
-
-/// The key of a partition: its object and its scope by stable id.
-fn partition_key(request: &wit::ReadRequest) -> PartitionKey {
-    let scope = match &request.scope {
-        wit::Scope::Instance => "instance".to_owned(),
-        wit::Scope::Group(id) => format!("group-{id}"),
-        wit::Scope::Project(id) => format!("project-{id}"),
-    };
-    PartitionKey { flow: "cli".to_owned(), object: request.object.clone(), scope }
-}
-
-/// Read every page of one partition (one object under one scope: `request` is its first page).
+/// Read every page of one partition.
 async fn read_partition(shared: &Shared, partition: Partition) -> PartitionReport {
     let started = Instant::now();
     let stats = Arc::new(GateStats::default());
     let mut report = PartitionReport::new(&partition.request.object, partition.label.clone());
-    let outcome = read_pages(shared, partition.request, &stats, &mut report).await;
+    let progress = shared.progress.object(&partition.request.object);
+    let outcome = read_pages(shared, &partition, &stats, &mut report, progress.as_deref()).await;
+    if let Some(progress) = &progress {
+        progress.partition_ended();
+    }
     report.requests = stats.requests.load(Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
     report.outcome = match outcome {
@@ -170,33 +178,31 @@ async fn read_partition(shared: &Shared, partition: Partition) -> PartitionRepor
 
 async fn read_pages(
     shared: &Shared,
-    mut request: wit::ReadRequest,
+    partition: &Partition,
     stats: &Arc<GateStats>,
     report: &mut PartitionReport,
+    progress: Option<&ObjectProgress>,
 ) -> Result<(), Outcome> {
     let mut sandbox = shared
         .plugin
         .instantiate(shared.policy.clone(), stats.clone(), &shared.limits)
         .await
         .map_err(|e| Outcome::Failed(format!("{e:#}")))?;
-    let part = partition_key(&request);
+    let part = &partition.key;
     let fatal = |e: anyhow::Error| Outcome::Fatal(format!("{e:#}"));
-    let mut checkpoint = shared.writer.load(&part).await.map_err(fatal)?.unwrap_or_default();
-    if checkpoint.in_progress() {
-        // An interrupted read: go on from its next page, past what was durably written.
-        request.page_token.clone_from(&checkpoint.page_token);
-    } else {
-        checkpoint.read_high = None;
-        checkpoint.dest_marker = None;
-    }
-    shared.writer.open(&part, checkpoint.dest_marker.clone()).await.map_err(fatal)?;
+    let mut checkpoint = shared.writer.load(part).await.map_err(fatal)?.unwrap_or_default();
+    let (mut request, start) = resume::start(partition, &mut checkpoint, shared.flow.lookback);
+    report.resumed = start.resumed;
+    report.incremental_since = start.incremental_since;
+    report.start = start.note;
+    shared.writer.open(part, checkpoint.dest_marker.clone()).await.map_err(fatal)?;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             return Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()));
         }
         let page = match sandbox.read_page(&shared.connection, &request).await {
             Ok(Ok(page)) => page,
-            Ok(Err(error)) => return Err(classify(&error)),
+            Ok(Err(error)) => return Err(classify(&shared.flow, partition, &error)),
             Err(failure) => return Err(Outcome::Failed(failure.0)),
         };
         report.pages += 1;
@@ -208,14 +214,18 @@ async fn read_pages(
             checkpoint.watermark = highest(checkpoint.watermark.take(), checkpoint.read_high.take());
             checkpoint.dest_marker = None;
         }
+        let records = u64::from(page.record_count);
         if page.record_count > 0 {
-            shared.writer.write(&part, page.records, checkpoint.clone()).await.map_err(fatal)?;
+            shared.writer.write(part, page.records, checkpoint.clone()).await.map_err(fatal)?;
         } else {
-            shared.writer.save(&part, checkpoint.clone()).await.map_err(fatal)?;
+            shared.writer.save(part, checkpoint.clone()).await.map_err(fatal)?;
+        }
+        if let Some(progress) = progress {
+            progress.page(records);
         }
         match page.next_page_token {
             Some(token) => request.page_token = Some(token),
-            None => return shared.writer.close(&part).await.map_err(fatal),
+            None => return shared.writer.close(part).await.map_err(fatal),
         }
     }
 }
@@ -229,11 +239,12 @@ fn highest(a: Option<String>, b: Option<String>) -> Option<String> {
 }
 
 /// What a connector error means for the run.
-fn classify(error: &ConnectorError) -> Outcome {
+fn classify(flow: &Flow, partition: &Partition, error: &ConnectorError) -> Outcome {
     let message = connector_message(error);
     match error {
-        ConnectorError::Unauthorized(_) | ConnectorError::InvalidRequest(_) | ConnectorError::Unsupported(_) => {
-            Outcome::Fatal(message)
+        ConnectorError::Unauthorized(m) => Outcome::Fatal(format!("{:#}", plan::unauthorized(flow, m))),
+        ConnectorError::InvalidRequest(_) | ConnectorError::Unsupported(_) => {
+            Outcome::Fatal(flow.origins.message(&partition.flow_key, message))
         }
         ConnectorError::Forbidden(_) | ConnectorError::NotFound(_) => Outcome::Skipped(message),
         _ => Outcome::Failed(message),
@@ -245,10 +256,7 @@ pub fn connector_message(error: &ConnectorError) -> String {
     match error {
         ConnectorError::InvalidRequest(m) => m.clone(),
         ConnectorError::Unsupported(m) => m.clone(),
-        ConnectorError::Unauthorized(m) => format!(
-            "GitLab refused the token (401 Unauthorized): {m}. Create a personal access token with the read_api \
-             scope (GitLab: Preferences > Access tokens) and export it as GITLAB_TOKEN"
-        ),
+        ConnectorError::Unauthorized(m) => format!("GitLab refused the token (401 Unauthorized): {m}"),
         ConnectorError::Forbidden(m) => format!("skipped, the token may not read this: {m}"),
         ConnectorError::NotFound(m) => format!("skipped, not found or hidden from the token: {m}"),
         ConnectorError::RateLimited(r) => match r.retry_after_seconds {

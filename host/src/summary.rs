@@ -1,10 +1,13 @@
-//! The end-of-run summary: per partition and in total, records, pages, requests and seconds.
+//! The end-of-run summary: per partition and in total, records, pages, requests and seconds, and how
+//! each partition's read started (resumed, incremental from when, or full and why). Printed as a
+//! table for people, and written as JSON (`--summary-json`) with the same content.
 
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::flow::Flow;
+use crate::state::StatePlace;
 
 /// How a partition ended.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -31,6 +34,13 @@ pub struct PartitionReport {
     pub seconds: f64,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The read went on from an interrupted read's checkpoint.
+    pub resumed: bool,
+    /// The cursor filter's value, when the read was incremental.
+    pub incremental_since: Option<String>,
+    /// How the read started, for people: `resumed from checkpoint`, `incremental from T`,
+    /// `full: object has no cursor`.
+    pub start: String,
 }
 
 impl PartitionReport {
@@ -43,6 +53,9 @@ impl PartitionReport {
             requests: 0,
             seconds: 0.0,
             outcome: Outcome::Done,
+            resumed: false,
+            incremental_since: None,
+            start: String::new(),
         }
     }
 }
@@ -50,7 +63,11 @@ impl PartitionReport {
 /// A whole run's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// The flow's id.
+    pub flow: String,
     pub destination: String,
+    /// Where the checkpoints are kept.
+    pub state: String,
     pub partitions: Vec<PartitionReport>,
     pub records: u64,
     pub pages: u64,
@@ -64,7 +81,9 @@ pub struct Summary {
 impl Summary {
     pub fn new(flow: &Flow, partitions: Vec<PartitionReport>, started: Instant) -> Summary {
         Summary {
+            flow: flow.id.clone(),
             destination: flow.destination.to_string(),
+            state: StatePlace::choose(&flow.destination, flow.state.as_ref()).describe(&flow.destination),
             records: partitions.iter().map(|p| p.records).sum(),
             pages: partitions.iter().map(|p| p.pages).sum(),
             requests: partitions.iter().map(|p| p.requests).sum(),
@@ -85,10 +104,13 @@ impl Summary {
         for p in &self.partitions {
             let status = match &p.outcome {
                 Outcome::Done => "done".to_owned(),
+                // The reason says it was skipped, and why.
+                Outcome::Skipped(r) if r.starts_with("skipped") => r.clone(),
                 Outcome::Skipped(r) => format!("skipped: {r}"),
                 Outcome::Failed(r) => format!("failed: {r}"),
                 Outcome::Fatal(r) => format!("failed: {r}"),
             };
+            let status = if p.start.is_empty() { status } else { format!("{status}; {}", p.start) };
             let name = format!("{} {}", p.object, p.scope);
             out.push_str(&format!(
                 "{name:<width$}  {:>9}  {:>6}  {:>8}  {:>8.2}  {status}\n",

@@ -122,8 +122,9 @@ enum Job {
     Prepare(TableSchema, Reply<()>),
     Load(PartitionKey, Reply<Option<Checkpoint>>),
     Open(PartitionKey, Option<String>, Reply<()>),
-    Write { part: PartitionKey, records: Vec<u8>, checkpoint: Checkpoint, done: Reply<()> },
-    Save(PartitionKey, Checkpoint, Reply<()>),
+    // Checkpoints are boxed: they are large, and every other job small.
+    Write { part: PartitionKey, records: Vec<u8>, checkpoint: Box<Checkpoint>, done: Reply<()> },
+    Save(PartitionKey, Box<Checkpoint>, Reply<()>),
     Close(PartitionKey, Reply<()>),
 }
 
@@ -174,7 +175,7 @@ impl Sink {
             Job::Prepare(table, done) => drop(done.send(self.destination.prepare(&table))),
             Job::Load(part, done) => drop(done.send(self.store().and_then(|s| s.load(&part)))),
             Job::Open(part, resume, done) => drop(done.send(self.destination.open_part(&part, resume.as_deref()))),
-            Job::Write { part, records, checkpoint, done } => drop(done.send(self.write(&part, &records, checkpoint))),
+            Job::Write { part, records, checkpoint, done } => drop(done.send(self.write(&part, &records, *checkpoint))),
             Job::Save(part, checkpoint, done) => drop(done.send(self.store().and_then(|s| s.save(&part, &checkpoint)))),
             Job::Close(part, done) => drop(done.send(self.destination.close_part(&part))),
         }
@@ -231,14 +232,16 @@ impl Writer {
     /// Write one page of `part` and then save `checkpoint` (its destination marker filled in by the
     /// destination); returns once both are durable.
     pub async fn write(&self, part: &PartitionKey, records: Vec<u8>, checkpoint: Checkpoint) -> Result<()> {
-        self.submit(|done| Message::Job(Job::Write { part: part.clone(), records, checkpoint, done }))
-            .await
-            .with_context(|| format!("cannot write a page of {part}"))
+        self.submit(|done| {
+            Message::Job(Job::Write { part: part.clone(), records, checkpoint: Box::new(checkpoint), done })
+        })
+        .await
+        .with_context(|| format!("cannot write a page of {part}"))
     }
 
     /// Save `checkpoint` for `part` without writing a page (a read that completed, or an empty page).
     pub async fn save(&self, part: &PartitionKey, checkpoint: Checkpoint) -> Result<()> {
-        self.submit(|done| Message::Job(Job::Save(part.clone(), checkpoint, done)))
+        self.submit(|done| Message::Job(Job::Save(part.clone(), Box::new(checkpoint), done)))
             .await
             .with_context(|| format!("cannot save the checkpoint of {part}"))
     }

@@ -3,18 +3,28 @@
 //! A partition is one object read under one scope of one flow ([`PartitionKey`]). Its [`Checkpoint`]
 //! holds the page token of the next page to read, the highest cursor value seen so far by the read in
 //! progress, the watermark of the last completed read (where an incremental read starts), and the
-//! destination's own resume marker (for files: how many bytes of the part are durable).
+//! destination's own resume marker (for files: how many bytes of the part are durable). It also says
+//! what the reads select ([`Checkpoint::selection`]: object, scope, fields, filters) and the mode of the
+//! read in progress, so that a changed flow neither resumes a read it no longer asks for nor reads
+//! incrementally from a watermark that belongs to other records.
 //!
 //! The page loop saves a checkpoint only after its page is durably written. Where the destination is
 //! also the checkpoint store (a database destination keeping its checkpoints beside its tables), page
 //! and checkpoint commit in one transaction; otherwise the page is made durable first, then the
 //! checkpoint is saved in the separate store, and the destination's resume marker lets a resumed run
 //! cut off whatever was written after the last saved checkpoint.
+//!
+//! Where checkpoints are kept is a [`StateUrl`] (`--state`, or `[state] url` in a flow file); without
+//! one, [`StatePlace::choose`] picks a place beside the destination.
 
 pub mod sqlite;
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
+
+use crate::dest::DestinationUrl;
 
 /// One partition of one flow: an object under a scope, by the scope's stable id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -47,6 +57,11 @@ pub struct Checkpoint {
     /// The destination's resume marker after the last durable page of the read in progress (opaque to
     /// everyone but the destination).
     pub dest_marker: Option<String>,
+    /// What the partition's reads select (object, scope, fields and filters, as canonical JSON): the
+    /// watermark and the read in progress belong to it. None before the first saved page.
+    pub selection: Option<String>,
+    /// The mode (`full` or `incremental`) of the read in progress.
+    pub read_mode: Option<String>,
 }
 
 impl Checkpoint {
@@ -62,4 +77,142 @@ pub trait CheckpointStore: Send {
     fn load(&mut self, key: &PartitionKey) -> Result<Option<Checkpoint>>;
     /// Durably replace the checkpoint of `key`.
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()>;
+}
+
+/// Where checkpoints are kept: a parsed `--state` value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StateUrl {
+    /// `sqlite:PATH`: the `_checkpoints` table of a SQLite database (a SQLite destination's own
+    /// database when the paths are the same, so that a page and its checkpoint commit together).
+    Sqlite(PathBuf),
+    /// `postgres://...`: a PostgreSQL database several hosts can share.
+    Postgres(String),
+}
+
+impl std::str::FromStr for StateUrl {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let usage = "write sqlite:PATH or postgres://USER@HOST/DATABASE";
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(StateUrl::Postgres(text.to_owned()));
+        }
+        match text.split_once(':') {
+            Some(("sqlite", "")) => bail!("state store '{text}' has no path: {usage}"),
+            Some(("sqlite", path)) => Ok(StateUrl::Sqlite(PathBuf::from(path))),
+            Some((kind, _)) => bail!("unknown state store kind '{kind}' in '{text}': {usage}"),
+            None => bail!("state store '{text}' has no kind: {usage}"),
+        }
+    }
+}
+
+impl std::fmt::Display for StateUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateUrl::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            // The URL may hold a password: show where, never who.
+            StateUrl::Postgres(url) => match url::Url::parse(url) {
+                Ok(parsed) => write!(
+                    f,
+                    "postgres://{}{}",
+                    parsed.host_str().unwrap_or(""),
+                    parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
+                )
+                .and_then(|()| f.write_str(parsed.path())),
+                Err(_) => f.write_str("postgres://[unparsable URL]"),
+            },
+        }
+    }
+}
+
+/// Where a run keeps its checkpoints.
+#[derive(Debug, PartialEq)]
+pub enum StatePlace {
+    /// In the destination itself (a SQLite destination's `_checkpoints` table): a page and its
+    /// checkpoint commit in one transaction.
+    Destination,
+    /// In a store of its own.
+    Store(StateUrl),
+}
+
+impl StatePlace {
+    /// The place for `destination`, given the `--state` the flow names, if any.
+    ///
+    /// Without one: SQLite destinations keep their checkpoints in their own database; folder
+    /// destinations (JSONL) in `.checkpoints.db` inside the folder, beside the data they describe.
+    pub fn choose(destination: &DestinationUrl, state: Option<&StateUrl>) -> StatePlace {
+        match (state, destination) {
+            (Some(StateUrl::Sqlite(state)), DestinationUrl::Sqlite(dest)) if same_file(state, dest) => {
+                StatePlace::Destination
+            }
+            (Some(state), _) => StatePlace::Store(state.clone()),
+            (None, DestinationUrl::Sqlite(_)) => StatePlace::Destination,
+            (None, DestinationUrl::Jsonl(dir)) => StatePlace::Store(StateUrl::Sqlite(dir.join(".checkpoints.db"))),
+        }
+    }
+
+    /// For people: `sqlite:out.db (with the destination)`.
+    pub fn describe(&self, destination: &DestinationUrl) -> String {
+        match self {
+            StatePlace::Destination => format!("{destination} (with the destination)"),
+            StatePlace::Store(url) => url.to_string(),
+        }
+    }
+}
+
+/// Whether two paths name the same file (the same path, or the same file once it exists).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
+/// Whether this build can keep checkpoints at `url`: checked before a run sends anything.
+pub fn check_available(url: &StateUrl) -> Result<()> {
+    match url {
+        StateUrl::Sqlite(_) => Ok(()),
+        StateUrl::Postgres(_) => {
+            Err(anyhow!("PostgreSQL checkpoint stores ({url}) are not available in this build: use sqlite:PATH"))
+        }
+    }
+}
+
+/// Open the checkpoint store at `url`.
+pub fn open(url: &StateUrl) -> Result<Box<dyn CheckpointStore>> {
+    check_available(url)?;
+    match url {
+        StateUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteCheckpoints::open(path)?)),
+        StateUrl::Postgres(_) => unreachable!("checked above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_state_urls() {
+        assert_eq!("sqlite:s.db".parse::<StateUrl>().unwrap(), StateUrl::Sqlite("s.db".into()));
+        let pg = "postgres://u:secret@db.example:5433/state".parse::<StateUrl>().unwrap();
+        assert_eq!(pg.to_string(), "postgres://db.example:5433/state", "no password shown");
+        for (bad, says) in
+            [("sqlite:", "has no path"), ("redis://x", "unknown state store kind 'redis'"), ("x", "no kind")]
+        {
+            let error = bad.parse::<StateUrl>().unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_default_place_is_beside_the_destination() {
+        let sqlite = DestinationUrl::Sqlite("out.db".into());
+        assert_eq!(StatePlace::choose(&sqlite, None), StatePlace::Destination);
+        let same = StateUrl::Sqlite("out.db".into());
+        assert_eq!(StatePlace::choose(&sqlite, Some(&same)), StatePlace::Destination);
+        let other = StateUrl::Sqlite("state.db".into());
+        assert_eq!(StatePlace::choose(&sqlite, Some(&other)), StatePlace::Store(other));
+        let jsonl = DestinationUrl::Jsonl("out".into());
+        assert_eq!(
+            StatePlace::choose(&jsonl, None),
+            StatePlace::Store(StateUrl::Sqlite(PathBuf::from("out/.checkpoints.db")))
+        );
+    }
 }

@@ -9,7 +9,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Checkpoint, CheckpointStore, PartitionKey};
 
-/// Create the checkpoint table in `db` if it is missing.
+/// Columns added after the table's first version: (name, type), added to older tables when opened.
+const ADDED_COLUMNS: [(&str, &str); 2] = [("selection", "TEXT"), ("read_mode", "TEXT")];
+
+/// Create the checkpoint table in `db` if it is missing (and add the columns an older one lacks).
 pub fn create_table(db: &Connection) -> Result<()> {
     db.execute_batch(
         "CREATE TABLE IF NOT EXISTS _checkpoints (
@@ -20,17 +23,28 @@ pub fn create_table(db: &Connection) -> Result<()> {
             read_high TEXT,
             watermark TEXT,
             dest_marker TEXT,
+            selection TEXT,
+            read_mode TEXT,
             saved_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
             PRIMARY KEY (flow, object, scope)
         )",
     )
-    .context("cannot create the _checkpoints table")
+    .context("cannot create the _checkpoints table")?;
+    let existing: Vec<String> = db
+        .prepare("SELECT name FROM pragma_table_info('_checkpoints')")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, sql_type) in ADDED_COLUMNS.iter().filter(|(name, _)| !existing.iter().any(|e| e == name)) {
+        db.execute_batch(&format!("ALTER TABLE _checkpoints ADD COLUMN {name} {sql_type}"))
+            .with_context(|| format!("cannot add the column {name} to the _checkpoints table"))?;
+    }
+    Ok(())
 }
 
 /// The checkpoint of `key` in `db`.
 pub fn load(db: &Connection, key: &PartitionKey) -> Result<Option<Checkpoint>> {
     db.query_row(
-        "SELECT page_token, read_high, watermark, dest_marker FROM _checkpoints
+        "SELECT page_token, read_high, watermark, dest_marker, selection, read_mode FROM _checkpoints
          WHERE flow = ?1 AND object = ?2 AND scope = ?3",
         params![key.flow, key.object, key.scope],
         |row| {
@@ -39,6 +53,8 @@ pub fn load(db: &Connection, key: &PartitionKey) -> Result<Option<Checkpoint>> {
                 read_high: row.get(1)?,
                 watermark: row.get(2)?,
                 dest_marker: row.get(3)?,
+                selection: row.get(4)?,
+                read_mode: row.get(5)?,
             })
         },
     )
@@ -49,11 +65,13 @@ pub fn load(db: &Connection, key: &PartitionKey) -> Result<Option<Checkpoint>> {
 /// Replace the checkpoint of `key` in `db` (inside the caller's transaction, if any).
 pub fn save(db: &Connection, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
     db.execute(
-        "INSERT INTO _checkpoints (flow, object, scope, page_token, read_high, watermark, dest_marker)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO _checkpoints
+            (flow, object, scope, page_token, read_high, watermark, dest_marker, selection, read_mode)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (flow, object, scope) DO UPDATE SET
             page_token = excluded.page_token, read_high = excluded.read_high,
             watermark = excluded.watermark, dest_marker = excluded.dest_marker,
+            selection = excluded.selection, read_mode = excluded.read_mode,
             saved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
         params![
             key.flow,
@@ -62,7 +80,9 @@ pub fn save(db: &Connection, key: &PartitionKey, checkpoint: &Checkpoint) -> Res
             checkpoint.page_token,
             checkpoint.read_high,
             checkpoint.watermark,
-            checkpoint.dest_marker
+            checkpoint.dest_marker,
+            checkpoint.selection,
+            checkpoint.read_mode
         ],
     )
     .with_context(|| format!("cannot save the checkpoint of {key}"))?;
@@ -114,6 +134,8 @@ mod tests {
             read_high: Some("2024-01-01T00:00:00.000Z".into()),
             watermark: None,
             dest_marker: Some("part:120".into()),
+            selection: Some(r#"{"object":"issue"}"#.into()),
+            read_mode: Some("incremental".into()),
         };
         store.save(&key, &checkpoint).unwrap();
         store.save(&key, &checkpoint).unwrap();
@@ -123,8 +145,26 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    #[test]
+    fn an_older_table_gains_the_new_columns() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            "CREATE TABLE _checkpoints (flow TEXT NOT NULL, object TEXT NOT NULL, scope TEXT NOT NULL,
+             page_token TEXT, read_high TEXT, watermark TEXT, dest_marker TEXT,
+             saved_at TEXT NOT NULL DEFAULT 'x', PRIMARY KEY (flow, object, scope))",
+        )
+        .unwrap();
+        create_table(&db).unwrap();
+        create_table(&db).unwrap();
+        let key = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        let checkpoint = Checkpoint { read_mode: Some("full".into()), ..Checkpoint::default() };
+        save(&db, &key, &checkpoint).unwrap();
+        assert_eq!(load(&db, &key).unwrap(), Some(checkpoint));
+    }
+
     fn tempfile_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("checkpoints-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("checkpoints-{}-{:?}", std::process::id(), std::thread::current().id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }

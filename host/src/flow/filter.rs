@@ -1,36 +1,13 @@
-//! A flow: what to read (objects, scopes, fields, filters) from where, and where to write it.
+//! Filters as people write them, in flow files and with `--filter`: `FIELD OP VALUE`.
 //!
-//! The command line builds one today; flow files will map onto the same model. Filters are written
-//! `FIELD OP VALUE`: `state = opened`, `updated_after >= 2024-01-01`, `updated_at >= 2024-01-01T00:00:00Z`,
+//! `state = opened`, `updated_after >= 2024-01-01`, `updated_at >= 2024-01-01T00:00:00Z`,
 //! `created_before_after between 2024-01-01 and 2024-02-01`. The operator names of the AppFlow table
-//! (`EQUAL_TO`, `GREATER_THAN_OR_EQUAL_TO`, `LESS_THAN_OR_EQUAL_TO`, `BETWEEN`) work too.
+//! (`EQUAL_TO`, `GREATER_THAN_OR_EQUAL_TO`, `LESS_THAN_OR_EQUAL_TO`, `BETWEEN`) work too. Whether the
+//! field and value suit the object is for the plugin to say (`validate-request`, see [`crate::plan`]).
 
 use anyhow::{Result, bail};
 
-use crate::dest::DestinationUrl;
-use crate::sandbox::wit::{Filter, FilterOperator, Scope};
-
-/// One object to read, under one or more scopes.
-#[derive(Clone, Debug)]
-pub struct ObjectFlow {
-    pub object: String,
-    pub scopes: Vec<Scope>,
-    /// Selected record fields; empty for all.
-    pub fields: Vec<String>,
-    pub filters: Vec<Filter>,
-}
-
-/// Everything a run needs.
-#[derive(Clone, Debug)]
-pub struct Flow {
-    pub base_url: String,
-    pub objects: Vec<ObjectFlow>,
-    pub destination: DestinationUrl,
-    /// Records per page asked of the upstream.
-    pub page_size: u32,
-    /// Partitions read at once.
-    pub concurrency: usize,
-}
+use crate::sandbox::wit::{Filter, FilterOperator};
 
 /// Parse `FIELD OP VALUE` (see the module docs).
 pub fn parse_filter(text: &str) -> Result<Filter> {
@@ -63,6 +40,16 @@ pub fn parse_filter(text: &str) -> Result<Filter> {
         vec![value.trim_matches(|c| c == '\'' || c == '"').to_owned()]
     };
     Ok(Filter { field: field.to_owned(), operator, values })
+}
+
+/// The operator as people write it: `=`, `>=`, `<=`, `between`.
+pub fn operator_symbol(operator: FilterOperator) -> &'static str {
+    match operator {
+        FilterOperator::EqualTo => "=",
+        FilterOperator::GreaterThanOrEqualTo => ">=",
+        FilterOperator::LessThanOrEqualTo => "<=",
+        FilterOperator::Between => "between",
+    }
 }
 
 #[cfg(test)]

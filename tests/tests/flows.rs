@@ -1,0 +1,477 @@
+//! Flows end to end: flow files (good ones run, bad ones are refused whole with `file:line: key`
+//! errors before any request or write), `host check`, incremental reruns from the watermark, and a
+//! `kill -9` in the middle of a run resumed from its checkpoint. The real host, the real gitlab.wasm,
+//! the simulator over real HTTP.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gitlab_sim::Simulator;
+use serde_json::Value;
+use support::{HostRun, TOKEN, artifacts, simulator, temp_dir, utc_millis};
+
+/// A flow file: the plugin and `top` (top-level keys), the simulator with the token from
+/// `GITLAB_TOKEN`, `body` (the objects), and `sqlite:out.db` beside the file.
+fn flow_text(sim: &Simulator, top: &str, body: &str) -> String {
+    format!(
+        "plugin = \"{}\"\n{top}\n[connection]\nbase_url = \"{}\"\n\n[connection.credential]\nenv = \"GITLAB_TOKEN\"\n\n\
+         {body}\n[destination]\nurl = \"sqlite:out.db\"\n",
+        artifacts().gitlab_wasm.display(),
+        sim.base_url()
+    )
+}
+
+/// Run the host in `dir` (so that a flow file there is named `flow.toml` in errors).
+fn host_in(dir: &Path, args: &[&str], token: Option<&str>) -> HostRun {
+    let output = command(dir, args, token).output().expect("running host");
+    HostRun {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn command(dir: &Path, args: &[&str], token: Option<&str>) -> Command {
+    let mut command = Command::new(&artifacts().host);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GITLAB_TOKEN")
+        .env_remove("GITLAB_OAUTH_TOKEN")
+        .env_remove("HOST_PLUGIN");
+    if let Some(token) = token {
+        command.env("GITLAB_TOKEN", token);
+    }
+    command
+}
+
+/// The `error:` line of a failed run.
+fn error_line(run: &HostRun) -> String {
+    assert!(!run.success, "should have failed: {}", run.output());
+    run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output())).to_owned()
+}
+
+/// The 1-based line of the first line of `text` containing `marker`.
+fn line_of(text: &str, marker: &str) -> usize {
+    text.lines().position(|l| l.contains(marker)).unwrap_or_else(|| panic!("'{marker}' not in {text}")) + 1
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+fn sqlite_ids(db: &Path, table: &str) -> BTreeSet<i64> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.prepare(&format!("SELECT id FROM {table}"))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The checkpoints in `db`: (scope, page token, watermark) by scope.
+fn checkpoints(db: &Path, flow: &str) -> HashMap<String, (Option<String>, Option<String>)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.prepare("SELECT scope, page_token, watermark FROM _checkpoints WHERE flow = ?1")
+        .unwrap()
+        .query_map([flow], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The highest `updated_at` of a project's issues, as the connector normalizes it.
+fn newest_issue(sim: &Simulator, project: &str) -> String {
+    let world = sim.world();
+    let id = world.project_by_ref(project).unwrap().id;
+    world.issues(id).iter().map(|i| utc_millis(i["updated_at"].as_str().unwrap())).max().unwrap()
+}
+
+/// `at` minus `minutes`, in the connector's format.
+fn minus_minutes(at: &str, minutes: i64) -> String {
+    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&chrono::Utc);
+    (at - chrono::Duration::minutes(minutes)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[test]
+fn a_flow_file_runs_its_objects_with_a_token_from_a_file() {
+    let sim = simulator();
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("token.txt"), format!("{TOKEN}\n")).unwrap();
+    let text = format!(
+        r#"plugin = "{plugin}"
+concurrency = 2
+
+[connection]
+base_url = "{base}"
+
+[connection.credential]
+file = "token.txt"
+kind = "bearer"
+
+[[objects]]
+object = "issue"
+projects = ["demo/api"]
+fields = ["title", "state"]
+filters = ["state = opened"]
+
+[[objects]]
+object = "project_merge_request"
+projects = ["demo/website", "demo/api"]
+
+[destination]
+url = "sqlite:out/gitlab.db"
+"#,
+        plugin = artifacts().gitlab_wasm.display(),
+        base = sim.base_url()
+    );
+    std::fs::write(dir.path().join("nightly.toml"), &text).unwrap();
+    let run = host_in(dir.path(), &["run", "--flow", "nightly.toml", "--summary-json", "summary.json"], None);
+    assert!(run.success, "{}", run.output());
+
+    // Paths in the file are relative to it; the token file's token went out as a bearer token.
+    let db = dir.path().join("out/gitlab.db");
+    let world = sim.world();
+    let api = world.project_by_ref("demo/api").unwrap().id;
+    let website = world.project_by_ref("demo/website").unwrap().id;
+    let opened: BTreeSet<i64> =
+        world.issues(api).iter().filter(|i| i["state"] == "opened").map(|i| i["id"].as_i64().unwrap()).collect();
+    assert!(!opened.is_empty());
+    assert_eq!(sqlite_ids(&db, "issue"), opened);
+    let mrs: BTreeSet<i64> = [api, website]
+        .iter()
+        .flat_map(|p| world.merge_requests(*p).iter().map(|m| m["id"].as_i64().unwrap()).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(sqlite_ids(&db, "project_merge_request"), mrs);
+    for request in sim.requests() {
+        assert_eq!(request.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+        assert_eq!(request.header("private-token"), None);
+    }
+    assert!(!run.output().contains(TOKEN));
+
+    let summary = read_json(&dir.path().join("summary.json"));
+    assert_eq!(summary["flow"], "nightly", "the id is the file's stem");
+    assert_eq!(summary["partitions"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["records"].as_u64().unwrap() as usize, opened.len() + mrs.len());
+    assert_eq!(summary["requests"].as_u64().unwrap() as usize, sim.request_count());
+    assert!(summary["partitions"].as_array().unwrap().iter().all(|p| p["start"] == "full" && p["status"] == "done"));
+    let keys: BTreeSet<String> = checkpoints(&db, "nightly").into_keys().collect();
+    assert_eq!(keys, BTreeSet::from([format!("project-{api}"), format!("project-{website}")]));
+}
+
+#[test]
+fn bad_flow_files_are_refused_whole_naming_file_line_and_key() {
+    let sim = simulator();
+    let good_object = "[[objects]]\nobject = \"issue\"\nprojects = [\"demo/api\"]\n";
+    // (top-level keys, objects, the text marking the line at fault, the key, what the error says)
+    let cases: &[(&str, String, &str, &str, &str)] = &[
+        ("", format!("{good_object}colour = \"red\"\n"), "colour", "objects[0].colour", "unknown field `colour`"),
+        (
+            "concurrency = \"eight\"\n",
+            good_object.to_owned(),
+            "concurrency",
+            "concurrency",
+            "invalid type: string \"eight\", expected u32",
+        ),
+        (
+            "",
+            format!("{good_object}filters = [\"state\"]\n"),
+            "filters",
+            "objects[0].filters[0]",
+            "filter 'state' is incomplete",
+        ),
+        (
+            "",
+            format!("{good_object}filters = [\n  \"state = opened\",\n  \"state >= opened\",\n]\n"),
+            "state >=",
+            "objects[0].filters[1]",
+            "filter on 'issue.state' does not accept '>='; allowed: =",
+        ),
+        (
+            "",
+            format!("{good_object}fields = [\"title\", \"colour\"]\n"),
+            "fields",
+            "objects[0].fields[1]",
+            "'colour' is not a field of this object",
+        ),
+        (
+            "",
+            format!("{good_object}\n[[objects]]\nobject = \"issues\"\ngroups = [\"demo\"]\n"),
+            "\"issues\"",
+            "objects[1].object",
+            "unknown object 'issues'",
+        ),
+        (
+            "",
+            "[[objects]]\nobject = \"issue\"\nfields = [\"title\"]\n".to_owned(),
+            "[[objects]]",
+            "objects[0]",
+            "no scope to read 'issue' under",
+        ),
+        (
+            "",
+            format!("{good_object}\n[state]\nurl = \"postgres://db.example/state\"\n"),
+            "postgres://",
+            "state.url",
+            "PostgreSQL checkpoint stores (postgres://db.example/state) are not available in this build",
+        ),
+        (
+            "",
+            "[[objects]]\nobject = \"group_member\"\nprojects = [\"demo/api\"]\n".to_owned(),
+            "projects",
+            "objects[0].projects[0]",
+            "object 'group_member' cannot be read at project scope",
+        ),
+    ];
+    for (top, body, marker, key, says) in cases {
+        let dir = temp_dir();
+        let text = flow_text(&sim, top, body);
+        std::fs::write(dir.path().join("flow.toml"), &text).unwrap();
+        let run = host_in(dir.path(), &["run", "--flow", "flow.toml"], Some(TOKEN));
+        let error = error_line(&run);
+        let place = format!("error: flow.toml:{}: {key}: ", line_of(&text, marker));
+        assert!(error.starts_with(&place), "expected '{place}...', got '{error}'");
+        assert!(error.contains(says), "'{error}' should say '{says}'");
+        assert_eq!(sim.request_count(), 0, "{key}: no request may be sent");
+        assert!(!dir.path().join("out.db").exists(), "{key}: nothing may be written");
+    }
+
+    // A credential the flow names but the environment lacks.
+    let dir = temp_dir();
+    let text = flow_text(&sim, "", good_object).replace("GITLAB_TOKEN", "HOST_TEST_UNSET_TOKEN");
+    std::fs::write(dir.path().join("flow.toml"), &text).unwrap();
+    let error = error_line(&host_in(dir.path(), &["run", "--flow", "flow.toml"], Some(TOKEN)));
+    let place = format!("error: flow.toml:{}: connection.credential.env: ", line_of(&text, "HOST_TEST_UNSET_TOKEN"));
+    assert!(error.starts_with(&place) && error.contains("HOST_TEST_UNSET_TOKEN is not set"), "{error}");
+    assert_eq!(sim.request_count(), 0);
+}
+
+#[test]
+fn host_check_names_the_tokens_user_or_explains_the_401() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let text = flow_text(&sim, "", "[[objects]]\nobject = \"issue\"\nprojects = [\"demo/api\"]\n");
+    std::fs::write(dir.path().join("flow.toml"), &text).unwrap();
+
+    let run = host_in(dir.path(), &["check", "--flow", "flow.toml"], Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+    assert!(run.stdout.contains("flow.toml: valid"), "{}", run.stdout);
+    assert!(run.stdout.contains("authenticated as @root"), "{}", run.stdout);
+    let api = sim.world().project_by_ref("demo/api").unwrap().id;
+    assert!(run.stdout.contains(&format!("scope: project demo/api is project {api}")), "{}", run.stdout);
+    let paths: Vec<String> = sim.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/api/v4/user", "/api/v4/projects/demo/api"], "one request for the token, one per scope");
+    assert!(!dir.path().join("out.db").exists(), "check writes nothing");
+
+    let wrong = "glpat-wrong-0000000000";
+    let run = host_in(dir.path(), &["check", "--flow", "flow.toml"], Some(wrong));
+    let error = error_line(&run);
+    let place = format!("error: flow.toml:{}: connection.credential: ", line_of(&text, "[connection.credential]"));
+    assert!(error.starts_with(&place), "expected '{place}...', got '{error}'");
+    assert!(error.contains("GitLab refused the token (401 Unauthorized)"), "{error}");
+    assert!(error.contains("put it in $GITLAB_TOKEN"), "{error}");
+    assert!(!run.output().contains(wrong), "the token leaked: {}", run.output());
+    assert_eq!(sim.request_count(), 3, "the 401 stops the check at its first request");
+}
+
+#[test]
+fn an_incremental_rerun_reads_from_the_watermark_minus_the_lookback() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let projects = ["demo/api", "demo/website"];
+    let text = flow_text(
+        &sim,
+        "mode = \"incremental\"\npage_size = 20\n",
+        "[[objects]]\nobject = \"issue\"\nprojects = [\"demo/api\", \"demo/website\"]\n",
+    );
+    std::fs::write(dir.path().join("flow.toml"), &text).unwrap();
+    let db = dir.path().join("out.db");
+    let world = sim.world();
+    let ids: Vec<u64> = projects.iter().map(|p| world.project_by_ref(p).unwrap().id).collect();
+    let all_issues: usize = ids.iter().map(|id| world.issues(*id).len()).sum();
+
+    // First run: no watermark yet, so everything.
+    let run = host_in(dir.path(), &["run", "--flow", "flow.toml", "--summary-json", "first.json"], Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+    let first = read_json(&dir.path().join("first.json"));
+    for partition in first["partitions"].as_array().unwrap() {
+        assert_eq!(partition["start"], "full: no watermark yet");
+        assert!(partition["pages"].as_u64().unwrap() > 1, "demo projects have more than 20 issues");
+    }
+    assert_eq!(first["records"].as_u64().unwrap() as usize, all_issues);
+    let saved = checkpoints(&db, "flow");
+    for (project, id) in projects.iter().zip(&ids) {
+        let (token, watermark) = &saved[&format!("project-{id}")];
+        assert_eq!(token, &None, "the read completed");
+        assert_eq!(watermark.as_deref(), Some(newest_issue(&sim, project).as_str()), "{project}");
+    }
+
+    // Second run, nothing changed upstream: one page per partition, from the watermark minus 5 minutes.
+    let before = sim.request_count();
+    let run = host_in(dir.path(), &["run", "--flow", "flow.toml", "--summary-json", "second.json"], Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+    let second = read_json(&dir.path().join("second.json"));
+    let requests = &sim.requests()[before..];
+    assert_eq!(second["requests"].as_u64().unwrap() as usize, requests.len());
+    for (project, id) in projects.iter().zip(&ids) {
+        let since = minus_minutes(&newest_issue(&sim, project), 5);
+        let partition = second["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["scope"] == format!("project {project}"))
+            .unwrap();
+        assert_eq!(partition["incremental_since"], since.as_str());
+        assert_eq!(partition["start"], format!("incremental from {since}"));
+        assert_eq!((partition["pages"].as_u64(), partition["requests"].as_u64()), (Some(1), Some(1)));
+        let pages: Vec<_> = requests.iter().filter(|r| r.path == format!("/api/v4/projects/{id}/issues")).collect();
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].query_param("updated_after"), Some(since.as_str()), "the cursor filter, pushed down");
+        let changed = world.issues(*id).iter().filter(|i| utc_millis(i["updated_at"].as_str().unwrap()) >= since);
+        assert_eq!(partition["records"].as_u64().unwrap() as usize, changed.count());
+    }
+    assert_eq!(sqlite_ids(&db, "issue").len(), all_issues, "upserts: the overlap doubles nothing");
+
+    // The flow's selection changes (a new filter): its watermark belongs to other records, so one full read.
+    let filtered = text.replace("projects = [", "filters = [\"state = opened\"]\nprojects = [");
+    std::fs::write(dir.path().join("flow.toml"), filtered).unwrap();
+    let before = sim.request_count();
+    let run = host_in(dir.path(), &["run", "--flow", "flow.toml", "--summary-json", "third.json"], Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+    let third = read_json(&dir.path().join("third.json"));
+    for partition in third["partitions"].as_array().unwrap() {
+        assert_eq!(partition["start"], "full: the flow's selection changed since the last read");
+    }
+    assert!(sim.requests()[before..].iter().all(|r| r.query_param("updated_after").is_none()));
+}
+
+#[test]
+fn flags_map_onto_the_same_flow_with_mode_state_and_lookback() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let state = dir.path().join("state/checkpoints.db");
+    let state_url = format!("sqlite:{}", state.display());
+    let dest = format!("jsonl:{}", dir.path().join("out").display());
+    let plugin = artifacts().gitlab_wasm.to_str().unwrap().to_owned();
+    let base = sim.base_url();
+    let args = [
+        "run",
+        "--plugin",
+        &plugin,
+        "--base-url",
+        &base,
+        "--object",
+        "project",
+        "--group",
+        "demo",
+        "--mode",
+        "incremental",
+        "--lookback",
+        "10m",
+        "--state",
+        &state_url,
+        "--dest",
+        &dest,
+        "--summary-json",
+    ];
+    let run = host_in(dir.path(), &[&args[..], &["first.json"]].concat(), Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+    assert!(!dir.path().join("out/.checkpoints.db").exists(), "--state moves the checkpoints");
+    let saved = checkpoints(&state, "cli");
+    let demo = sim.world().group_by_ref("demo").unwrap().id;
+    let (token, watermark) = &saved[&format!("group-{demo}")];
+    assert_eq!(token, &None);
+    let newest = sim
+        .world()
+        .projects_in_group(demo, true)
+        .iter()
+        .map(|p| utc_millis(sim.world().project_json(p.id)["last_activity_at"].as_str().unwrap()))
+        .max()
+        .unwrap();
+    assert_eq!(watermark.as_deref(), Some(newest.as_str()));
+
+    let before = sim.request_count();
+    let run = host_in(dir.path(), &[&args[..], &["second.json"]].concat(), Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+    let second = read_json(&dir.path().join("second.json"));
+    let since = minus_minutes(&newest, 10);
+    assert_eq!(second["flow"], "cli");
+    assert_eq!(second["state"], state_url);
+    assert_eq!(second["partitions"][0]["incremental_since"], since.as_str());
+    let page = sim.requests()[before..].iter().find(|r| r.path.ends_with("/projects")).cloned().unwrap();
+    assert_eq!(page.query_param("last_activity_after"), Some(since.as_str()));
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_exact() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let db = dir.path().join("big.db");
+    let dest = format!("sqlite:{}", db.display());
+    let plugin = artifacts().gitlab_wasm.to_str().unwrap().to_owned();
+    let base = sim.base_url();
+    let args = [
+        "run",
+        "--plugin",
+        &plugin,
+        "--base-url",
+        &base,
+        "--object",
+        "issue",
+        "--project",
+        "bigco/monorepo",
+        "--dest",
+        &dest,
+        "--summary-json",
+        "summary.json",
+    ];
+    let world = sim.world();
+    let project = world.project_by_ref("bigco/monorepo").unwrap().id;
+    let expected: BTreeSet<i64> = world.issues(project).iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    let total_pages = expected.len().div_ceil(100);
+    assert!(expected.len() > 10_000);
+
+    // Start it, and SIGKILL it once a good part of the pages were asked for.
+    let mut child =
+        command(dir.path(), &args, Some(TOKEN)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sim.request_count() < 1 + total_pages / 3 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(Instant::now() < deadline, "the run did not get going");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let asked = sim.request_count();
+    assert!(asked < 1 + total_pages, "killed mid-way ({asked} requests)");
+
+    // Exactly the pages before the saved token are in the database: page and checkpoint commit together.
+    let saved = checkpoints(&db, "cli");
+    let (token, _) = &saved[&format!("project-{project}")];
+    let token = token.clone().expect("a read in progress");
+    let next_page: usize = token.split(['?', '&']).find_map(|p| p.strip_prefix("page=")).unwrap().parse().unwrap();
+    assert_eq!(sqlite_ids(&db, "issue").len(), (next_page - 1) * 100);
+
+    // The same command again: it resumes from the token and ends with exactly the upstream's issues.
+    let run = host_in(dir.path(), &args, Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+    let summary = read_json(&dir.path().join("summary.json"));
+    let partition = &summary["partitions"][0];
+    assert_eq!(partition["resumed"], true);
+    assert_eq!(partition["start"], "resumed from checkpoint");
+    assert_eq!(partition["pages"].as_u64().unwrap() as usize, total_pages - (next_page - 1));
+    assert_eq!(partition["requests"], partition["pages"]);
+    assert!((summary["requests"].as_u64().unwrap() as usize) < 1 + total_pages, "fewer requests than a full read");
+    let resumed = &sim.requests()[asked..];
+    let first_page = resumed.iter().find(|r| r.path.ends_with("/issues")).unwrap();
+    assert_eq!(first_page.query_param("page"), Some(next_page.to_string().as_str()));
+    assert_eq!(sqlite_ids(&db, "issue"), expected, "none missing, none doubled");
+    let (token, watermark) = &checkpoints(&db, "cli")[&format!("project-{project}")];
+    assert_eq!(token, &None);
+    assert_eq!(watermark.as_deref(), Some(newest_issue(&sim, "bigco/monorepo").as_str()));
+}
