@@ -52,6 +52,18 @@ pub struct Cursor {
 pub struct Plan {
     pub tables: Vec<TableSchema>,
     pub partitions: Vec<Partition>,
+    /// Reads that cannot happen because their scope is missing or forbidden (404, 403): skipped,
+    /// with the reason, while the rest of the run goes on.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An object whose scope could not be resolved or listed, and why.
+#[derive(Clone, Debug)]
+pub struct Skipped {
+    pub object: String,
+    /// For people: `project acme/typo`.
+    pub scope: String,
+    pub reason: String,
 }
 
 /// A flow checked by the plugin, sending nothing: every read it asks for, before scopes are resolved.
@@ -84,8 +96,8 @@ enum Reach {
 /// Check and plan `flow` with the `control` sandbox (whose requests pass through the tenant's gate).
 pub async fn plan(control: &mut Sandbox, connection: &wit::Connection, flow: &Flow) -> Result<Plan> {
     let checked = check(control, connection, flow).await?;
-    let partitions = resolve(control, connection, flow, checked.work).await?;
-    Ok(Plan { tables: checked.tables, partitions })
+    let (partitions, skipped) = resolve(control, connection, flow, checked.work).await?;
+    Ok(Plan { tables: checked.tables, partitions, skipped })
 }
 
 /// Check everything `flow` asks, sending nothing: objects, scopes, fields, filters, and (for
@@ -204,15 +216,17 @@ async fn validate(
     bail!(origins.message(&object_flow.key, connector_message(&error)))
 }
 
-/// Resolve and expand the scopes of `work`, each once: one partition per (object, scope by id).
+/// Resolve and expand the scopes of `work`, each once: one partition per (object, scope by id). A
+/// scope GitLab says is missing or forbidden skips the objects read under it.
 async fn resolve(
     control: &mut Sandbox,
     connection: &wit::Connection,
     flow: &Flow,
     work: Vec<Work>,
-) -> Result<Vec<Partition>> {
-    let mut found: HashMap<(String, u8), Vec<wit::ScopeEntry>> = HashMap::new();
+) -> Result<(Vec<Partition>, Vec<Skipped>)> {
+    let mut found: HashMap<(String, u8), Result<Vec<wit::ScopeEntry>, String>> = HashMap::new();
     let mut partitions = Vec::new();
+    let mut skipped = Vec::new();
     let mut seen = HashSet::new();
     for item in work {
         let scope = &item.scope.scope;
@@ -224,24 +238,40 @@ async fn resolve(
         if !found.contains_key(&found_key) {
             let entries = match (&item.reach, scope) {
                 (Reach::Direct, Scope::Instance) => {
-                    vec![wit::ScopeEntry { scope: Scope::Instance, label: "instance".into() }]
+                    Ok(vec![wit::ScopeEntry { scope: Scope::Instance, label: "instance".into() }])
                 }
                 // The scope itself: the first entry of the first page (a group lists its
                 // descendants after it, on later pages).
                 (Reach::Direct, _) => {
-                    let mut entries = list_scopes(control, connection, scope, kind, Pages::First)
-                        .await
-                        .map_err(|e| scope_error(flow, &item.scope.key, e))?;
-                    entries.truncate(1);
-                    entries
+                    list_scopes(control, connection, scope, kind, Pages::First).await.map(|mut entries| {
+                        entries.truncate(1);
+                        entries
+                    })
                 }
-                (Reach::Expand(_), _) => list_scopes(control, connection, scope, kind, Pages::All)
-                    .await
-                    .map_err(|e| scope_error(flow, &item.scope.key, e))?,
+                (Reach::Expand(_), _) => list_scopes(control, connection, scope, kind, Pages::All).await,
+            };
+            let entries = match entries {
+                Ok(entries) => Ok(entries),
+                Err(ScopeFailure::Connector(ConnectorError::NotFound(m) | ConnectorError::Forbidden(m), _)) => {
+                    Err(format!("skipped, not found or hidden from the token: {m}"))
+                }
+                Err(failure) => return Err(scope_error(flow, &item.scope.key, failure)),
             };
             found.insert(found_key.clone(), entries);
         }
-        for entry in &found[&found_key] {
+        let entries = match &found[&found_key] {
+            Ok(entries) => entries,
+            Err(reason) => {
+                let skip = Skipped {
+                    object: item.request.object.clone(),
+                    scope: describe_scope(scope),
+                    reason: reason.clone(),
+                };
+                skipped.push(skip);
+                continue;
+            }
+        };
+        for entry in entries {
             let key = partition_key(&flow.id, &item.request.object, &entry.scope);
             if seen.insert(key.clone()) {
                 let label = format!("{} {}", scope_kind_name(scope_kind(&entry.scope)), entry.label);
@@ -256,7 +286,7 @@ async fn resolve(
             }
         }
     }
-    Ok(partitions)
+    Ok((partitions, skipped))
 }
 
 /// Resolve each scope `checked` names to its id (the first page of `list-scopes`, one request each),

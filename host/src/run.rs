@@ -76,7 +76,7 @@ pub async fn run(
         summary.requests += planning_requests;
         RunFailure { summary, error }
     };
-    let Plan { tables, partitions } = plan.map_err(|e| match planning_stats.refusals().first() {
+    let Plan { tables, partitions, skipped } = plan.map_err(|e| match planning_stats.refusals().first() {
         Some(refusal) => fail(anyhow!("request refused by the host: {refusal}")),
         None => fail(e),
     })?;
@@ -124,7 +124,12 @@ pub async fn run(
         }
     }
     reports.sort_by_key(|(index, _)| *index);
-    let reports: Vec<PartitionReport> = reports.into_iter().map(|(_, r)| r).collect();
+    let mut reports: Vec<PartitionReport> = reports.into_iter().map(|(_, r)| r).collect();
+    reports.extend(skipped.into_iter().map(|s| {
+        let mut report = PartitionReport::new(&s.object, s.scope);
+        report.outcome = Outcome::Skipped(s.reason);
+        report
+    }));
     drop(shared);
     if let Some(progress) = Arc::into_inner(progress) {
         progress.finish();

@@ -266,3 +266,22 @@ fn a_forbidden_project_is_skipped_and_the_run_goes_on() {
     let api = world.project_by_ref("demo/api").unwrap().id;
     assert_eq!(sqlite_ids(&db, "issue").len(), world.issues(api).len());
 }
+
+#[test]
+fn a_missing_project_is_skipped_and_the_run_goes_on() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let db = dir.path().join("missing.db");
+    let dest = format!("sqlite:{}", db.display());
+    let run = host_run(
+        &sim,
+        &["--object", "issue", "--project", "nobody/nothing", "--project", "demo/api", "--dest", &dest],
+        Some(TOKEN),
+    );
+    assert!(run.success, "{}", run.output());
+    let line = run.stdout.lines().find(|l| l.contains("nobody/nothing")).unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(line.contains("skipped, not found or hidden from the token") && line.contains("404"), "{line}");
+    let world = sim.world();
+    let api = world.project_by_ref("demo/api").unwrap().id;
+    assert_eq!(sqlite_ids(&db, "issue").len(), world.issues(api).len());
+}
