@@ -15,6 +15,9 @@ use crate::dest::DestinationUrl;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/gitlab-host, else ~/.cache/gitlab-host).
+    #[arg(long, global = true, env = "HOST_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

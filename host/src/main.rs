@@ -37,7 +37,7 @@ use credential::Credential;
 use flow::{Flow, ObjectFlow};
 use gate::{GatePolicy, GateStats, Origin};
 use sandbox::wit::{self, FieldType, FilterOperator, ScopeKind};
-use sandbox::{Limits, Plugin};
+use sandbox::{EngineOptions, Label, Limits, Plugin, SandboxEngine};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -46,6 +46,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours for people at a terminal; plain text when the log goes to a file or another program.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let credential = Credential::from_env();
@@ -68,9 +70,10 @@ fn fail(message: &str, credential: Option<&Credential>) -> ExitCode {
 
 async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
     let limits = Limits::default();
+    let cache_dir = cli.cache_dir.or_else(sandbox::default_cache_dir);
     match cli.command {
         Command::Objects { plugin, json } => {
-            let plugin = Plugin::load(&plugin.plugin, 2)?;
+            let plugin = start_engine(1, &limits, cache_dir)?.load(&plugin.plugin)?;
             let mut sandbox = offline_sandbox(&plugin, &limits).await?;
             let objects = sandbox.list_objects().await.map_err(|e| anyhow!(e.0))?;
             if json {
@@ -96,7 +99,7 @@ async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Describe { plugin, object, json } => {
-            let plugin = Plugin::load(&plugin.plugin, 2)?;
+            let plugin = start_engine(1, &limits, cache_dir)?.load(&plugin.plugin)?;
             let mut sandbox = offline_sandbox(&plugin, &limits).await?;
             let schema = match sandbox.describe_schema(&object).await.map_err(|e| anyhow!(e.0))? {
                 Ok(schema) => schema,
@@ -121,17 +124,30 @@ async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => run_command(args, credential, limits).await,
+        Command::Run(args) => run_command(args, credential, limits, cache_dir).await,
     }
+}
+
+/// The process's engine, sized for `instances` sandboxes at once within `limits`.
+fn start_engine(instances: u32, limits: &Limits, cache_dir: Option<std::path::PathBuf>) -> Result<SandboxEngine> {
+    if cache_dir.is_none() {
+        tracing::debug!("no cache folder (neither --cache-dir, XDG_CACHE_HOME nor HOME): compiling plugins anew");
+    }
+    SandboxEngine::new(&EngineOptions { instances, max_memory_bytes: limits.memory_bytes, cache_dir })
 }
 
 /// A sandbox that may not reach anything: for `list-objects` and `describe-schema`.
 async fn offline_sandbox(plugin: &Plugin, limits: &Limits) -> Result<sandbox::Sandbox> {
     let policy = Arc::new(GatePolicy { allowed: vec![], credential: None, timeout: limits.call_timeout });
-    plugin.instantiate(policy, Arc::new(GateStats::default()), limits).await
+    Ok(plugin.instantiate(policy, Arc::new(GateStats::default()), limits, Label::partition("catalogue")).await?)
 }
 
-async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: Limits) -> Result<ExitCode> {
+async fn run_command(
+    args: RunArgs,
+    credential: Option<Credential>,
+    mut limits: Limits,
+    cache_dir: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
     limits.memory_bytes = (args.memory_mib as usize) << 20;
     limits.call_timeout = Duration::from_secs(args.call_timeout_secs);
     let origin = Origin::of_url(&args.base_url)
@@ -162,7 +178,8 @@ async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: 
         page_size: args.page_size,
         concurrency: args.concurrency as usize,
     };
-    let plugin = Arc::new(Plugin::load(&args.plugin.plugin, args.concurrency + 2)?);
+    // The run's partitions, and the planning sandbox before them.
+    let plugin = start_engine(args.concurrency + 1, &limits, cache_dir)?.load(&args.plugin.plugin)?;
     let policy = Arc::new(GatePolicy {
         allowed: vec![origin.clone()],
         credential: credential.clone().map(|c| (origin, c)),

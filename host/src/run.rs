@@ -24,7 +24,7 @@ use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
 use crate::plan::{self, Partition, Plan};
 use crate::sandbox::wit::{self, ConnectorError};
-use crate::sandbox::{Limits, Plugin};
+use crate::sandbox::{Label, Limits, Plugin};
 use crate::summary::{Outcome, PartitionReport, Summary};
 
 /// What a run shares between its partitions.
@@ -56,7 +56,10 @@ pub async fn run(
     let fail = |error: anyhow::Error| RunFailure { summary: Summary::new(flow, Vec::new(), started), error };
 
     let planning_stats = Arc::new(GateStats::default());
-    let mut control = plugin.instantiate(policy.clone(), planning_stats.clone(), &limits).await.map_err(fail)?;
+    let mut control = plugin
+        .instantiate(policy.clone(), planning_stats.clone(), &limits, Label::partition("planning"))
+        .await
+        .map_err(|e| fail(e.into()))?;
     let connection = wit::Connection { base_url: flow.base_url.clone(), options: vec![] };
     let plan = plan::plan(&mut control, &connection, flow).await;
     let planning_requests = planning_stats.requests.load(Ordering::Relaxed);
@@ -149,11 +152,14 @@ async fn read_pages(
     stats: &Arc<GateStats>,
     report: &mut PartitionReport,
 ) -> Result<(), Outcome> {
-    let mut sandbox = shared
-        .plugin
-        .instantiate(shared.policy.clone(), stats.clone(), &shared.limits)
-        .await
-        .map_err(|e| Outcome::Failed(format!("{e:#}")))?;
+    let label = Label::partition(format!("{} {}", request.object, report.scope));
+    let mut sandbox =
+        shared.plugin.instantiate(shared.policy.clone(), stats.clone(), &shared.limits, label).await.map_err(
+            |failure| {
+                report.limit = failure.1;
+                Outcome::Failed(failure.0)
+            },
+        )?;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             return Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()));
@@ -161,7 +167,10 @@ async fn read_pages(
         let page = match sandbox.read_page(&shared.connection, &request).await {
             Ok(Ok(page)) => page,
             Ok(Err(error)) => return Err(classify(&error)),
-            Err(failure) => return Err(Outcome::Failed(failure.0)),
+            Err(failure) => {
+                report.limit = failure.1;
+                return Err(Outcome::Failed(failure.0));
+            }
         };
         report.pages += 1;
         report.records += u64::from(page.record_count);

@@ -1,10 +1,12 @@
-//! The end-of-run summary: per partition and in total, records, pages, requests and seconds.
+//! The end-of-run summary: per partition and in total, records, pages, requests and seconds; the
+//! sandbox limit a failed partition hit; the process's peak memory.
 
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::flow::Flow;
+use crate::sandbox::Limit;
 
 /// How a partition ended.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -31,6 +33,8 @@ pub struct PartitionReport {
     pub seconds: f64,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The sandbox limit that ended the partition, if that is what ended it.
+    pub limit: Option<Limit>,
 }
 
 impl PartitionReport {
@@ -43,6 +47,7 @@ impl PartitionReport {
             requests: 0,
             seconds: 0.0,
             outcome: Outcome::Done,
+            limit: None,
         }
     }
 }
@@ -59,6 +64,8 @@ pub struct Summary {
     /// Requests made while planning (resolving and expanding scopes).
     pub planning_requests: u64,
     pub seconds: f64,
+    /// The most memory the host process held at once (its peak resident set), where the system says.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl Summary {
@@ -70,6 +77,7 @@ impl Summary {
             requests: partitions.iter().map(|p| p.requests).sum(),
             planning_requests: 0,
             seconds: started.elapsed().as_secs_f64(),
+            peak_rss_bytes: peak_rss_bytes(),
             partitions,
         }
     }
@@ -101,5 +109,31 @@ impl Summary {
             self.records, self.pages, self.requests, self.planning_requests, self.seconds, self.destination
         ));
         out
+    }
+}
+
+/// The process's peak resident set (`VmHWM` in `/proc/self/status`), in bytes; `None` off Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_resident_set_is_read_from_proc() {
+        assert_eq!(parse_vm_hwm("Name:\thost\nVmPeak:\t  9999 kB\nVmHWM:\t   51200 kB\n"), Some(50 << 20));
+        assert_eq!(parse_vm_hwm("Name:\thost\n"), None);
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_bytes().is_some_and(|b| b > 0));
+        }
     }
 }
