@@ -11,8 +11,9 @@
 //! - `page_1gib`: builds a page of 1 GiB of records (the memory limit);
 //! - `page_24mib`: returns a page of 24 MiB, which fits in memory (the limit on data per call);
 //! - `trap`: panics (a trap, with the panic message on stderr);
-//! - `flood`: starts 5,000 requests at once and never reads them (the resource limit, and the cap on
-//!   requests in flight);
+//! - `flood`: starts 5,000 requests at once (the resource limit);
+//! - `flood_wait`: starts 300 requests at once and waits for each, never reading a body (the cap on
+//!   requests in flight holds all but the first few back, until the deadline);
 //! - `stdout_flood`: writes 1 GiB to stdout (the limit on log output).
 
 wit_bindgen::generate!({
@@ -33,8 +34,18 @@ use wasi::http::outgoing_handler::{self, FutureIncomingResponse};
 use wasi::http::types::{Fields, IncomingResponse, Method, OutgoingRequest, Scheme};
 use wasi::io::streams::StreamError;
 
-const OBJECTS: [&str; 9] =
-    ["healthy", "infinite_loop", "sleeper", "memory_bomb", "page_1gib", "page_24mib", "trap", "flood", "stdout_flood"];
+const OBJECTS: [&str; 10] = [
+    "healthy",
+    "infinite_loop",
+    "sleeper",
+    "memory_bomb",
+    "page_1gib",
+    "page_24mib",
+    "trap",
+    "flood",
+    "flood_wait",
+    "stdout_flood",
+];
 
 struct Hostile;
 
@@ -140,6 +151,15 @@ impl Guest for Hostile {
                     pending.push(start_get(&url)?);
                 }
                 Ok(one_record("flood", &format!("{} requests started", pending.len())))
+            }
+            "flood_wait" => {
+                let url = format!("{base}/api/v4/projects/{project}/members");
+                let pending = (0..300).map(|_| start_get(&url)).collect::<Result<Vec<_>, _>>()?;
+                let mut responses = Vec::new();
+                for future in pending {
+                    responses.push(wait(future, &url)?);
+                }
+                Ok(one_record("flood_wait", &format!("{} responses", responses.len())))
             }
             "stdout_flood" => {
                 let line = [b'y'; 64 << 10];
