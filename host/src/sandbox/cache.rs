@@ -16,7 +16,8 @@
 //!   payload's SHA-256, all of which must match before the payload is handed to wasmtime.
 //!
 //! The folder is `--cache-dir` / `HOST_CACHE_DIR`, else `$XDG_CACHE_HOME/gitlab-host`, else
-//! `~/.cache/gitlab-host`. Nothing about the cache ever stops the host: a folder it cannot use or a file
+//! `~/.cache/gitlab-host`. It keeps the [`KEPT_ENTRIES`] compiled plugins used last (a load marks a
+//! file as used; a save removes the oldest beyond that). Nothing about the cache ever stops the host: a folder it cannot use or a file
 //! it cannot write is logged, and the plugin is compiled as if there were no cache.
 
 use std::fs::{self, File, OpenOptions};
@@ -34,6 +35,12 @@ const MAGIC: &[u8; 16] = b"gitlab-host-cc1\n";
 
 /// The largest cache file read (compiled connectors are a few MiB).
 const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// How many compiled plugins the cache keeps: the ones used last.
+pub const KEPT_ENTRIES: usize = 16;
+
+/// The extension of cache files.
+const EXTENSION: &str = "cwasm";
 
 /// The folder the cache lives in when none is given: `$XDG_CACHE_HOME/gitlab-host`, else
 /// `~/.cache/gitlab-host`; none when neither variable names an absolute path.
@@ -63,7 +70,7 @@ impl CacheKey {
     }
 
     fn file_name(&self) -> String {
-        format!("{}-{}.cwasm", self.wasm_sha256, self.engine)
+        format!("{}-{}.{EXTENSION}", self.wasm_sha256, self.engine)
     }
 }
 
@@ -144,6 +151,8 @@ impl ComponentCache {
         // still checks its own version and the engine's configuration, and fails cleanly on a mismatch.
         let component =
             unsafe { Component::deserialize(engine, payload) }.map_err(|e| format!("wasmtime refused it: {e}"))?;
+        // Mark it as used, for `prune`; a failure here costs nothing but an earlier eviction.
+        let _ = file.set_modified(std::time::SystemTime::now());
         Ok(Some(component))
     }
 
@@ -163,7 +172,25 @@ impl ComponentCache {
             .and_then(|()| file.as_file().sync_all());
         written.map_err(|e| format!("cannot write {}: {e}", file.path().display()))?;
         file.persist(&path).map_err(|e| format!("cannot rename into {}: {e}", path.display()))?;
+        self.prune(KEPT_ENTRIES);
         Ok(path)
+    }
+
+    /// Remove all but the `keep` cache files used last (only files named as this cache names them).
+    fn prune(&self, keep: usize) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == EXTENSION))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        files.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, old) in files.iter().skip(keep) {
+            match fs::remove_file(old) {
+                Ok(()) => tracing::debug!("removed the least recently used compiled plugin {}", old.display()),
+                Err(e) => tracing::debug!("cannot remove {}: {e}", old.display()),
+            }
+        }
     }
 }
 
@@ -258,6 +285,27 @@ mod tests {
         assert!(cache.load(&engine, &key).unwrap().is_some());
         let leftovers: Vec<_> = fs::read_dir(&cache.dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind: {leftovers:?}");
+    }
+
+    #[test]
+    fn only_the_entries_used_last_are_kept() {
+        let (_dir, cache, engine, key) = setup();
+        let component = Component::new(&engine, EMPTY_COMPONENT).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let keys: Vec<CacheKey> = (0..4).map(|i| CacheKey { engine: format!("{i:016}"), ..key.clone() }).collect();
+        for key in &keys {
+            let path = cache.save(key, &component).unwrap();
+            File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        }
+        // Loading the first marks it as used: keeping two keeps it and the newest.
+        let _ = cache.load(&engine, &keys[0]);
+        let newest = cache.save(&key, &component).unwrap();
+        cache.prune(2);
+        let mut left: Vec<PathBuf> = fs::read_dir(&cache.dir).unwrap().map(|e| e.unwrap().path()).collect();
+        left.sort();
+        let mut expected = vec![cache.path(&keys[0]), newest];
+        expected.sort();
+        assert_eq!(left, expected);
     }
 
     #[test]
