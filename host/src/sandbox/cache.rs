@@ -184,7 +184,7 @@ impl ComponentCache {
             .filter(|e| e.path().extension().is_some_and(|x| x == EXTENSION))
             .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
             .collect();
-        files.sort_by(|a, b| b.0.cmp(&a.0));
+        files.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
         for (_, old) in files.iter().skip(keep) {
             match fs::remove_file(old) {
                 Ok(()) => tracing::debug!("removed the least recently used compiled plugin {}", old.display()),
