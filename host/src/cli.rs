@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::dest::DestinationUrl;
@@ -15,8 +16,10 @@ use crate::dest::DestinationUrl;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/gitlab-host, else ~/.cache/gitlab-host).
-    #[arg(long, global = true, env = "HOST_CACHE_DIR", value_name = "DIR")]
+    /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/gitlab-host, else
+    /// ~/.cache/gitlab-host); empty: no cache.
+    #[arg(long, global = true, env = "HOST_CACHE_DIR", value_name = "DIR",
+          value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub cache_dir: Option<PathBuf>,
 }
 

@@ -70,10 +70,14 @@ fn fail(message: &str, credential: Option<&Credential>) -> ExitCode {
 
 async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
     let limits = Limits::default();
-    let cache_dir = cli.cache_dir.or_else(sandbox::default_cache_dir);
+    let cache_dir = match cli.cache_dir {
+        Some(dir) if dir.as_os_str().is_empty() => None,
+        Some(dir) => Some(dir),
+        None => sandbox::default_cache_dir(),
+    };
     match cli.command {
         Command::Objects { plugin, json } => {
-            let plugin = start_engine(1, &limits, cache_dir)?.load(&plugin.plugin)?;
+            let plugin = start_engine(1, cache_dir)?.load(&plugin.plugin)?;
             let mut sandbox = offline_sandbox(&plugin, &limits).await?;
             let objects = sandbox.list_objects().await.map_err(|e| anyhow!(e.0))?;
             if json {
@@ -99,7 +103,7 @@ async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Describe { plugin, object, json } => {
-            let plugin = start_engine(1, &limits, cache_dir)?.load(&plugin.plugin)?;
+            let plugin = start_engine(1, cache_dir)?.load(&plugin.plugin)?;
             let mut sandbox = offline_sandbox(&plugin, &limits).await?;
             let schema = match sandbox.describe_schema(&object).await.map_err(|e| anyhow!(e.0))? {
                 Ok(schema) => schema,
@@ -128,12 +132,12 @@ async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
     }
 }
 
-/// The process's engine, sized for `instances` sandboxes at once within `limits`.
-fn start_engine(instances: u32, limits: &Limits, cache_dir: Option<std::path::PathBuf>) -> Result<SandboxEngine> {
+/// The process's engine, sized for `instances` sandboxes at once.
+fn start_engine(instances: u32, cache_dir: Option<std::path::PathBuf>) -> Result<SandboxEngine> {
     if cache_dir.is_none() {
-        tracing::debug!("no cache folder (neither --cache-dir, XDG_CACHE_HOME nor HOME): compiling plugins anew");
+        tracing::debug!("no cache folder (turned off, or no XDG_CACHE_HOME nor HOME): compiling plugins anew");
     }
-    SandboxEngine::new(&EngineOptions { instances, max_memory_bytes: limits.memory_bytes, cache_dir })
+    SandboxEngine::new(&EngineOptions { instances, cache_dir })
 }
 
 /// A sandbox that may not reach anything: for `list-objects` and `describe-schema`.
@@ -179,7 +183,7 @@ async fn run_command(
         concurrency: args.concurrency as usize,
     };
     // The run's partitions, and the planning sandbox before them.
-    let plugin = start_engine(args.concurrency + 1, &limits, cache_dir)?.load(&args.plugin.plugin)?;
+    let plugin = start_engine(args.concurrency + 1, cache_dir)?.load(&args.plugin.plugin)?;
     let policy = Arc::new(GatePolicy {
         allowed: vec![origin.clone()],
         credential: credential.clone().map(|c| (origin, c)),

@@ -103,3 +103,16 @@ fn a_cache_folder_open_to_others_is_not_used() {
     assert!(run.stderr.contains(COMPILED), "{}", run.stderr);
     assert!(cached_files(&shared).is_empty(), "nothing written to a folder others can write");
 }
+
+#[test]
+fn an_empty_cache_folder_turns_the_cache_off() {
+    let plugin = artifacts().gitlab_wasm.to_str().unwrap().to_owned();
+    let run = host_with_env(
+        &["objects", "--plugin", &plugin],
+        None,
+        &[("HOST_LOG", "warn,host=debug"), ("HOST_CACHE_DIR", "")],
+    );
+    assert!(run.success, "{}", run.output());
+    assert!(run.stderr.contains("no cache folder (turned off"), "{}", run.stderr);
+    assert!(run.stderr.contains(COMPILED) && !run.stderr.contains("saved it to the cache"), "{}", run.stderr);
+}

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  SandboxEngine::new(options) ── Config (component model, epochs, pooling allocator sized for
-//!      │                          `options.instances` sandboxes of up to `options.max_memory_bytes`)
+//!      │                          `options.instances` sandboxes)
 //!      │                          + the epoch ticker thread + the Linker (WASI locked down, wasi:http)
 //!      └─ load(plugin.wasm) ──► SHA-256 ──► already loaded? the same Arc<Plugin>
 //!                                       └─► disk cache (see `cache`) or compile ──► InstancePre
@@ -42,8 +42,6 @@ pub const TABLES_PER_COMPONENT: u32 = 8;
 pub struct EngineOptions {
     /// The most sandboxes alive at once, all plugins together.
     pub instances: u32,
-    /// The largest memory limit of any sandbox (the pool reserves this much per memory).
-    pub max_memory_bytes: usize,
     /// Where compiled plugins are cached; `None`: compile at every start.
     pub cache_dir: Option<PathBuf>,
 }
@@ -62,8 +60,8 @@ impl SandboxEngine {
     /// Start the engine (and its epoch ticker) and open the cache, if any.
     pub fn new(options: &EngineOptions) -> Result<SandboxEngine> {
         let instances = options.instances.max(1);
-        let engine = Engine::new(&config(instances, options.max_memory_bytes))
-            .map_err(|e| anyhow!("cannot start the WebAssembly engine: {e}"))?;
+        let engine =
+            Engine::new(&config(instances)).map_err(|e| anyhow!("cannot start the WebAssembly engine: {e}"))?;
         let mut linker = Linker::<SandboxState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -149,8 +147,7 @@ impl SandboxEngine {
 }
 
 /// The engine's configuration: component model, async calls, epoch deadlines, the pooling allocator.
-fn config(instances: u32, max_memory_bytes: usize) -> Config {
-    const PAGE: usize = 64 << 10;
+fn config(instances: u32) -> Config {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(instances)
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
@@ -161,7 +158,12 @@ fn config(instances: u32, max_memory_bytes: usize) -> Config {
         .total_tables(instances * TABLES_PER_COMPONENT)
         .table_elements(TABLE_ELEMENTS)
         .total_stacks(instances)
-        .max_memory_size(max_memory_bytes.div_ceil(PAGE).max(1) * PAGE);
+        // Each memory slot reserves 4 GiB of address space anyway (so that wasm32 code needs no bounds
+        // checks); the pool lets a memory grow that far, and each sandbox's `Limiter` says how far it
+        // may, so that hitting the limit is named as such, and a plugin whose memory starts above
+        // the limit is refused at instantiation, not compiled again. Nothing of this is resident
+        // until used.
+        .max_memory_size(1 << 32);
     let mut config = Config::new();
     config
         .wasm_component_model(true)
