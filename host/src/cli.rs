@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::dest::DestinationUrl;
@@ -20,6 +21,11 @@ use crate::state::StateUrl;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/gitlab-host, else
+    /// ~/.cache/gitlab-host); empty: no cache.
+    #[arg(long, global = true, env = "HOST_CACHE_DIR", value_name = "DIR",
+          value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -43,7 +43,7 @@ use credential::Credential;
 use flow::Flow;
 use gate::{GatePolicy, GateStats, Origin};
 use sandbox::wit::{self, FieldType, FilterOperator, ScopeKind};
-use sandbox::{Limits, Plugin};
+use sandbox::{EngineOptions, Label, Limits, Plugin, SandboxEngine};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -52,6 +52,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours for people at a terminal; plain text when the log goes to a file or another program.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -73,9 +75,14 @@ fn fail(message: &str) -> ExitCode {
 
 async fn execute(cli: Cli) -> Result<ExitCode> {
     let limits = Limits::default();
+    let cache_dir = match cli.cache_dir {
+        Some(dir) if dir.as_os_str().is_empty() => None,
+        Some(dir) => Some(dir),
+        None => sandbox::default_cache_dir(),
+    };
     match cli.command {
         Command::Objects { plugin, json } => {
-            let plugin = Plugin::load(&plugin.plugin, 2)?;
+            let plugin = start_engine(1, cache_dir)?.load(&plugin.plugin)?;
             let mut sandbox = offline_sandbox(&plugin, &limits).await?;
             let objects = sandbox.list_objects().await.map_err(|e| anyhow!(e.0))?;
             if json {
@@ -101,7 +108,7 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Describe { plugin, object, json } => {
-            let plugin = Plugin::load(&plugin.plugin, 2)?;
+            let plugin = start_engine(1, cache_dir)?.load(&plugin.plugin)?;
             let mut sandbox = offline_sandbox(&plugin, &limits).await?;
             let schema = match sandbox.describe_schema(&object).await.map_err(|e| anyhow!(e.0))? {
                 Ok(schema) => schema,
@@ -129,13 +136,13 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => {
             let flow = flow::flags::flow_of(&args.flow)?;
             let credential = resolve_credential(&flow)?;
-            let outcome = run_command(&args, &flow, credential.clone()).await;
+            let outcome = run_command(&args, &flow, credential.clone(), cache_dir).await;
             outcome.map_err(|e| scrubbed(&e, credential.as_ref()))
         }
         Command::Check(args) => {
             let flow = flow::flags::flow_of(&args)?;
             let credential = resolve_credential(&flow)?;
-            let outcome = check_command(&args, &flow, credential.clone()).await;
+            let outcome = check_command(&args, &flow, credential.clone(), cache_dir).await;
             outcome.map_err(|e| scrubbed(&e, credential.as_ref()))
         }
     }
@@ -162,17 +169,25 @@ fn resolve_credential(flow: &Flow) -> Result<Option<Credential>> {
 
 /// The sandbox limits the flags set.
 fn limits_of(args: &FlowArgs) -> Limits {
-    Limits { memory_bytes: (args.memory_mib as usize) << 20, call_timeout: Duration::from_secs(args.call_timeout_secs) }
+    Limits {
+        memory_bytes: (args.memory_mib as usize) << 20,
+        call_timeout: Duration::from_secs(args.call_timeout_secs),
+        ..Limits::default()
+    }
 }
 
-/// The plugin of `flow` (an error names the `plugin` key) and the gate policy its requests pass.
+/// The plugin of `flow` on an engine sized for `instances` sandboxes at once (an error names the
+/// `plugin` key), and the gate policy its requests pass.
 fn load_plugin(
     flow: &Flow,
     credential: Option<Credential>,
     instances: u32,
     limits: &Limits,
-) -> Result<(Plugin, Arc<GatePolicy>)> {
-    let plugin = Plugin::load(&flow.plugin, instances).map_err(|e| flow.origins.error("plugin", format!("{e:#}")))?;
+    cache_dir: Option<std::path::PathBuf>,
+) -> Result<(Arc<Plugin>, Arc<GatePolicy>)> {
+    let plugin = start_engine(instances, cache_dir)?
+        .load(&flow.plugin)
+        .map_err(|e| flow.origins.error("plugin", format!("{e:#}")))?;
     let origin = Origin::of_url(&flow.connection.base_url).map_err(|e| flow.origins.error("connection.base_url", e))?;
     let policy = Arc::new(GatePolicy {
         allowed: vec![origin.clone()],
@@ -182,16 +197,30 @@ fn load_plugin(
     Ok((plugin, policy))
 }
 
+/// The process's engine, sized for `instances` sandboxes at once.
+fn start_engine(instances: u32, cache_dir: Option<std::path::PathBuf>) -> Result<SandboxEngine> {
+    if cache_dir.is_none() {
+        tracing::debug!("no cache folder (turned off, or no XDG_CACHE_HOME nor HOME): compiling plugins anew");
+    }
+    SandboxEngine::new(&EngineOptions { instances, cache_dir })
+}
+
 /// A sandbox that may not reach anything: for `list-objects` and `describe-schema`.
 async fn offline_sandbox(plugin: &Plugin, limits: &Limits) -> Result<sandbox::Sandbox> {
     let policy = Arc::new(GatePolicy { allowed: vec![], credential: None, timeout: limits.call_timeout });
-    plugin.instantiate(policy, Arc::new(GateStats::default()), limits).await
+    Ok(plugin.instantiate(policy, Arc::new(GateStats::default()), limits, Label::partition("catalogue")).await?)
 }
 
-async fn run_command(args: &RunArgs, flow: &Flow, credential: Option<Credential>) -> Result<ExitCode> {
+async fn run_command(
+    args: &RunArgs,
+    flow: &Flow,
+    credential: Option<Credential>,
+    cache_dir: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
     let limits = limits_of(&args.flow);
-    let (plugin, policy) = load_plugin(flow, credential.clone(), flow.concurrency as u32 + 2, &limits)?;
-    let outcome = run::run(flow, Arc::new(plugin), policy, limits).await;
+    // The run's partitions, and the planning sandbox before them.
+    let (plugin, policy) = load_plugin(flow, credential.clone(), flow.concurrency as u32 + 1, &limits, cache_dir)?;
+    let outcome = run::run(flow, plugin, policy, limits).await;
     let summary = match &outcome {
         Ok(summary) => summary,
         Err(failure) => &failure.summary,
@@ -217,11 +246,16 @@ async fn run_command(args: &RunArgs, flow: &Flow, credential: Option<Credential>
 
 /// `host check`: the flow checked whole (sending nothing), then the credential tested with
 /// `check-connection` (one request), then each named scope resolved (one request each).
-async fn check_command(args: &FlowArgs, flow: &Flow, credential: Option<Credential>) -> Result<ExitCode> {
+async fn check_command(
+    args: &FlowArgs,
+    flow: &Flow,
+    credential: Option<Credential>,
+    cache_dir: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
     let limits = limits_of(args);
-    let (plugin, policy) = load_plugin(flow, credential, 2, &limits)?;
+    let (plugin, policy) = load_plugin(flow, credential, 2, &limits, cache_dir)?;
     let stats = Arc::new(GateStats::default());
-    let mut control = plugin.instantiate(policy, stats.clone(), &limits).await?;
+    let mut control = plugin.instantiate(policy, stats.clone(), &limits, Label::partition("check")).await?;
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
     let checked = plan::check(&mut control, &connection, flow).await?;
     if let Some(url) = &flow.state {

@@ -28,7 +28,7 @@ use crate::plan::{self, Partition, Plan};
 use crate::progress::{ObjectProgress, Progress};
 use crate::resume;
 use crate::sandbox::wit::{self, ConnectorError};
-use crate::sandbox::{Limits, Plugin};
+use crate::sandbox::{Label, Limits, Plugin};
 use crate::state::{self, StatePlace};
 use crate::summary::{Outcome, PartitionReport, Summary};
 
@@ -66,7 +66,10 @@ pub async fn run(
         state::check_available(url).map_err(|e| fail(flow.origins.error("state.url", format!("{e:#}"))))?;
     }
     let planning_stats = Arc::new(GateStats::default());
-    let mut control = plugin.instantiate(policy.clone(), planning_stats.clone(), &limits).await.map_err(fail)?;
+    let mut control = plugin
+        .instantiate(policy.clone(), planning_stats.clone(), &limits, Label::partition("planning"))
+        .await
+        .map_err(|e| fail(e.into()))?;
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
     let plan = plan::plan(&mut control, &connection, flow).await;
     let planning_requests = planning_stats.requests.load(Ordering::Relaxed);
@@ -188,11 +191,14 @@ async fn read_pages(
     report: &mut PartitionReport,
     progress: Option<&ObjectProgress>,
 ) -> Result<(), Outcome> {
-    let mut sandbox = shared
-        .plugin
-        .instantiate(shared.policy.clone(), stats.clone(), &shared.limits)
-        .await
-        .map_err(|e| Outcome::Failed(format!("{e:#}")))?;
+    let label = Label::partition(format!("{} {}", partition.request.object, report.scope));
+    let mut sandbox =
+        shared.plugin.instantiate(shared.policy.clone(), stats.clone(), &shared.limits, label).await.map_err(
+            |failure| {
+                report.limit = failure.1;
+                Outcome::Failed(failure.0)
+            },
+        )?;
     let part = &partition.key;
     let fatal = |e: anyhow::Error| Outcome::Fatal(format!("{e:#}"));
     let mut checkpoint = shared.writer.load(part).await.map_err(fatal)?.unwrap_or_default();
@@ -208,7 +214,10 @@ async fn read_pages(
         let page = match sandbox.read_page(&shared.connection, &request).await {
             Ok(Ok(page)) => page,
             Ok(Err(error)) => return Err(classify(&shared.flow, partition, &error)),
-            Err(failure) => return Err(Outcome::Failed(failure.0)),
+            Err(failure) => {
+                report.limit = failure.1;
+                return Err(Outcome::Failed(failure.0));
+            }
         };
         report.pages += 1;
         report.records += u64::from(page.record_count);

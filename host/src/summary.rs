@@ -1,12 +1,14 @@
-//! The end-of-run summary: per partition and in total, records, pages, requests and seconds, and how
-//! each partition's read started (resumed, incremental from when, or full and why). Printed as a
-//! table for people, and written as JSON (`--summary-json`) with the same content.
+//! The end-of-run summary: per partition and in total, records, pages, requests and seconds, how
+//! each partition's read started (resumed, incremental from when, or full and why), the sandbox
+//! limit a failed partition hit, and the process's peak memory. Printed as a table for people, and
+//! written as JSON (`--summary-json`) with the same content.
 
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::flow::Flow;
+use crate::sandbox::Limit;
 use crate::state::StatePlace;
 
 /// How a partition ended.
@@ -41,6 +43,8 @@ pub struct PartitionReport {
     /// How the read started, for people: `resumed from checkpoint`, `incremental from T`,
     /// `full: object has no cursor`.
     pub start: String,
+    /// The sandbox limit that ended the partition, if that is what ended it.
+    pub limit: Option<Limit>,
 }
 
 impl PartitionReport {
@@ -56,6 +60,7 @@ impl PartitionReport {
             resumed: false,
             incremental_since: None,
             start: String::new(),
+            limit: None,
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct Summary {
     /// Requests made while planning (resolving and expanding scopes).
     pub planning_requests: u64,
     pub seconds: f64,
+    /// The most memory the host process held at once (its peak resident set), where the system says.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl Summary {
@@ -89,6 +96,7 @@ impl Summary {
             requests: partitions.iter().map(|p| p.requests).sum(),
             planning_requests: 0,
             seconds: started.elapsed().as_secs_f64(),
+            peak_rss_bytes: peak_rss_bytes(),
             partitions,
         }
     }
@@ -123,5 +131,31 @@ impl Summary {
             self.records, self.pages, self.requests, self.planning_requests, self.seconds, self.destination
         ));
         out
+    }
+}
+
+/// The process's peak resident set (`VmHWM` in `/proc/self/status`), in bytes; `None` off Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_resident_set_is_read_from_proc() {
+        assert_eq!(parse_vm_hwm("Name:\thost\nVmPeak:\t  9999 kB\nVmHWM:\t   51200 kB\n"), Some(50 << 20));
+        assert_eq!(parse_vm_hwm("Name:\thost\n"), None);
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_bytes().is_some_and(|b| b > 0));
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! the real `host` binary.
 //!
 //! The artifacts are built by cargo itself on first use (a no-op when they are fresh), so
-//! `cargo test --release` needs no other step: `gitlab.wasm` and the hostile `token_thief.wasm` for
-//! wasm32-wasip2, and the `host` binary, all in the release profile the tests run in.
+//! `cargo test --release` needs no other step: `gitlab.wasm` and the hostile `token_thief.wasm` and
+//! `hostile.wasm` for wasm32-wasip2, and the `host` binary, all in the release profile the tests run in.
+//! Every `host` run shares one cache of compiled plugins under `target/` (not the user's own cache).
 
 #![allow(dead_code)]
 
@@ -20,6 +21,9 @@ pub struct Artifacts {
     pub host: PathBuf,
     pub gitlab_wasm: PathBuf,
     pub token_thief_wasm: PathBuf,
+    pub hostile_wasm: PathBuf,
+    /// The cache of compiled plugins the tests' `host` runs share.
+    pub cache_dir: PathBuf,
 }
 
 fn workspace() -> PathBuf {
@@ -42,7 +46,7 @@ fn cargo_build(args: &[&str]) {
 pub fn artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
-        cargo_build(&["--target", "wasm32-wasip2", "-p", "gitlab-connector", "-p", "token-thief"]);
+        cargo_build(&["--target", "wasm32-wasip2", "-p", "gitlab-connector", "-p", "token-thief", "-p", "hostile"]);
         // The workspace's default members, as `cargo xtask build` builds them: one feature set, one host binary.
         cargo_build(&[]);
         let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from);
@@ -50,8 +54,10 @@ pub fn artifacts() -> &'static Artifacts {
             host: target.join("release/host"),
             gitlab_wasm: target.join("wasm32-wasip2/release/gitlab.wasm"),
             token_thief_wasm: target.join("wasm32-wasip2/release/token_thief.wasm"),
+            hostile_wasm: target.join("wasm32-wasip2/release/hostile.wasm"),
+            cache_dir: target.join("test-plugin-cache"),
         };
-        for path in [&artifacts.host, &artifacts.gitlab_wasm, &artifacts.token_thief_wasm] {
+        for path in [&artifacts.host, &artifacts.gitlab_wasm, &artifacts.token_thief_wasm, &artifacts.hostile_wasm] {
             assert!(path.exists(), "{} was not built", path.display());
         }
         artifacts
@@ -90,11 +96,18 @@ impl HostRun {
 
 /// Run the real `host` binary with `args`, `GITLAB_TOKEN` set to `token` (unset when none).
 pub fn host(args: &[&str], token: Option<&str>) -> HostRun {
+    host_with_env(args, token, &[])
+}
+
+/// [`host`], with more environment variables (`HOST_LOG`, `HOST_CACHE_DIR`...).
+pub fn host_with_env(args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> HostRun {
     let mut command = Command::new(&artifacts().host);
     command.args(args).env_remove("GITLAB_TOKEN").env_remove("GITLAB_OAUTH_TOKEN").env_remove("HOST_PLUGIN");
+    command.env("HOST_CACHE_DIR", &artifacts().cache_dir);
     if let Some(token) = token {
         command.env("GITLAB_TOKEN", token);
     }
+    command.envs(env.iter().copied());
     let output = command.output().expect("running host");
     HostRun {
         success: output.status.success(),

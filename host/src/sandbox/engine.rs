@@ -1,0 +1,204 @@
+//! One wasmtime engine for the process, and the plugins it has loaded.
+//!
+//! ```text
+//!  SandboxEngine::new(options) ── Config (component model, epochs, pooling allocator sized for
+//!      │                          `options.instances` sandboxes)
+//!      │                          + the epoch ticker thread + the Linker (WASI locked down, wasi:http)
+//!      └─ load(plugin.wasm) ──► SHA-256 ──► already loaded? the same Arc<Plugin>
+//!                                       └─► disk cache (see `cache`) or compile ──► InstancePre
+//!  Plugin::instantiate ──► a slot of the pool (waits for one) ──► Store + instance: a Sandbox
+//! ```
+//!
+//! Several plugins may be loaded into one engine (a multi-tenant run loads each tenant's plugin); they
+//! share the pool, whose slots are handed out by a semaphore so that a run never fails for want of
+//! one: a sandbox waits for a free slot instead.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::SandboxState;
+use super::bindings::ConnectorPre;
+use super::cache::{CacheKey, ComponentCache};
+use super::limits::TABLE_ELEMENTS;
+
+/// How often the epoch ticks: the granularity of deadlines, and how often a busy guest yields.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Core instances, memories and tables one component may have (a Rust component has a handful of
+/// each; the pool reserves this many per sandbox, so one plugin cannot starve another of slots).
+pub const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+pub const MEMORIES_PER_COMPONENT: u32 = 2;
+pub const TABLES_PER_COMPONENT: u32 = 8;
+
+/// What the engine is sized for.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// The most sandboxes alive at once, all plugins together.
+    pub instances: u32,
+    /// Where compiled plugins are cached; `None`: compile at every start.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The process's wasmtime engine, its pool of instance slots, and the plugins loaded into it.
+#[derive(Clone)]
+pub struct SandboxEngine {
+    engine: Engine,
+    linker: Arc<Linker<SandboxState>>,
+    slots: Arc<Semaphore>,
+    cache: Option<Arc<ComponentCache>>,
+    plugins: Arc<Mutex<HashMap<String, Arc<Plugin>>>>,
+}
+
+impl SandboxEngine {
+    /// Start the engine (and its epoch ticker) and open the cache, if any.
+    pub fn new(options: &EngineOptions) -> Result<SandboxEngine> {
+        let instances = options.instances.max(1);
+        let engine =
+            Engine::new(&config(instances)).map_err(|e| anyhow!("cannot start the WebAssembly engine: {e}"))?;
+        let mut linker = Linker::<SandboxState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        start_epoch_ticker(&engine)?;
+        let cache = options.cache_dir.as_deref().and_then(|dir| match ComponentCache::open(dir) {
+            Ok(cache) => Some(Arc::new(cache)),
+            Err(why) => {
+                tracing::warn!("not caching compiled plugins: {why}");
+                None
+            }
+        });
+        Ok(SandboxEngine {
+            engine,
+            linker: Arc::new(linker),
+            slots: Arc::new(Semaphore::new(instances as usize)),
+            cache,
+            plugins: Arc::default(),
+        })
+    }
+
+    /// The plugin at `path`: compiled (or read from the cache) and pre-linked once per content.
+    pub fn load(&self, path: &Path) -> Result<Arc<Plugin>> {
+        let wasm = std::fs::read(path)
+            .with_context(|| format!("cannot read the plugin {}: build it with `cargo xtask build`", path.display()))?;
+        let key = CacheKey::new(&self.engine, &wasm);
+        if let Some(plugin) = self.plugins.lock().unwrap_or_else(|e| e.into_inner()).get(&key.wasm_sha256) {
+            return Ok(plugin.clone());
+        }
+        let component = self.component(path, &wasm, &key)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
+            format!("{} does not fit the host: it imports something the sandbox does not offer", path.display())
+        })?;
+        let pre = ConnectorPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{} does not export the dataflow:connector/source interface", path.display()))?;
+        let plugin = Arc::new(Plugin {
+            engine: self.engine.clone(),
+            pre,
+            slots: self.slots.clone(),
+            name: path.display().to_string(),
+        });
+        self.plugins.lock().unwrap_or_else(|e| e.into_inner()).insert(key.wasm_sha256, plugin.clone());
+        Ok(plugin)
+    }
+
+    /// The compiled component: from the cache when a good copy is there, else compiled (and cached).
+    fn component(&self, path: &Path, wasm: &[u8], key: &CacheKey) -> Result<Component> {
+        let started = Instant::now();
+        if let Some(cache) = &self.cache {
+            match cache.load(&self.engine, key) {
+                Ok(Some(component)) => {
+                    tracing::debug!(
+                        cache_file = %cache.path(key).display(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "loaded the compiled plugin {} from the cache",
+                        path.display()
+                    );
+                    return Ok(component);
+                }
+                Ok(None) => {}
+                Err(why) => tracing::warn!(
+                    "ignored the cached compiled plugin {}: {why}; compiling it again",
+                    cache.path(key).display()
+                ),
+            }
+        }
+        let component = Component::new(&self.engine, wasm)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))?;
+        let compiled = started.elapsed();
+        match self.cache.as_ref().map(|cache| cache.save(key, &component)) {
+            Some(Ok(file)) => tracing::debug!(
+                cache_file = %file.display(),
+                ms = compiled.as_millis() as u64,
+                "compiled the plugin {} and saved it to the cache",
+                path.display()
+            ),
+            Some(Err(why)) => tracing::warn!("compiled the plugin {} but could not cache it: {why}", path.display()),
+            None => tracing::debug!(ms = compiled.as_millis() as u64, "compiled the plugin {}", path.display()),
+        }
+        Ok(component)
+    }
+}
+
+/// The engine's configuration: component model, async calls, epoch deadlines, the pooling allocator.
+fn config(instances: u32) -> Config {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .total_core_instances(instances * CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .total_memories(instances * MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .total_tables(instances * TABLES_PER_COMPONENT)
+        .table_elements(TABLE_ELEMENTS)
+        .total_stacks(instances)
+        // Each memory slot reserves 4 GiB of address space anyway (so that wasm32 code needs no bounds
+        // checks); the pool lets a memory grow that far, and each sandbox's `Limiter` says how far it
+        // may, so that hitting the limit is named as such, and a plugin whose memory starts above
+        // the limit is refused at instantiation, not compiled again. Nothing of this is resident
+        // until used.
+        .max_memory_size(1 << 32);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advance the engine's epoch while the engine lives, so that epochs measure wall time.
+fn start_epoch_ticker(engine: &Engine) -> Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+        .map_err(|e| anyhow!("cannot start the thread that enforces deadlines: {e}"))
+}
+
+/// A loaded plugin, ready to instantiate many times.
+pub struct Plugin {
+    pub(super) engine: Engine,
+    pub(super) pre: ConnectorPre<SandboxState>,
+    pub(super) slots: Arc<Semaphore>,
+    /// The path it was loaded from, for messages.
+    pub(super) name: String,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("name", &self.name).finish_non_exhaustive()
+    }
+}
