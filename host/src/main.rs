@@ -7,7 +7,9 @@
 //! - [`cli`]: the commands and their flags.
 //! - [`flow`]: what to read and where to write it.
 //! - [`sandbox`]: the wasmtime engine, the plugin, one store per partition.
-//! - [`gate`]: the host side of `wasi:http`: allow-list, credential, counting.
+//! - [`gate`]: the host side of `wasi:http`: allow-list, address checks, credential, pooled client,
+//!   pacing, counting.
+//! - [`retry`]: which failed calls are tried again, and when.
 //! - [`credential`]: the tenant's token, never shown.
 //! - [`plan`]: from a flow to checked partitions (scopes resolved and expanded).
 //! - [`run`]: partitions read concurrently, the page loop, errors.
@@ -20,6 +22,7 @@ mod dest;
 mod flow;
 mod gate;
 mod plan;
+mod retry;
 mod run;
 mod sandbox;
 mod summary;
@@ -35,7 +38,8 @@ use serde_json::json;
 use cli::{Cli, Command, RunArgs};
 use credential::Credential;
 use flow::{Flow, ObjectFlow};
-use gate::{GatePolicy, GateStats, Origin};
+use gate::{CredentialSource, GatePolicy, GateSettings, GateStats, Origin, Timeouts};
+use retry::RetryPolicy;
 use sandbox::wit::{self, FieldType, FilterOperator, ScopeKind};
 use sandbox::{Limits, Plugin};
 
@@ -127,7 +131,7 @@ async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
 
 /// A sandbox that may not reach anything: for `list-objects` and `describe-schema`.
 async fn offline_sandbox(plugin: &Plugin, limits: &Limits) -> Result<sandbox::Sandbox> {
-    let policy = Arc::new(GatePolicy { allowed: vec![], credential: None, timeout: limits.call_timeout });
+    let policy = Arc::new(GatePolicy::offline(limits.call_timeout));
     plugin.instantiate(policy, Arc::new(GateStats::default()), limits).await
 }
 
@@ -163,11 +167,7 @@ async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: 
         concurrency: args.concurrency as usize,
     };
     let plugin = Arc::new(Plugin::load(&args.plugin.plugin, args.concurrency + 2)?);
-    let policy = Arc::new(GatePolicy {
-        allowed: vec![origin.clone()],
-        credential: credential.clone().map(|c| (origin, c)),
-        timeout: limits.call_timeout,
-    });
+    let policy = Arc::new(GatePolicy::new(gate_settings(&args, origin, credential.clone(), &limits)?));
     let outcome = run::run(&flow, plugin, policy, limits).await;
     let summary = match &outcome {
         Ok(summary) => summary,
@@ -189,6 +189,45 @@ async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: 
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(failure) => Err(failure.error),
     }
+}
+
+/// The tenant's gate settings from the command line.
+fn gate_settings(
+    args: &RunArgs,
+    origin: Origin,
+    credential: Option<Credential>,
+    limits: &Limits,
+) -> Result<GateSettings> {
+    let mut allowed = vec![origin.clone()];
+    for url in &args.allow_origins {
+        allowed.push(
+            Origin::of_url(url)
+                .map_err(|e| anyhow!("--allow-origin must be an origin like https://example.com: {e}"))?,
+        );
+    }
+    let http_timeout = match args.http_timeout_secs.map(Duration::from_secs) {
+        Some(timeout) if timeout >= limits.call_timeout => bail!(
+            "--http-timeout-secs ({}) must be shorter than --call-timeout-secs ({}), so that a stalled response \
+             fails as a network error the host retries, not as a plugin deadline",
+            timeout.as_secs(),
+            limits.call_timeout.as_secs()
+        ),
+        Some(timeout) => timeout,
+        None => (limits.call_timeout * 2 / 3).min(Duration::from_secs(20)),
+    };
+    Ok(GateSettings {
+        allowed,
+        gitlab: Some(origin),
+        credential: credential.map(|c| Arc::new(c) as Arc<dyn CredentialSource>),
+        timeouts: Timeouts { connect: http_timeout, first_byte: http_timeout, between_bytes: http_timeout },
+        max_requests_per_minute: args.max_requests_per_minute,
+        retry: RetryPolicy {
+            max_attempts: args.retry_attempts,
+            max_wait: Duration::from_secs(args.retry_max_wait_secs),
+            backoff: Duration::from_millis(args.retry_backoff_ms),
+            max_backoff: Duration::from_secs(60),
+        },
+    })
 }
 
 fn object_json(o: &wit::ObjectInfo) -> serde_json::Value {

@@ -14,9 +14,10 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::dest::{Column, TableSchema};
 use crate::flow::Flow;
+use crate::retry::{Ended, Retrier};
 use crate::run::connector_message;
-use crate::sandbox::Sandbox;
 use crate::sandbox::wit::{self, ObjectInfo, Scope, ScopeKind};
+use crate::sandbox::{CallFailure, Sandbox};
 
 /// One (object, scope) pair to read: its first page's request and a label for people.
 #[derive(Clone, Debug)]
@@ -39,8 +40,9 @@ enum Reach {
     Expand(ScopeKind),
 }
 
-/// Plan `flow` with the `control` sandbox (whose requests pass through the tenant's gate).
-pub async fn plan(control: &mut Sandbox, connection: &wit::Connection, flow: &Flow) -> Result<Plan> {
+/// Plan `flow` with the `control` sandbox (whose requests pass through the tenant's gate, and are
+/// retried by `retrier`).
+pub async fn plan(control: &mut Sandbox, retrier: &Retrier, connection: &wit::Connection, flow: &Flow) -> Result<Plan> {
     let objects = control.list_objects().await.map_err(|e| anyhow!(e.0))?;
 
     // 1. Check everything, sending nothing.
@@ -101,11 +103,11 @@ pub async fn plan(control: &mut Sandbox, connection: &wit::Connection, flow: &Fl
                 // The scope itself: the first entry of the first page (a group lists its
                 // descendants after it, on later pages).
                 (Reach::Direct, _) => {
-                    let mut entries = list_scopes(control, connection, &scope, kind, Pages::First).await?;
+                    let mut entries = list_scopes(control, retrier, connection, &scope, kind, Pages::First).await?;
                     entries.truncate(1);
                     entries
                 }
-                (Reach::Expand(_), _) => list_scopes(control, connection, &scope, kind, Pages::All).await?,
+                (Reach::Expand(_), _) => list_scopes(control, retrier, connection, &scope, kind, Pages::All).await?,
             };
             found.insert(key.clone(), entries);
         }
@@ -180,6 +182,7 @@ enum Pages {
 /// The entries of `list-scopes`, from the first page only or from every page.
 async fn list_scopes(
     control: &mut Sandbox,
+    retrier: &Retrier,
     connection: &wit::Connection,
     within: &Scope,
     kind: ScopeKind,
@@ -188,16 +191,30 @@ async fn list_scopes(
     let mut entries = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let page =
-            match control.list_scopes(connection, within, kind, token.as_deref()).await.map_err(|e| anyhow!(e.0))? {
-                Ok(page) => page,
-                Err(error) => bail!(
-                    "cannot list the {}s of {}: {}",
-                    scope_kind_name(kind),
-                    describe_scope(within),
-                    connector_message(&error)
-                ),
-            };
+        let mut attempts =
+            retrier.attempts(&format!("listing the {}s of {}", scope_kind_name(kind), describe_scope(within)));
+        let listed = loop {
+            attempts.begin().await;
+            let listed = control.list_scopes(connection, within, kind, token.as_deref()).await;
+            match attempts.judge(listed).await {
+                Ok(Some(page)) => break Ok(page),
+                Ok(None) => {}
+                Err(ended) => break Err(ended),
+            }
+        };
+        let page = match listed {
+            Ok(page) => page,
+            Err(Ended::Call(failure)) => bail!("{}", failure.0),
+            Err(ended) => bail!(
+                "cannot list the {}s of {}: {}",
+                scope_kind_name(kind),
+                describe_scope(within),
+                match ended {
+                    Ended::Connector(error) => connector_message(&error),
+                    Ended::Exhausted(message) | Ended::Call(CallFailure(message)) => message,
+                }
+            ),
+        };
         entries.extend(page.scopes);
         match page.next_page_token {
             Some(next) if pages == Pages::All => token = Some(next),

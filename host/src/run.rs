@@ -4,12 +4,13 @@
 //!  flow ──► plan (see `plan`: the whole flow checked, then group scopes expanded to their projects)
 //!       ──► destination (open it; one table per object)
 //!       ──► partitions (object × scope), at most `concurrency` at once, each in its own sandbox:
-//!             loop { read-page ──► writer (durable) ──► next token } until no token
-//!       ──► summary (records, pages, requests, seconds per partition)
+//!             loop { read-page (retried, see `retry`) ──► writer (durable) ──► next token } until no token
+//!       ──► summary (records, pages, requests, retries, 429s, bytes per partition)
 //! ```
 //!
 //! A 401 or an invalid request stops the whole run (every partition would fail alike); a 403 or 404
-//! skips only its partition; any other failure fails its partition and the run goes on.
+//! skips only its partition; a 429, a 5xx or a network failure is retried within the tenant's retry
+//! budget; any other failure fails its partition and the run goes on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use crate::dest::{self, Writer};
 use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
 use crate::plan::{self, Partition, Plan};
+use crate::retry::{Ended, Retrier};
 use crate::sandbox::wit::{self, ConnectorError};
 use crate::sandbox::{Limits, Plugin};
 use crate::summary::{Outcome, PartitionReport, Summary};
@@ -58,12 +60,11 @@ pub async fn run(
     let planning_stats = Arc::new(GateStats::default());
     let mut control = plugin.instantiate(policy.clone(), planning_stats.clone(), &limits).await.map_err(fail)?;
     let connection = wit::Connection { base_url: flow.base_url.clone(), options: vec![] };
-    let plan = plan::plan(&mut control, &connection, flow).await;
-    let planning_requests = planning_stats.requests.load(Ordering::Relaxed);
+    let retrier = Retrier::new(policy.clone(), planning_stats.clone());
+    let plan = plan::plan(&mut control, &retrier, &connection, flow).await;
     let fail = |error: anyhow::Error| {
         let mut summary = Summary::new(flow, Vec::new(), started);
-        summary.planning_requests = planning_requests;
-        summary.requests += planning_requests;
+        summary.add_planning(&planning_stats);
         RunFailure { summary, error }
     };
     let Plan { tables, partitions } = plan.map_err(|e| match planning_stats.refusals().first() {
@@ -108,8 +109,7 @@ pub async fn run(
     drop(shared);
     let finished = if fatal.is_none() && !failed { writer.finish().await } else { writer.abort().await };
     let mut summary = Summary::new(flow, reports, started);
-    summary.planning_requests = planning_requests;
-    summary.requests += planning_requests;
+    summary.add_planning(&planning_stats);
     match (fatal, finished) {
         (Some(message), _) => Err(RunFailure { summary, error: anyhow!(message) }),
         (None, Err(error)) => Err(RunFailure { summary, error }),
@@ -124,6 +124,9 @@ async fn read_partition(shared: &Shared, partition: Partition) -> PartitionRepor
     let mut report = PartitionReport::new(&partition.request.object, partition.label.clone());
     let outcome = read_pages(shared, partition.request, &stats, &mut report).await;
     report.requests = stats.requests.load(Ordering::Relaxed);
+    report.retries = stats.retries.load(Ordering::Relaxed);
+    report.rate_limited = stats.rate_limited.load(Ordering::Relaxed);
+    report.bytes_in = stats.bytes_in.load(Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
     report.outcome = match outcome {
         Ok(()) => Outcome::Done,
@@ -154,14 +157,21 @@ async fn read_pages(
         .instantiate(shared.policy.clone(), stats.clone(), &shared.limits)
         .await
         .map_err(|e| Outcome::Failed(format!("{e:#}")))?;
+    let retrier = Retrier::new(shared.policy.clone(), stats.clone());
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             return Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()));
         }
-        let page = match sandbox.read_page(&shared.connection, &request).await {
-            Ok(Ok(page)) => page,
-            Ok(Err(error)) => return Err(classify(&error)),
-            Err(failure) => return Err(Outcome::Failed(failure.0)),
+        let mut attempts = retrier.attempts(&format!("reading page {}", report.pages + 1));
+        let page = loop {
+            attempts.begin().await;
+            match attempts.judge(sandbox.read_page(&shared.connection, &request).await).await {
+                Ok(Some(page)) => break page,
+                Ok(None) => {}
+                Err(Ended::Connector(error)) => return Err(classify(&error)),
+                Err(Ended::Call(failure)) => return Err(Outcome::Failed(failure.0)),
+                Err(Ended::Exhausted(message)) => return Err(Outcome::Failed(message)),
+            }
         };
         report.pages += 1;
         report.records += u64::from(page.record_count);
