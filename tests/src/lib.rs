@@ -32,11 +32,15 @@
 //!    logs it (`recorder`), checks the token (`auth`), parses the query (`query`, `filters`) and
 //!    answers a page of pre-rendered records (`pagination`) or a GitLab error body (`reply`).
 //!
-//! Texts come from `text`; dates are formatted and parsed by `time`.
+//! Texts come from `text`; dates are formatted and parsed by `time`. On its way out, an answer is
+//! gzip-compressed when the client accepts it (`encoding`), and `faults` may delay it, answer 429 or
+//! 5xx instead, or break its body (see [`Faults`]).
 
 mod auth;
 pub mod config;
 mod content;
+mod encoding;
+pub mod faults;
 mod filters;
 pub mod pagination;
 mod query;
@@ -50,6 +54,7 @@ pub mod time;
 pub mod world;
 
 pub use config::{BigShape, GroupShape, SimConfig, WorldShape};
+pub use faults::{FaultCounts, Faults, RateLimit, ThrottleHeaders};
 pub use recorder::RecordedRequest;
 pub use server::{Simulator, serve};
 pub use time::{Date, DateTime};
