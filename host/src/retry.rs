@@ -111,6 +111,11 @@ impl RetryPolicy {
     }
 }
 
+/// `text` on one line (an upstream's HTML error page spans several).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// "1 attempt", "3 attempts".
 fn attempts(n: u32) -> String {
     if n == 1 { "1 attempt".to_owned() } else { format!("{n} attempts") }
@@ -198,7 +203,7 @@ impl Attempts<'_> {
                 tracing::info!(
                     "{what}: attempt {} failed ({}); trying again in {:.2} s",
                     self.failed,
-                    connector_message(&error),
+                    one_line(&connector_message(&error)),
                     wait.as_secs_f64()
                 );
                 tokio::time::sleep(wait).await;
@@ -208,7 +213,7 @@ impl Attempts<'_> {
             Decision::GiveUp(why) => Err(Ended::Exhausted(format!(
                 "{what} gave up {why}: {}. Nothing of it was written and the checkpoint is intact: run the \
                  flow again to resume (--retry-attempts and --retry-max-wait-secs set the retry budget)",
-                connector_message(&error)
+                one_line(&connector_message(&error))
             ))),
         }
     }

@@ -74,6 +74,10 @@ pub struct Faults {
     pub max_in_a_row: Option<u32>,
     /// A rate limit, with GitLab's headers on every answer.
     pub rate_limit: Option<RateLimit>,
+    /// Close the connection after every answer (`Connection: close`): no keep-alive.
+    pub close_connections: bool,
+    /// Only requests whose path contains this meet the random faults (default: all requests).
+    pub path_contains: Option<String>,
 }
 
 impl Faults {
@@ -152,8 +156,8 @@ pub struct FaultCounts {
     pub stalled: u64,
     /// 429s of the rate limit.
     pub rate_limited: u64,
-    /// 429s of the rate limit, per window (in window order; windows without one are left out).
-    pub rate_limited_windows: usize,
+    /// 429s of the rate limit after its first window (the one of the first request).
+    pub rate_limited_after_first_window: u64,
 }
 
 /// What [`FaultState::admit`] decided for a request.
@@ -168,6 +172,7 @@ pub(crate) enum Admission {
 pub(crate) struct Admitted {
     headers: Vec<(HeaderName, String)>,
     body: Option<BodyFault>,
+    close: bool,
 }
 
 impl Admitted {
@@ -175,6 +180,9 @@ impl Admitted {
     /// accepts it and `gzip` is on, and its body broken if so drawn.
     pub async fn deliver(self, parts: &Parts, mut response: Response<Body>, gzip: bool) -> Response<Body> {
         add_headers(&mut response, self.headers);
+        if self.close {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if gzip {
             response = crate::encoding::gzip(parts, response).await;
         }
@@ -199,30 +207,19 @@ pub(crate) struct FaultState {
     seed: u64,
     /// How often each request was asked.
     attempts: Mutex<HashMap<String, u32>>,
-    /// The rate limit's current window (its index since the epoch) and its count.
-    window: Mutex<(u64, u32)>,
-    /// Windows in which the rate limit answered 429.
-    limited_windows: Mutex<Vec<u64>>,
+    /// The rate limit's first and current windows (their index since the epoch), and the current count.
+    window: Mutex<Option<(u64, u64, u32)>>,
     counts: Mutex<FaultCounts>,
 }
 
 impl FaultState {
     pub fn new(faults: Faults, seed: u64) -> FaultState {
-        FaultState {
-            faults,
-            seed,
-            attempts: Mutex::default(),
-            window: Mutex::default(),
-            limited_windows: Mutex::default(),
-            counts: Mutex::default(),
-        }
+        FaultState { faults, seed, attempts: Mutex::default(), window: Mutex::default(), counts: Mutex::default() }
     }
 
     /// What was injected so far.
     pub fn counts(&self) -> FaultCounts {
-        let mut counts = *self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.rate_limited_windows = self.limited_windows.lock().unwrap_or_else(|e| e.into_inner()).len();
-        counts
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn count(&self, kind: impl FnOnce(&mut FaultCounts) -> &mut u64) {
@@ -240,28 +237,29 @@ impl FaultState {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
             let window = now.as_secs() / u64::from(limit.window_secs);
             let reset = (window + 1) * u64::from(limit.window_secs);
-            let observed = {
-                let mut current = self.window.lock().unwrap_or_else(|e| e.into_inner());
-                if current.0 != window {
-                    *current = (window, 0);
+            let (first, observed) = {
+                let mut state = self.window.lock().unwrap_or_else(|e| e.into_inner());
+                let (first, current, count) = state.get_or_insert((window, window, 0));
+                if *current != window {
+                    (*current, *count) = (window, 0);
                 }
-                current.1 += 1;
-                current.1
+                *count += 1;
+                (*first, *count)
             };
             headers = rate_limit_headers(limit.requests, observed.min(limit.requests), reset);
             if observed > limit.requests {
                 self.count(|c| &mut c.rate_limited);
-                let mut windows = self.limited_windows.lock().unwrap_or_else(|e| e.into_inner());
-                if windows.last() != Some(&window) {
-                    windows.push(window);
+                if window != first {
+                    self.count(|c| &mut c.rate_limited_after_first_window);
                 }
                 let wait = Duration::from_secs(reset).saturating_sub(now).as_secs_f64().ceil().max(1.0);
                 headers.push((header::RETRY_AFTER, format!("{wait}")));
                 return Admission::Refuse(too_many_requests(headers), 429);
             }
         }
-        if faults.table().iter().all(|(percent, _)| *percent == 0) {
-            return Admission::Answer(Admitted { headers, body: None });
+        let targeted = faults.path_contains.as_deref().is_none_or(|part| parts.uri.path().contains(part));
+        if !targeted || faults.table().iter().all(|(percent, _)| *percent == 0) {
+            return Admission::Answer(Admitted { headers, body: None, close: faults.close_connections });
         }
         let key = format!("{} {}", parts.method, parts.uri.path_and_query().map_or("", |p| p.as_str()));
         let attempt = {
@@ -271,13 +269,14 @@ impl FaultState {
             *n - 1
         };
         let Some((kind, variant)) = faults.draw(self.seed, &key, attempt) else {
-            return Admission::Answer(Admitted { headers, body: None });
+            return Admission::Answer(Admitted { headers, body: None, close: faults.close_connections });
         };
         match kind {
             Kind::Throttle => {
                 self.count(|c| &mut c.throttled);
                 let wait = u64::from(faults.throttle_wait_secs.max(1));
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+                // The next whole second, so that the reset is at least `wait` away.
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() + 1;
                 let mut headers = Vec::new();
                 if matches!(faults.throttle_headers, ThrottleHeaders::RetryAfter | ThrottleHeaders::Both) {
                     headers.push((header::RETRY_AFTER, wait.to_string()));
@@ -294,11 +293,11 @@ impl FaultState {
             }
             Kind::Truncate => {
                 self.count(|c| &mut c.truncated);
-                Admission::Answer(Admitted { headers, body: Some(BodyFault::Truncate) })
+                Admission::Answer(Admitted { headers, body: Some(BodyFault::Truncate), close: true })
             }
             Kind::Stall => {
                 self.count(|c| &mut c.stalled);
-                Admission::Answer(Admitted { headers, body: Some(BodyFault::Stall(faults.stall)) })
+                Admission::Answer(Admitted { headers, body: Some(BodyFault::Stall(faults.stall)), close: true })
             }
         }
     }

@@ -80,6 +80,12 @@ struct Args {
     /// The rate limit's window, in seconds.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     rate_limit_window_secs: u32,
+    /// Close the connection after every answer (no keep-alive).
+    #[arg(long)]
+    close_connections: bool,
+    /// Only requests whose path contains this meet the random faults.
+    #[arg(long, value_name = "TEXT")]
+    fault_path_contains: Option<String>,
 }
 
 impl Args {
@@ -102,6 +108,8 @@ impl Args {
             rate_limit: self
                 .rate_limit
                 .map(|requests| RateLimit { requests, window_secs: self.rate_limit_window_secs }),
+            close_connections: self.close_connections,
+            path_contains: self.fault_path_contains.clone(),
         };
         faults.check().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(faults)

@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -36,6 +37,8 @@ pub(crate) struct App {
     pub gzip: bool,
     /// Faults to inject, and what was injected.
     pub faults: Arc<FaultState>,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicU64>,
 }
 
 /// Every API route the simulator knows. `String`s are decoded `:id` / `:iid` segments.

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub struct Simulator {
     world: Arc<World>,
     recorder: Arc<Recorder>,
     faults: Arc<FaultState>,
+    connections: Arc<AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
     /// For [`Simulator::start`]: the server thread and the channel it reports its end on.
     thread: Option<(JoinHandle<()>, mpsc::Receiver<()>)>,
@@ -51,6 +53,7 @@ fn app(world: Arc<World>, config: SimConfig, local_addr: SocketAddr) -> Arc<App>
         local_addr,
         gzip: config.gzip,
         faults: Arc::new(FaultState::new(config.faults, config.seed)),
+        connections: Arc::default(),
     })
 }
 
@@ -60,9 +63,11 @@ async fn run(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let connections = Arc::clone(&app.connections);
     let router = Router::new().fallback(handle).with_state(app);
     // Small answers must not wait for the peer's delayed ACK (Nagle).
-    let listener = listener.tap_io(|tcp| {
+    let listener = listener.tap_io(move |tcp| {
+        connections.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
@@ -91,6 +96,7 @@ impl Simulator {
         let app = app(Arc::clone(&world), config, addr);
         let recorder = Arc::clone(&app.recorder);
         let faults = Arc::clone(&app.faults);
+        let connections = Arc::clone(&app.connections);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -132,7 +138,15 @@ impl Simulator {
             Ok(Err(e)) => anyhow::bail!("starting the GitLab simulator: {e}"),
             Err(_) => anyhow::bail!("the GitLab simulator thread died while starting"),
         }
-        Ok(Simulator { addr, world, recorder, faults, shutdown: Some(shutdown_tx), thread: Some((thread, done_rx)) })
+        Ok(Simulator {
+            addr,
+            world,
+            recorder,
+            faults,
+            connections,
+            shutdown: Some(shutdown_tx),
+            thread: Some((thread, done_rx)),
+        })
     }
 
     /// Starts a simulator on a free port of 127.0.0.1, as a task on the caller's tokio runtime.
@@ -148,11 +162,12 @@ impl Simulator {
         let app = app(Arc::clone(&world), config, addr);
         let recorder = Arc::clone(&app.recorder);
         let faults = Arc::clone(&app.faults);
+        let connections = Arc::clone(&app.connections);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         tokio::spawn(run(listener, app, async {
             let _ = shutdown_rx.await;
         }));
-        Ok(Simulator { addr, world, recorder, faults, shutdown: Some(shutdown_tx), thread: None })
+        Ok(Simulator { addr, world, recorder, faults, connections, shutdown: Some(shutdown_tx), thread: None })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash, no `/api/v4`).
@@ -188,6 +203,11 @@ impl Simulator {
     /// Number of requests received so far.
     pub fn request_count(&self) -> usize {
         self.recorder.len()
+    }
+
+    /// TCP connections accepted so far (a client with keep-alive makes few).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// The faults injected so far (see [`crate::Faults`]).

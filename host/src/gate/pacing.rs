@@ -28,6 +28,8 @@ const EPOCH_THRESHOLD: u64 = 1_000_000_000;
 const LONGEST_WAIT: Duration = Duration::from_secs(3600);
 /// A `Date` header this far from the local clock means the clocks disagree: use the server's.
 const SKEW_TOLERANCE: Duration = Duration::from_secs(2);
+/// Waiting for a window's reset, wait this much longer, so as not to arrive a hair early.
+const RESET_MARGIN: Duration = Duration::from_millis(100);
 
 /// What one response said about the tenant's rate limit; every field optional, as GitLab sends them
 /// only on some responses.
@@ -177,7 +179,7 @@ impl Pacer {
                 // A new window whose budget is unknown until a response tells.
                 state.window = None;
             } else if window.remaining == 0 {
-                start = window.reset_at;
+                start = window.reset_at + RESET_MARGIN;
                 state.window = None;
             } else {
                 if window.remaining <= window.low() {
@@ -292,9 +294,9 @@ mod tests {
         // one every 2.5 s.
         let starts: Vec<u128> = (0..6).map(|_| (pacer.reserve(t0) - t0).as_millis()).collect();
         assert_eq!(starts, [0, 0, 0, 2500, 5000, 7500]);
-        // None left: the next waits for the reset; then the budget is unknown again.
-        assert_eq!((pacer.reserve(t0) - t0).as_millis(), 10_000);
-        assert_eq!((pacer.reserve(t0) - t0).as_millis(), 10_000);
+        // None left: the next waits for the reset (and a margin); then the budget is unknown again.
+        assert_eq!((pacer.reserve(t0) - t0).as_millis(), 10_100);
+        assert_eq!((pacer.reserve(t0) - t0).as_millis(), 10_100);
     }
 
     #[test]
@@ -312,7 +314,7 @@ mod tests {
             retry_after: None,
         };
         pacer.observe(t0, 200, &limits);
-        assert_eq!((pacer.reserve(t0) - t0).as_secs(), 5);
+        assert_eq!((pacer.reserve(t0) - t0).as_millis(), 5_100);
     }
 
     #[test]

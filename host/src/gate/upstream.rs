@@ -126,6 +126,20 @@ fn hyper_error(error: &hyper::Error) -> HttpError {
     }
 }
 
+/// A failure while the body arrives: most often the connection closed before the body was complete.
+fn body_error(error: &hyper::Error) -> HttpError {
+    if error.is_timeout() {
+        return HttpError::ConnectionReadTimeout;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    HttpError::InternalError(Some(format!("the connection failed before the body was complete ({text})")))
+}
+
 /// Why a connection could not be made.
 #[derive(Debug)]
 enum ConnectError {
@@ -356,7 +370,7 @@ impl Body for GateBody {
                 Poll::Ready(Some(Err(error))) => {
                     this.done = true;
                     this.gzip = None;
-                    return Poll::Ready(Some(Err(hyper_error(&error))));
+                    return Poll::Ready(Some(Err(body_error(&error))));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     let deadline = tokio::time::Instant::now() + this.idle;
