@@ -38,7 +38,7 @@ pub enum Command {
         json: bool,
     },
     /// Read objects from GitLab and write them to a destination.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Args, Debug)]

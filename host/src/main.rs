@@ -125,7 +125,7 @@ async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => run_command(args, credential, limits).await,
+        Command::Run(args) => run_command(*args, credential, limits).await,
     }
 }
 

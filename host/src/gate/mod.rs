@@ -379,16 +379,4 @@ async fn exchange(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origins_normalize_default_ports_and_case() {
-        let origin = Origin::of_url("https://GitLab.com/api/v4").unwrap();
-        assert_eq!(origin.to_string(), "https://gitlab.com:443");
-        assert_eq!(Origin::of_uri(&"https://gitlab.com/x".parse().unwrap()), Some(origin));
-        assert_eq!(Origin::of_url("http://127.0.0.1:8080/x").unwrap().to_string(), "http://127.0.0.1:8080");
-        assert_eq!(Origin::of_url("http://[::1]/x").unwrap().to_string(), "http://[::1]:80");
-        assert!(Origin::of_url("ftp://x").is_err());
-    }
-}
+mod tests;

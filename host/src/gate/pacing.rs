@@ -175,7 +175,7 @@ impl Pacer {
         }
         let mut spacing = self.min_spacing;
         if let Some(window) = &mut state.window {
-            if start >= window.reset_at {
+            if start >= window.reset_at + RESET_MARGIN {
                 // A new window whose budget is unknown until a response tells.
                 state.window = None;
             } else if window.remaining == 0 {
