@@ -175,7 +175,7 @@ impl Attempts<'_> {
         let turn = self.retrier.policy.pacer.turn().await;
         stats.prepay(turn);
         stats.clear_last();
-        self.refusals = stats.refusals.lock().unwrap_or_else(|e| e.into_inner()).len();
+        self.refusals = stats.refusal_count();
     }
 
     /// After an attempt: its value (`Some`), or `None` after waiting when it is worth another attempt, or
@@ -191,7 +191,7 @@ impl Attempts<'_> {
             Ok(Err(error)) => error,
             Err(failure) => return Err(Ended::Call(failure)),
         };
-        let refused = retrier.stats.refusals.lock().unwrap_or_else(|e| e.into_inner()).len() > self.refusals;
+        let refused = retrier.stats.refusal_count() > self.refusals;
         let Some(cause) = retrier.cause(&error).filter(|_| !refused) else {
             return Err(Ended::Connector(error));
         };

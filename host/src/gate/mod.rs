@@ -209,6 +209,11 @@ impl GateStats {
         self.refusals.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// How many requests were refused so far.
+    pub fn refusal_count(&self) -> usize {
+        self.refusals.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Hand the gate a turn already waited for, for the next request.
     pub fn prepay(&self, turn: Turn) {
         *self.prepaid.lock().unwrap_or_else(|e| e.into_inner()) = Some(turn);

@@ -402,7 +402,8 @@ impl Body for GateBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.gzip.as_ref().is_none_or(|g| g.pending.is_empty())
+        // With gzip, decoded bytes may still be waiting: never claim the end early.
+        self.gzip.is_none() && (self.done || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
