@@ -49,10 +49,10 @@ pub enum Command {
         json: bool,
     },
     /// Read objects from GitLab and write them to a destination, as a flow file or flags say.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a flow without reading anything: validate it whole (sending nothing), then test the
     /// credential (`check-connection`) and resolve the scopes it names.
-    Check(FlowArgs),
+    Check(Box<FlowArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -135,4 +135,25 @@ pub struct FlowArgs {
     /// Longest one call into the plugin may take, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub call_timeout_secs: u64,
+    /// Another origin the plugin may reach besides --base-url's (repeatable). It gets no credential and
+    /// must be at a public address: private, loopback and link-local addresses are refused.
+    #[arg(long = "allow-origin", value_name = "URL")]
+    pub allow_origins: Vec<String>,
+    /// At most this many requests a minute to GitLab, evenly spaced (default: as many as GitLab's
+    /// RateLimit headers allow).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests_per_minute: Option<u32>,
+    /// Attempts of one page (the first included) on a 429, a 500/502/503/504, or a network failure.
+    #[arg(long, default_value_t = 6, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub retry_attempts: u32,
+    /// Longest total wait between the attempts of one page, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub retry_max_wait_secs: u64,
+    /// First retry backoff, in milliseconds; it doubles at each retry (at most 60 s), with random jitter.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub retry_backoff_ms: u64,
+    /// Longest wait to connect, for the response headers, and between two chunks of a body, in seconds
+    /// (default: 20, and always shorter than --call-timeout-secs).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_timeout_secs: Option<u64>,
 }

@@ -25,6 +25,7 @@ mod gate;
 mod plan;
 mod progress;
 mod resume;
+mod retry;
 mod run;
 mod sandbox;
 mod state;
@@ -41,7 +42,8 @@ use serde_json::json;
 use cli::{Cli, Command, FlowArgs, RunArgs};
 use credential::Credential;
 use flow::Flow;
-use gate::{GatePolicy, GateStats, Origin};
+use gate::{CredentialSource, GatePolicy, GateSettings, GateStats, Origin, Timeouts};
+use retry::{Retrier, RetryPolicy};
 use sandbox::wit::{self, FieldType, FilterOperator, ScopeKind};
 use sandbox::{EngineOptions, Label, Limits, Plugin, SandboxEngine};
 
@@ -179,6 +181,7 @@ fn limits_of(args: &FlowArgs) -> Limits {
 /// The plugin of `flow` on an engine sized for `instances` sandboxes at once (an error names the
 /// `plugin` key), and the gate policy its requests pass.
 fn load_plugin(
+    args: &FlowArgs,
     flow: &Flow,
     credential: Option<Credential>,
     instances: u32,
@@ -189,12 +192,47 @@ fn load_plugin(
         .load(&flow.plugin)
         .map_err(|e| flow.origins.error("plugin", format!("{e:#}")))?;
     let origin = Origin::of_url(&flow.connection.base_url).map_err(|e| flow.origins.error("connection.base_url", e))?;
-    let policy = Arc::new(GatePolicy {
-        allowed: vec![origin.clone()],
-        credential: credential.map(|c| (origin, c)),
-        timeout: limits.call_timeout,
-    });
+    let policy = Arc::new(GatePolicy::new(gate_settings(args, origin, credential, limits)?));
     Ok((plugin, policy))
+}
+
+/// The tenant's gate settings from the command line.
+fn gate_settings(
+    args: &FlowArgs,
+    origin: Origin,
+    credential: Option<Credential>,
+    limits: &Limits,
+) -> Result<GateSettings> {
+    let mut allowed = vec![origin.clone()];
+    for url in &args.allow_origins {
+        allowed.push(
+            Origin::of_url(url)
+                .map_err(|e| anyhow!("--allow-origin must be an origin like https://example.com: {e}"))?,
+        );
+    }
+    let http_timeout = match args.http_timeout_secs.map(Duration::from_secs) {
+        Some(timeout) if timeout >= limits.call_timeout => bail!(
+            "--http-timeout-secs ({}) must be shorter than --call-timeout-secs ({}), so that a stalled response \
+             fails as a network error the host retries, not as a plugin deadline",
+            timeout.as_secs(),
+            limits.call_timeout.as_secs()
+        ),
+        Some(timeout) => timeout,
+        None => (limits.call_timeout * 2 / 3).min(Duration::from_secs(20)),
+    };
+    Ok(GateSettings {
+        allowed,
+        gitlab: Some(origin),
+        credential: credential.map(|c| Arc::new(c) as Arc<dyn CredentialSource>),
+        timeouts: Timeouts { connect: http_timeout, first_byte: http_timeout, between_bytes: http_timeout },
+        max_requests_per_minute: args.max_requests_per_minute,
+        retry: RetryPolicy {
+            max_attempts: args.retry_attempts,
+            max_wait: Duration::from_secs(args.retry_max_wait_secs),
+            backoff: Duration::from_millis(args.retry_backoff_ms),
+            max_backoff: Duration::from_secs(60),
+        },
+    })
 }
 
 /// The process's engine, sized for `instances` sandboxes at once.
@@ -207,7 +245,7 @@ fn start_engine(instances: u32, cache_dir: Option<std::path::PathBuf>) -> Result
 
 /// A sandbox that may not reach anything: for `list-objects` and `describe-schema`.
 async fn offline_sandbox(plugin: &Plugin, limits: &Limits) -> Result<sandbox::Sandbox> {
-    let policy = Arc::new(GatePolicy { allowed: vec![], credential: None, timeout: limits.call_timeout });
+    let policy = Arc::new(GatePolicy::offline(limits.call_timeout));
     Ok(plugin.instantiate(policy, Arc::new(GateStats::default()), limits, Label::partition("catalogue")).await?)
 }
 
@@ -219,7 +257,8 @@ async fn run_command(
 ) -> Result<ExitCode> {
     let limits = limits_of(&args.flow);
     // The run's partitions, and the planning sandbox before them.
-    let (plugin, policy) = load_plugin(flow, credential.clone(), flow.concurrency as u32 + 1, &limits, cache_dir)?;
+    let (plugin, policy) =
+        load_plugin(&args.flow, flow, credential.clone(), flow.concurrency as u32 + 1, &limits, cache_dir)?;
     let outcome = run::run(flow, plugin, policy, limits).await;
     let summary = match &outcome {
         Ok(summary) => summary,
@@ -253,8 +292,9 @@ async fn check_command(
     cache_dir: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     let limits = limits_of(args);
-    let (plugin, policy) = load_plugin(flow, credential, 2, &limits, cache_dir)?;
+    let (plugin, policy) = load_plugin(args, flow, credential, 2, &limits, cache_dir)?;
     let stats = Arc::new(GateStats::default());
+    let retrier = Retrier::new(policy.clone(), stats.clone());
     let mut control = plugin.instantiate(policy, stats.clone(), &limits, Label::partition("check")).await?;
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
     let checked = plan::check(&mut control, &connection, flow).await?;
@@ -282,7 +322,7 @@ async fn check_command(
             }
         }
     }
-    for (scope, resolved) in plan::resolve_named_scopes(&mut control, &connection, flow, &checked).await? {
+    for (scope, resolved) in plan::resolve_named_scopes(&mut control, &retrier, &connection, flow, &checked).await? {
         println!("scope: {scope} is {resolved}");
     }
     Ok(ExitCode::SUCCESS)

@@ -19,6 +19,7 @@ use crate::dest::{Column, TableSchema};
 use crate::flow::origin::Origins;
 use crate::flow::{Flow, Mode, ObjectFlow, ScopeRef, connection};
 use crate::resume;
+use crate::retry::{Ended, Retrier};
 use crate::run::connector_message;
 use crate::sandbox::Sandbox;
 use crate::sandbox::wit::{self, ConnectorError, FieldType, ObjectInfo, Scope, ScopeKind};
@@ -94,9 +95,10 @@ enum Reach {
 }
 
 /// Check and plan `flow` with the `control` sandbox (whose requests pass through the tenant's gate).
-pub async fn plan(control: &mut Sandbox, connection: &wit::Connection, flow: &Flow) -> Result<Plan> {
+/// `list-scopes` calls are retried by `retrier` (a 429, a 5xx, a network failure).
+pub async fn plan(control: &mut Sandbox, retrier: &Retrier, connection: &wit::Connection, flow: &Flow) -> Result<Plan> {
     let checked = check(control, connection, flow).await?;
-    let (partitions, skipped) = resolve(control, connection, flow, checked.work).await?;
+    let (partitions, skipped) = resolve(control, retrier, connection, flow, checked.work).await?;
     Ok(Plan { tables: checked.tables, partitions, skipped })
 }
 
@@ -220,6 +222,7 @@ async fn validate(
 /// scope GitLab says is missing or forbidden skips the objects read under it.
 async fn resolve(
     control: &mut Sandbox,
+    retrier: &Retrier,
     connection: &wit::Connection,
     flow: &Flow,
     work: Vec<Work>,
@@ -243,12 +246,12 @@ async fn resolve(
                 // The scope itself: the first entry of the first page (a group lists its
                 // descendants after it, on later pages).
                 (Reach::Direct, _) => {
-                    list_scopes(control, connection, scope, kind, Pages::First).await.map(|mut entries| {
+                    list_scopes(control, retrier, connection, scope, kind, Pages::First).await.map(|mut entries| {
                         entries.truncate(1);
                         entries
                     })
                 }
-                (Reach::Expand(_), _) => list_scopes(control, connection, scope, kind, Pages::All).await,
+                (Reach::Expand(_), _) => list_scopes(control, retrier, connection, scope, kind, Pages::All).await,
             };
             let entries = match entries {
                 Ok(entries) => Ok(entries),
@@ -293,6 +296,7 @@ async fn resolve(
 /// for `host check`: it proves each exists and is visible. Returns `(scope, label)` pairs.
 pub async fn resolve_named_scopes(
     control: &mut Sandbox,
+    retrier: &Retrier,
     connection: &wit::Connection,
     flow: &Flow,
     checked: &Checked,
@@ -304,7 +308,7 @@ pub async fn resolve_named_scopes(
         if matches!(scope, Scope::Instance) || !seen.insert(describe_scope(scope)) {
             continue;
         }
-        let entries = list_scopes(control, connection, scope, scope_kind(scope), Pages::First)
+        let entries = list_scopes(control, retrier, connection, scope, scope_kind(scope), Pages::First)
             .await
             .map_err(|e| scope_error(flow, &item.scope.key, e))?;
         let label = entries.first().map_or_else(|| "(none)".to_owned(), |e| describe_scope(&e.scope));
@@ -417,6 +421,7 @@ enum ScopeFailure {
 /// The entries of `list-scopes`, from the first page only or from every page.
 async fn list_scopes(
     control: &mut Sandbox,
+    retrier: &Retrier,
     connection: &wit::Connection,
     within: &Scope,
     kind: ScopeKind,
@@ -425,16 +430,23 @@ async fn list_scopes(
     let mut entries = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let page = match control
-            .list_scopes(connection, within, kind, token.as_deref())
-            .await
-            .map_err(|e| ScopeFailure::Call(e.0))?
-        {
-            Ok(page) => page,
-            Err(error) => {
-                let context = format!("cannot list the {}s of {}", scope_kind_name(kind), describe_scope(within));
-                return Err(ScopeFailure::Connector(error, context));
+        let what = format!("listing the {}s of {}", scope_kind_name(kind), describe_scope(within));
+        let mut attempts = retrier.attempts(&what);
+        let listed = loop {
+            attempts.begin().await;
+            let listed = control.list_scopes(connection, within, kind, token.as_deref()).await;
+            match attempts.judge(listed).await {
+                Ok(Some(page)) => break Ok(page),
+                Ok(None) => {}
+                Err(ended) => break Err(ended),
             }
+        };
+        let context = || format!("cannot list the {}s of {}", scope_kind_name(kind), describe_scope(within));
+        let page = match listed {
+            Ok(page) => page,
+            Err(Ended::Connector(error)) => return Err(ScopeFailure::Connector(error, context())),
+            Err(Ended::Call(failure)) => return Err(ScopeFailure::Call(failure.0)),
+            Err(Ended::Exhausted(message)) => return Err(ScopeFailure::Call(message)),
         };
         entries.extend(page.scopes);
         match page.next_page_token {

@@ -5,13 +5,16 @@
 //!       ──► destination (open it; one table per object) and checkpoint store (see `state`)
 //!       ──► partitions (object × scope), at most `concurrency` at once, each in its own sandbox:
 //!             checkpoint ──► where the read starts (see `resume`: resume, incremental, full)
-//!             loop { read-page ──► writer (page durable, then checkpoint) ──► next token } until no token
-//!       ──► summary (records, pages, requests, seconds and how each read started, per partition)
+//!             loop { read-page (retried, see `retry`) ──► writer (page durable, then checkpoint)
+//!                    ──► next token } until no token
+//!       ──► summary (records, pages, requests, retries, 429s, bytes and how each read started, per
+//!           partition)
 //! ```
 //!
 //! A 401 or an invalid request stops the whole run (every partition would fail alike); a 403 or 404
-//! skips only its partition; any other failure fails its partition and the run goes on. A partition's
-//! watermark (the highest cursor value it read) moves only when its read completes.
+//! skips only its partition; a 429, a 5xx or a network failure is retried within the tenant's retry
+//! budget; any other failure fails its partition and the run goes on. A partition's watermark (the
+//! highest cursor value it read) moves only when its read completes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +30,7 @@ use crate::gate::{GatePolicy, GateStats};
 use crate::plan::{self, Partition, Plan};
 use crate::progress::{ObjectProgress, Progress};
 use crate::resume;
+use crate::retry::{Ended, Retrier};
 use crate::sandbox::wit::{self, ConnectorError};
 use crate::sandbox::{Label, Limits, Plugin};
 use crate::state::{self, StatePlace};
@@ -71,12 +75,11 @@ pub async fn run(
         .await
         .map_err(|e| fail(e.into()))?;
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
-    let plan = plan::plan(&mut control, &connection, flow).await;
-    let planning_requests = planning_stats.requests.load(Ordering::Relaxed);
+    let retrier = Retrier::new(policy.clone(), planning_stats.clone());
+    let plan = plan::plan(&mut control, &retrier, &connection, flow).await;
     let fail = |error: anyhow::Error| {
         let mut summary = Summary::new(flow, Vec::new(), started);
-        summary.planning_requests = planning_requests;
-        summary.requests += planning_requests;
+        summary.add_planning(&planning_stats);
         RunFailure { summary, error }
     };
     let Plan { tables, partitions, skipped } = plan.map_err(|e| match planning_stats.refusals().first() {
@@ -145,8 +148,7 @@ pub async fn run(
     let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_)));
     let finished = if fatal.is_none() && !failed { writer.finish().await } else { writer.abort().await };
     let mut summary = Summary::new(flow, reports, started);
-    summary.planning_requests = planning_requests;
-    summary.requests += planning_requests;
+    summary.add_planning(&planning_stats);
     match (fatal, finished) {
         (Some(message), _) => Err(RunFailure { summary, error: anyhow!(message) }),
         (None, Err(error)) => Err(RunFailure { summary, error }),
@@ -165,6 +167,9 @@ async fn read_partition(shared: &Shared, partition: Partition) -> PartitionRepor
         progress.partition_ended();
     }
     report.requests = stats.requests.load(Ordering::Relaxed);
+    report.retries = stats.retries.load(Ordering::Relaxed);
+    report.rate_limited = stats.rate_limited.load(Ordering::Relaxed);
+    report.bytes_in = stats.bytes_in.load(Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
     report.outcome = match outcome {
         Ok(()) => Outcome::Done,
@@ -199,6 +204,7 @@ async fn read_pages(
                 Outcome::Failed(failure.0)
             },
         )?;
+    let retrier = Retrier::new(shared.policy.clone(), stats.clone());
     let part = &partition.key;
     let fatal = |e: anyhow::Error| Outcome::Fatal(format!("{e:#}"));
     let mut checkpoint = shared.writer.load(part).await.map_err(fatal)?.unwrap_or_default();
@@ -211,12 +217,18 @@ async fn read_pages(
         if shared.stop.load(Ordering::Relaxed) {
             return Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()));
         }
-        let page = match sandbox.read_page(&shared.connection, &request).await {
-            Ok(Ok(page)) => page,
-            Ok(Err(error)) => return Err(classify(&shared.flow, partition, &error)),
-            Err(failure) => {
-                report.limit = failure.1;
-                return Err(Outcome::Failed(failure.0));
+        let mut attempts = retrier.attempts(&format!("reading page {}", report.pages + 1));
+        let page = loop {
+            attempts.begin().await;
+            match attempts.judge(sandbox.read_page(&shared.connection, &request).await).await {
+                Ok(Some(page)) => break page,
+                Ok(None) => {}
+                Err(Ended::Connector(error)) => return Err(classify(&shared.flow, partition, &error)),
+                Err(Ended::Call(failure)) => {
+                    report.limit = failure.1;
+                    return Err(Outcome::Failed(failure.0));
+                }
+                Err(Ended::Exhausted(message)) => return Err(Outcome::Failed(message)),
             }
         };
         report.pages += 1;

@@ -1,7 +1,7 @@
-//! The end-of-run summary: per partition and in total, records, pages, requests and seconds, how
-//! each partition's read started (resumed, incremental from when, or full and why), the sandbox
-//! limit a failed partition hit, and the process's peak memory. Printed as a table for people, and
-//! written as JSON (`--summary-json`) with the same content.
+//! The end-of-run summary: per partition and in total, records, pages, requests, retries, 429s,
+//! bytes received and seconds, how each partition's read started (resumed, incremental from when, or
+//! full and why), the sandbox limit a failed partition hit, and the process's peak memory. Printed as
+//! a table for people, and written as JSON (`--summary-json`) with the same content.
 
 use std::time::Instant;
 
@@ -33,6 +33,12 @@ pub struct PartitionReport {
     pub records: u64,
     pub pages: u64,
     pub requests: u64,
+    /// Calls retried after a 429, a 5xx or a network failure.
+    pub retries: u64,
+    /// 429 answers received.
+    pub rate_limited: u64,
+    /// Response body bytes received (as sent on the wire, before decompression).
+    pub bytes_in: u64,
     pub seconds: f64,
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -55,6 +61,9 @@ impl PartitionReport {
             records: 0,
             pages: 0,
             requests: 0,
+            retries: 0,
+            rate_limited: 0,
+            bytes_in: 0,
             seconds: 0.0,
             outcome: Outcome::Done,
             resumed: false,
@@ -80,6 +89,12 @@ pub struct Summary {
     pub requests: u64,
     /// Requests made while planning (resolving and expanding scopes).
     pub planning_requests: u64,
+    /// Retried calls, planning's included.
+    pub retries: u64,
+    /// 429 answers, planning's included.
+    pub rate_limited: u64,
+    /// Response body bytes received, planning's included.
+    pub bytes_in: u64,
     pub seconds: f64,
     /// The most memory the host process held at once (its peak resident set), where the system says.
     pub peak_rss_bytes: Option<u64>,
@@ -95,6 +110,9 @@ impl Summary {
             pages: partitions.iter().map(|p| p.pages).sum(),
             requests: partitions.iter().map(|p| p.requests).sum(),
             planning_requests: 0,
+            retries: partitions.iter().map(|p| p.retries).sum(),
+            rate_limited: partitions.iter().map(|p| p.rate_limited).sum(),
+            bytes_in: partitions.iter().map(|p| p.bytes_in).sum(),
             seconds: started.elapsed().as_secs_f64(),
             peak_rss_bytes: peak_rss_bytes(),
             partitions,
@@ -106,8 +124,8 @@ impl Summary {
         let mut out = String::new();
         let width = self.partitions.iter().map(|p| p.object.len() + p.scope.len() + 1).max().unwrap_or(9).max(9);
         out.push_str(&format!(
-            "{:<width$}  {:>9}  {:>6}  {:>8}  {:>8}  status\n",
-            "partition", "records", "pages", "requests", "seconds"
+            "{:<width$}  {:>9}  {:>6}  {:>8}  {:>7}  {:>5}  {:>8}  status\n",
+            "partition", "records", "pages", "requests", "retries", "429s", "seconds"
         ));
         for p in &self.partitions {
             let status = match &p.outcome {
@@ -121,16 +139,35 @@ impl Summary {
             let status = if p.start.is_empty() { status } else { format!("{status}; {}", p.start) };
             let name = format!("{} {}", p.object, p.scope);
             out.push_str(&format!(
-                "{name:<width$}  {:>9}  {:>6}  {:>8}  {:>8.2}  {status}\n",
-                p.records, p.pages, p.requests, p.seconds
+                "{name:<width$}  {:>9}  {:>6}  {:>8}  {:>7}  {:>5}  {:>8.2}  {status}\n",
+                p.records, p.pages, p.requests, p.retries, p.rate_limited, p.seconds
             ));
         }
         let rate = if self.seconds > 0.0 { self.records as f64 / self.seconds } else { 0.0 };
         out.push_str(&format!(
-            "total: {} records, {} pages, {} requests ({} planning) in {:.2} s ({rate:.0} records/s) into {}\n",
-            self.records, self.pages, self.requests, self.planning_requests, self.seconds, self.destination
+            "total: {} records, {} pages, {} requests ({} planning), {} retried, {} answered 429, {:.2} MiB in, \
+             in {:.2} s ({rate:.0} records/s) into {}\n",
+            self.records,
+            self.pages,
+            self.requests,
+            self.planning_requests,
+            self.retries,
+            self.rate_limited,
+            self.bytes_in as f64 / (1 << 20) as f64,
+            self.seconds,
+            self.destination
         ));
         out
+    }
+
+    /// Add the figures of planning (resolving and expanding scopes) to the totals.
+    pub fn add_planning(&mut self, stats: &crate::gate::GateStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.planning_requests = stats.requests.load(Relaxed);
+        self.requests += self.planning_requests;
+        self.retries += stats.retries.load(Relaxed);
+        self.rate_limited += stats.rate_limited.load(Relaxed);
+        self.bytes_in += stats.bytes_in.load(Relaxed);
     }
 }
 

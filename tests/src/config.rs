@@ -1,5 +1,5 @@
-//! What a simulator is asked to be: [`SimConfig`] (seed, token, shape) and [`WorldShape`] (how big
-//! the generated world is).
+//! What a simulator is asked to be: [`SimConfig`] (seed, token, shape, gzip, faults) and
+//! [`WorldShape`] (how big the generated world is).
 //!
 //! The shape fixes the *structure* of the world (which groups and projects exist, their paths and
 //! ids, how many records the big projects hold); the seed fixes the *contents* (texts, dates,
@@ -7,6 +7,8 @@
 //! [`crate::World::generate`], which is a pure function of them.
 
 use std::ops::RangeInclusive;
+
+use crate::faults::Faults;
 
 /// How a [`crate::Simulator`] behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,11 +20,15 @@ pub struct SimConfig {
     pub token: Option<String>,
     /// How big the world is (default [`WorldShape::standard`]).
     pub world: WorldShape,
+    /// Compress JSON answers when the client accepts gzip, as GitLab does (default true).
+    pub gzip: bool,
+    /// Faults to inject (default none); their draws use [`SimConfig::seed`].
+    pub faults: Faults,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self { seed: 42, token: None, world: WorldShape::standard() }
+        Self { seed: 42, token: None, world: WorldShape::standard(), gzip: true, faults: Faults::default() }
     }
 }
 

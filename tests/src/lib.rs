@@ -43,13 +43,17 @@
 //!    pre-rendered records (`pagination`) or a GitLab error body (`reply`). The handlers of each
 //!    object live with its data (`repository`, `ci`, `labels`, `members`, `discussions`).
 //!
-//! Texts come from `text`; dates are formatted and parsed by `time`.
+//! Texts come from `text`; dates are formatted and parsed by `time`. On its way out, an answer is
+//! gzip-compressed when the client accepts it (`encoding`), and `faults` may delay it, answer 429 or
+//! 5xx instead, or break its body (see [`Faults`]).
 
 mod auth;
 mod ci;
 pub mod config;
 mod content;
 mod discussions;
+mod encoding;
+pub mod faults;
 mod filters;
 mod labels;
 mod members;
@@ -66,6 +70,7 @@ pub mod time;
 pub mod world;
 
 pub use config::{BigShape, GroupShape, SimConfig, WorldShape};
+pub use faults::{FaultCounts, Faults, RateLimit, ThrottleHeaders};
 pub use recorder::RecordedRequest;
 pub use server::{Simulator, serve};
 pub use time::{Date, DateTime};

@@ -1,20 +1,31 @@
 //! `gitlab-sim`: runs the GitLab simulator until killed.
 //!
-//! `gitlab-sim [--port 0] [--seed 42] [--token TOKEN] [--shape standard|small]` binds
-//! 127.0.0.1:PORT, prints exactly one line, `listening on http://127.0.0.1:PORT`, and serves
-//! until SIGTERM or ctrl-c, then exits 0.
+//! `gitlab-sim [--port 0] [--seed 42] [--token TOKEN] [--shape standard|small] [--no-gzip] [FAULTS]`
+//! binds 127.0.0.1:PORT, prints exactly one line, `listening on http://127.0.0.1:PORT`, and serves
+//! until SIGTERM or ctrl-c, then exits 0. The fault flags (`--latency-ms`, `--fault-429`,
+//! `--fault-5xx`, `--fault-truncate`, `--fault-stall`, `--rate-limit`...) make it a hostile upstream;
+//! see `gitlab-sim --help` and `gitlab_sim::Faults`.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use gitlab_sim::{SimConfig, WorldShape, serve};
+use gitlab_sim::{Faults, RateLimit, SimConfig, ThrottleHeaders, WorldShape, serve};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Shape {
     Standard,
     Small,
+}
+
+/// The headers of injected 429s.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Throttle {
+    None,
+    RetryAfter,
+    RateLimit,
+    Both,
 }
 
 /// A GitLab v4 REST API simulator with deterministic, seeded data.
@@ -33,6 +44,76 @@ struct Args {
     /// Size of the world.
     #[arg(long, value_enum, default_value = "standard")]
     shape: Shape,
+    /// Never gzip answers (by default JSON is compressed for clients that accept gzip).
+    #[arg(long)]
+    no_gzip: bool,
+    /// Added latency before every answer, in milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    latency_ms: u64,
+    /// Percent of requests answered 429 (a storm).
+    #[arg(long = "fault-429", default_value_t = 0, value_name = "PERCENT")]
+    fault_429: u8,
+    /// Headers of those 429s.
+    #[arg(long = "fault-429-headers", value_enum, default_value = "none")]
+    fault_429_headers: Throttle,
+    /// Seconds those headers ask to wait.
+    #[arg(long = "fault-429-wait-secs", default_value_t = 1, value_name = "SECS")]
+    fault_429_wait_secs: u32,
+    /// Percent of requests answered 500, 502, 503 or 504.
+    #[arg(long = "fault-5xx", default_value_t = 0, value_name = "PERCENT")]
+    fault_5xx: u8,
+    /// Percent of requests whose body is cut short (Content-Length larger than what is sent).
+    #[arg(long = "fault-truncate", default_value_t = 0, value_name = "PERCENT")]
+    fault_truncate: u8,
+    /// Percent of requests whose body never comes (headers, then silence).
+    #[arg(long = "fault-stall", default_value_t = 0, value_name = "PERCENT")]
+    fault_stall: u8,
+    /// How long a stalled body hangs before the connection closes, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    stall_secs: u64,
+    /// After this many faults in a row for one request, answer it normally (default: no limit).
+    #[arg(long, value_name = "N")]
+    fault_max_in_a_row: Option<u32>,
+    /// A rate limit of N requests per window, with GitLab's RateLimit-* headers on every answer.
+    #[arg(long, value_name = "N")]
+    rate_limit: Option<u32>,
+    /// The rate limit's window, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    rate_limit_window_secs: u32,
+    /// Close the connection after every answer (no keep-alive).
+    #[arg(long)]
+    close_connections: bool,
+    /// Only requests whose path contains this meet the random faults.
+    #[arg(long, value_name = "TEXT")]
+    fault_path_contains: Option<String>,
+}
+
+impl Args {
+    fn faults(&self) -> anyhow::Result<Faults> {
+        let faults = Faults {
+            latency: Duration::from_millis(self.latency_ms),
+            throttle_percent: self.fault_429,
+            throttle_headers: match self.fault_429_headers {
+                Throttle::None => ThrottleHeaders::None,
+                Throttle::RetryAfter => ThrottleHeaders::RetryAfter,
+                Throttle::RateLimit => ThrottleHeaders::RateLimit,
+                Throttle::Both => ThrottleHeaders::Both,
+            },
+            throttle_wait_secs: self.fault_429_wait_secs,
+            server_error_percent: self.fault_5xx,
+            truncate_percent: self.fault_truncate,
+            stall_percent: self.fault_stall,
+            stall: Duration::from_secs(self.stall_secs),
+            max_in_a_row: self.fault_max_in_a_row,
+            rate_limit: self
+                .rate_limit
+                .map(|requests| RateLimit { requests, window_secs: self.rate_limit_window_secs }),
+            close_connections: self.close_connections,
+            path_contains: self.fault_path_contains.clone(),
+        };
+        faults.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(faults)
+    }
 }
 
 /// Resolves on SIGTERM or ctrl-c. The handlers are installed when this is called, before the
@@ -61,6 +142,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let faults = args.faults()?;
     let config = SimConfig {
         seed: args.seed,
         token: args.token,
@@ -68,6 +150,8 @@ async fn main() -> anyhow::Result<()> {
             Shape::Standard => WorldShape::standard(),
             Shape::Small => WorldShape::small(),
         },
+        gzip: !args.no_gzip,
+        faults,
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await

