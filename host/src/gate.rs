@@ -5,18 +5,22 @@
 //! `HttpRequestDenied` and recording why), refuses any credential header the plugin set itself (those
 //! headers are also forbidden when the plugin builds its header fields), adds the tenant's credential
 //! only when the request is bound for the tenant's GitLab origin, counts the request, and sends it.
+//!
+//! The credential's header is asked for asynchronously, as the request is sent, so that an expiring
+//! OAuth2 access token can be refreshed first; when GitLab answers 401 to a GET that carried an OAuth2
+//! token, the provider refreshes once and the gate sends the same request again, unseen by the plugin.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::HeaderName;
-use http_body_util::BodyExt;
+use http::{HeaderName, Method, StatusCode};
+use http_body_util::{BodyExt, Empty};
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
 };
 
-use crate::credential::Credential;
+use crate::credential::CredentialProvider;
 
 /// Headers that carry credentials: only the host may set them.
 const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "private-token", "job-token", "cookie"];
@@ -58,7 +62,7 @@ pub struct GatePolicy {
     /// Origins the plugin may send requests to.
     pub allowed: Vec<Origin>,
     /// The tenant's GitLab origin and credential: added to requests for that origin only.
-    pub credential: Option<(Origin, Credential)>,
+    pub credential: Option<(Origin, Arc<CredentialProvider>)>,
     /// Connect, first-byte and between-bytes timeouts for each request.
     pub timeout: Duration,
 }
@@ -74,9 +78,15 @@ pub struct GateStats {
 
 impl GateStats {
     fn refuse(&self, reason: String) -> Box<dyn Future<Output = GateResult> + Send> {
+        let error = self.deny(reason);
+        Box::new(async { Err(error) })
+    }
+
+    /// Record why a request is refused; the error the plugin gets.
+    fn deny(&self, reason: String) -> HttpError {
         tracing::warn!("outgoing request refused: {reason}");
         self.refusals.lock().unwrap_or_else(|e| e.into_inner()).push(reason);
-        Box::new(async { Err(HttpError::HttpRequestDenied) })
+        HttpError::HttpRequestDenied
     }
 
     /// The refusals so far.
@@ -121,16 +131,10 @@ impl WasiHttpHooks for Gate {
         if let Some(name) = CREDENTIAL_HEADERS.iter().find(|h| request.headers().contains_key(**h)) {
             return self.stats.refuse(format!("the plugin set the credential header '{name}' itself"));
         }
-        if let Some((credential_origin, credential)) = &self.policy.credential
-            && *credential_origin == origin
-        {
-            match credential.header() {
-                Ok((name, value)) => {
-                    request.headers_mut().insert(name, value);
-                }
-                Err(reason) => return self.stats.refuse(reason),
-            }
-        }
+        let credential = match &self.policy.credential {
+            Some((credential_origin, provider)) if *credential_origin == origin => Some(provider.clone()),
+            _ => None,
+        };
         let timeout = Some(self.policy.timeout);
         let options = RequestOptions {
             connect_timeout: options.and_then(|o| o.connect_timeout).or(timeout),
@@ -139,11 +143,48 @@ impl WasiHttpHooks for Gate {
         };
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(method = %request.method(), uri = %request.uri(), "outgoing request");
+        let stats = self.stats.clone();
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
+            let Some(provider) = credential else { return send(request, options).await };
+            let (name, value) = provider.header().await.map_err(|e| stats.deny(credential_failure(&e)))?;
+            // A GET can be sent again as it was (its body is empty), should GitLab refuse the token.
+            let again = (request.method() == Method::GET).then(|| {
+                let mut copy = http::Request::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+                *copy.method_mut() = Method::GET;
+                *copy.uri_mut() = request.uri().clone();
+                *copy.version_mut() = request.version();
+                *copy.headers_mut() = request.headers().clone();
+                copy
+            });
+            request.headers_mut().insert(name, value.clone());
+            let (response, io) = send(request, options).await?;
+            let Some(mut again) = again.filter(|_| response.status() == StatusCode::UNAUTHORIZED) else {
+                return Ok((response, io));
+            };
+            match provider.refresh_after_unauthorized(&value).await {
+                Ok(true) => {}
+                Ok(false) => return Ok((response, io)),
+                Err(e) => return Err(stats.deny(credential_failure(&e))),
+            }
+            drop((response, io));
+            let (name, value) = provider.header().await.map_err(|e| stats.deny(credential_failure(&e)))?;
+            again.headers_mut().insert(name, value);
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(uri = %again.uri(), "outgoing request sent again with a refreshed credential");
+            send(again, options).await
         })
     }
+}
+
+/// Send `request` upstream.
+async fn send(request: http::Request<WasiBody>, options: RequestOptions) -> GateResult {
+    let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+    Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
+}
+
+/// Why the credential could not be added, as the run reports it.
+fn credential_failure(error: &anyhow::Error) -> String {
+    format!("the GitLab credential cannot be used: {error:#}")
 }
 
 #[cfg(test)]

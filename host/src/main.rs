@@ -8,7 +8,7 @@
 //! - [`flow`]: what to read and where to write it.
 //! - [`sandbox`]: the wasmtime engine, the plugin, one store per partition.
 //! - [`gate`]: the host side of `wasi:http`: allow-list, credential, counting.
-//! - [`credential`]: the tenant's token, never shown.
+//! - [`credential`]: the tenant's token (static or OAuth2, refreshed), never shown; `host auth login`.
 //! - [`plan`]: from a flow to checked partitions (scopes resolved and expanded).
 //! - [`run`]: partitions read concurrently, the page loop, errors.
 //! - [`dest`]: destinations (SQLite, JSONL) behind one writer thread.
@@ -32,8 +32,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use serde_json::json;
 
-use cli::{Cli, Command, RunArgs};
-use credential::Credential;
+use cli::{AuthCommand, Cli, Command, LoginArgs, RunArgs};
+use credential::{CredentialProvider, oauth};
 use flow::{Flow, ObjectFlow};
 use gate::{GatePolicy, GateStats, Origin};
 use sandbox::wit::{self, FieldType, FilterOperator, ScopeKind};
@@ -48,25 +48,23 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let credential = Credential::from_env();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}"), credential.as_ref()),
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(execute(cli, credential.clone())) {
+    match runtime.block_on(execute(cli)) {
         Ok(code) => code,
-        Err(e) => fail(&format!("{e:#}"), credential.as_ref()),
+        Err(e) => fail(&format!("{e:#}")),
     }
 }
 
-/// Print one `error:` line (with the token scrubbed, should it ever appear) and exit non-zero.
-fn fail(message: &str, credential: Option<&Credential>) -> ExitCode {
-    let message = credential.map_or_else(|| message.to_owned(), |c| c.scrub(message));
-    eprintln!("error: {message}");
+/// Print one `error:` line (with every token scrubbed, should one ever appear) and exit non-zero.
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {}", credential::redact(message));
     ExitCode::FAILURE
 }
 
-async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
+async fn execute(cli: Cli) -> Result<ExitCode> {
     let limits = Limits::default();
     match cli.command {
         Command::Objects { plugin, json } => {
@@ -121,8 +119,35 @@ async fn execute(cli: Cli, credential: Option<Credential>) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => run_command(args, credential, limits).await,
+        Command::Run(args) => run_command(args, limits).await,
+        Command::Auth(AuthCommand::Login(args)) => login_command(args).await,
     }
+}
+
+/// `host auth login`: authorize the application and store its tokens.
+async fn login_command(args: LoginArgs) -> Result<ExitCode> {
+    let app = oauth::OAuthApp::new(&args.base_url, &args.client_id)?;
+    let token_file = match args.token_file {
+        Some(path) => path,
+        None => oauth::default_token_file(&app)?,
+    };
+    let options = oauth::LoginOptions {
+        scopes: oauth::parse_scopes(&args.scopes)?,
+        app,
+        token_file,
+        port: args.port,
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let tokens = oauth::login(&options).await?;
+    println!(
+        "Logged in to {} with application {} (scopes: {}); the access token {} and is refreshed as needed.",
+        options.app.base_url,
+        options.app.client_id,
+        tokens.scopes.join(" "),
+        tokens.expiry_for_people()
+    );
+    println!("Tokens saved to {} (readable only by you).", options.token_file.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A sandbox that may not reach anything: for `list-objects` and `describe-schema`.
@@ -131,11 +156,19 @@ async fn offline_sandbox(plugin: &Plugin, limits: &Limits) -> Result<sandbox::Sa
     plugin.instantiate(policy, Arc::new(GateStats::default()), limits).await
 }
 
-async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: Limits) -> Result<ExitCode> {
+async fn run_command(args: RunArgs, mut limits: Limits) -> Result<ExitCode> {
     limits.memory_bytes = (args.memory_mib as usize) << 20;
     limits.call_timeout = Duration::from_secs(args.call_timeout_secs);
     let origin = Origin::of_url(&args.base_url)
         .map_err(|e| anyhow!("--base-url must be GitLab's address, like https://gitlab.com: {e}"))?;
+    let provider: Option<Arc<CredentialProvider>> = match args.credential.source() {
+        Some(source) => Some(Arc::new(credential::open(&source, &args.base_url)?)),
+        None => None,
+    };
+    match &provider {
+        Some(provider) => tracing::info!("credential: {provider}"),
+        None => tracing::info!("no credential: anonymous requests"),
+    }
     let mut scopes: Vec<wit::Scope> = Vec::new();
     scopes.extend(args.projects.iter().map(|p| wit::Scope::Project(p.clone())));
     scopes.extend(args.groups.iter().map(|g| wit::Scope::Group(g.clone())));
@@ -165,7 +198,7 @@ async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: 
     let plugin = Arc::new(Plugin::load(&args.plugin.plugin, args.concurrency + 2)?);
     let policy = Arc::new(GatePolicy {
         allowed: vec![origin.clone()],
-        credential: credential.clone().map(|c| (origin, c)),
+        credential: provider.map(|provider| (origin, provider)),
         timeout: limits.call_timeout,
     });
     let outcome = run::run(&flow, plugin, policy, limits).await;
@@ -173,8 +206,7 @@ async fn run_command(args: RunArgs, credential: Option<Credential>, mut limits: 
         Ok(summary) => summary,
         Err(failure) => &failure.summary,
     };
-    let rendered = summary.render();
-    let rendered = credential.as_ref().map_or(rendered.clone(), |c| c.scrub(&rendered));
+    let rendered = credential::redact(&summary.render());
     if !summary.partitions.is_empty() {
         print!("{rendered}");
     }

@@ -32,12 +32,14 @@
 //!    logs it (`recorder`), checks the token (`auth`), parses the query (`query`, `filters`) and
 //!    answers a page of pre-rendered records (`pagination`) or a GitLab error body (`reply`).
 //!
-//! Texts come from `text`; dates are formatted and parsed by `time`.
+//! Texts come from `text`; dates are formatted and parsed by `time`. `oauth` is GitLab's OAuth2
+//! provider (`/oauth/authorize`, `/oauth/token`) and checks the access tokens it issued.
 
 mod auth;
 pub mod config;
 mod content;
 mod filters;
+pub mod oauth;
 pub mod pagination;
 mod query;
 pub mod recorder;
@@ -50,6 +52,7 @@ pub mod time;
 pub mod world;
 
 pub use config::{BigShape, GroupShape, SimConfig, WorldShape};
+pub use oauth::OAuthServer;
 pub use recorder::RecordedRequest;
 pub use server::{Simulator, serve};
 pub use time::{Date, DateTime};

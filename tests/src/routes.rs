@@ -18,6 +18,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::auth::{Caller, authenticate, presented_token};
 use crate::filters::{GroupQuery, IssueQuery, MergeRequestQuery, ProjectQuery};
+use crate::oauth::{self, OAuthServer};
 use crate::pagination::{self, PageRequest, RequestUrl, json_array, keyset_page, offset_page};
 use crate::query::Query;
 use crate::recorder::Recorder;
@@ -29,6 +30,8 @@ pub(crate) struct App {
     pub world: Arc<World>,
     pub token: Option<String>,
     pub recorder: Arc<Recorder>,
+    /// The OAuth2 provider (`/oauth/*`, and the access tokens it issued).
+    pub oauth: Arc<OAuthServer>,
     /// Used for Link URLs when a request has no `Host` header.
     pub local_addr: SocketAddr,
 }
@@ -88,6 +91,9 @@ impl Route {
 
 /// The axum handler for every request.
 pub(crate) async fn handle(State(app): State<Arc<App>>, request: Request) -> Response<Body> {
+    if oauth::serves(request.uri().path()) {
+        return oauth::handle(&app, request).await;
+    }
     let (parts, _body) = request.into_parts();
     let index = app.recorder.begin(&parts);
     let reply = respond(&app, &parts).await;
@@ -103,9 +109,14 @@ async fn respond(app: &Arc<App>, parts: &Parts) -> Reply {
         return ApiError::MethodNotAllowed.reply();
     }
     let query = Query::parse(parts.uri.query());
-    let caller = match authenticate(app.token.as_deref(), presented_token(&parts.headers, &query)) {
-        Ok(caller) => caller,
-        Err(e) => return e.reply(),
+    let presented = presented_token(&parts.headers, &query);
+    let caller = match app.oauth.authenticate(presented) {
+        Some(Ok(caller)) => caller,
+        Some(Err(reply)) => return reply,
+        None => match authenticate(app.token.as_deref(), presented) {
+            Ok(caller) => caller,
+            Err(e) => return e.reply(),
+        },
     };
     // First use of a project's records: generate them off the async workers.
     if let Some(index) = route.records_project().and_then(|p| app.world.project_index(p))

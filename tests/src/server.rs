@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::config::SimConfig;
+use crate::oauth::OAuthServer;
 use crate::recorder::{RecordedRequest, Recorder};
 use crate::routes::{App, handle};
 use crate::world::World;
@@ -30,6 +31,7 @@ pub struct Simulator {
     addr: SocketAddr,
     world: Arc<World>,
     recorder: Arc<Recorder>,
+    oauth: Arc<OAuthServer>,
     shutdown: Option<oneshot::Sender<()>>,
     /// For [`Simulator::start`]: the server thread and the channel it reports its end on.
     thread: Option<(JoinHandle<()>, mpsc::Receiver<()>)>,
@@ -42,7 +44,7 @@ impl std::fmt::Debug for Simulator {
 }
 
 fn app(world: Arc<World>, token: Option<String>, local_addr: SocketAddr) -> Arc<App> {
-    Arc::new(App { world, token, recorder: Arc::new(Recorder::default()), local_addr })
+    Arc::new(App { world, token, recorder: Arc::new(Recorder::default()), oauth: Arc::default(), local_addr })
 }
 
 /// Serves `app` on `listener` until `shutdown` completes.
@@ -81,6 +83,7 @@ impl Simulator {
         let addr = std_listener.local_addr()?;
         let app = app(Arc::clone(&world), config.token, addr);
         let recorder = Arc::clone(&app.recorder);
+        let oauth = Arc::clone(&app.oauth);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -122,7 +125,7 @@ impl Simulator {
             Ok(Err(e)) => anyhow::bail!("starting the GitLab simulator: {e}"),
             Err(_) => anyhow::bail!("the GitLab simulator thread died while starting"),
         }
-        Ok(Simulator { addr, world, recorder, shutdown: Some(shutdown_tx), thread: Some((thread, done_rx)) })
+        Ok(Simulator { addr, world, recorder, oauth, shutdown: Some(shutdown_tx), thread: Some((thread, done_rx)) })
     }
 
     /// Starts a simulator on a free port of 127.0.0.1, as a task on the caller's tokio runtime.
@@ -137,11 +140,12 @@ impl Simulator {
         let addr = listener.local_addr()?;
         let app = app(Arc::clone(&world), config.token, addr);
         let recorder = Arc::clone(&app.recorder);
+        let oauth = Arc::clone(&app.oauth);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         tokio::spawn(run(listener, app, async {
             let _ = shutdown_rx.await;
         }));
-        Ok(Simulator { addr, world, recorder, shutdown: Some(shutdown_tx), thread: None })
+        Ok(Simulator { addr, world, recorder, oauth, shutdown: Some(shutdown_tx), thread: None })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash, no `/api/v4`).
@@ -172,6 +176,11 @@ impl Simulator {
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.recorder.snapshot()
+    }
+
+    /// The OAuth2 provider: register applications, set token lifetimes.
+    pub fn oauth(&self) -> &OAuthServer {
+        &self.oauth
     }
 
     /// Number of requests received so far.
