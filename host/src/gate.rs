@@ -146,7 +146,7 @@ impl WasiHttpHooks for Gate {
         let stats = self.stats.clone();
         Box::new(async move {
             let Some(provider) = credential else { return send(request, options).await };
-            let (name, value) = provider.header().await.map_err(|e| stats.deny(credential_failure(&e)))?;
+            let (name, value) = provider.header().await.map_err(|e| stats.deny(format!("{e:#}")))?;
             // A GET can be sent again as it was (its body is empty), should GitLab refuse the token.
             let again = (request.method() == Method::GET).then(|| {
                 let mut copy = http::Request::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
@@ -164,10 +164,10 @@ impl WasiHttpHooks for Gate {
             match provider.refresh_after_unauthorized(&value).await {
                 Ok(true) => {}
                 Ok(false) => return Ok((response, io)),
-                Err(e) => return Err(stats.deny(credential_failure(&e))),
+                Err(e) => return Err(stats.deny(format!("{e:#}"))),
             }
             drop((response, io));
-            let (name, value) = provider.header().await.map_err(|e| stats.deny(credential_failure(&e)))?;
+            let (name, value) = provider.header().await.map_err(|e| stats.deny(format!("{e:#}")))?;
             again.headers_mut().insert(name, value);
             stats.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(uri = %again.uri(), "outgoing request sent again with a refreshed credential");
@@ -180,11 +180,6 @@ impl WasiHttpHooks for Gate {
 async fn send(request: http::Request<WasiBody>, options: RequestOptions) -> GateResult {
     let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
     Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
-}
-
-/// Why the credential could not be added, as the run reports it.
-fn credential_failure(error: &anyhow::Error) -> String {
-    format!("the GitLab credential cannot be used: {error:#}")
 }
 
 #[cfg(test)]

@@ -525,7 +525,7 @@ mod tests {
         let scope = with(&[("redirect_uri", "http://127.0.0.1:1/callback"), ("scope", "sudo")]);
         assert_eq!(location(&scope)["error"], "invalid_scope");
         server.set_user_approves(false);
-        assert_eq!(location(&with(&[("redirect_uri", "http://[::1]:9/callback")]))["error"], "access_denied");
+        assert_eq!(location(&with(&[("redirect_uri", "http://127.0.0.1:9/callback")]))["error"], "access_denied");
         let unknown = authorize(&server, &params(&[("client_id", "nope")]));
         assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
     }

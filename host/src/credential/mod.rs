@@ -30,7 +30,7 @@ pub enum CredentialProvider {
     /// A token that never changes (a personal, project or group access token, or a bearer token).
     Static { kind: TokenKind, token: Secret, source: String },
     /// OAuth2 tokens, refreshed before they expire or after GitLab refuses them.
-    OAuth(oauth::OAuthSession),
+    OAuth(Box<oauth::OAuthSession>),
 }
 
 impl CredentialProvider {
@@ -79,9 +79,9 @@ pub fn open(source: &CredentialSource, base_url: &str) -> Result<CredentialProvi
         CredentialSource::File { path, kind } => {
             CredentialProvider::Static { kind: *kind, token: source::read_file(path)?, source: source.describe() }
         }
-        CredentialSource::OAuth { client_id, token_file } => {
-            CredentialProvider::OAuth(oauth::OAuthSession::open(base_url, client_id.as_deref(), token_file.as_deref())?)
-        }
+        CredentialSource::OAuth { client_id, token_file } => CredentialProvider::OAuth(Box::new(
+            oauth::OAuthSession::open(base_url, client_id.as_deref(), token_file.as_deref())?,
+        )),
     })
 }
 

@@ -57,6 +57,12 @@ pub async fn login(options: &LoginOptions) -> Result<TokenSet> {
     if options.scopes.is_empty() {
         bail!("ask for at least one scope, like --scopes read_api");
     }
+    if let Ok(url) = url::Url::parse(&app.base_url)
+        && url.scheme() == "http"
+        && !matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"))
+    {
+        tracing::warn!("{} is not https: the tokens will cross the network unencrypted", app.base_url);
+    }
     let listener = TcpListener::bind(("127.0.0.1", options.port)).await.with_context(|| {
         format!("cannot listen on 127.0.0.1:{} for GitLab's redirect; choose another --port", options.port)
     })?;

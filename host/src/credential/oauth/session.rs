@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
 use http::{HeaderName, HeaderValue};
@@ -22,6 +22,11 @@ use crate::credential::{Secret, TokenKind};
 
 /// The tokens of one OAuth2 application, as a run uses them.
 pub struct OAuthSession {
+    shared: Arc<Shared>,
+}
+
+/// What the session's refresh tasks share with it.
+struct Shared {
     app: OAuthApp,
     path: PathBuf,
     /// The token set in use.
@@ -51,19 +56,20 @@ impl OAuthSession {
         let tokens = token_file::read(&path).map_err(|e| anyhow!("{e:#}: run `{login}` first"))?;
         check_issuer(&path, &tokens, &base_url, client_id)?;
         let app = OAuthApp::new(&tokens.base_url, &tokens.client_id)?;
-        Ok(OAuthSession {
+        let shared = Shared {
             app,
             path,
             current: Mutex::new(tokens),
             refreshing: tokio::sync::Mutex::new(()),
             broken: Mutex::new(None),
-        })
+        };
+        Ok(OAuthSession { shared: Arc::new(shared) })
     }
 
     /// `Authorization: Bearer <access token>`, refreshed first if it expires within the margin.
     pub async fn header(&self) -> Result<(HeaderName, HeaderValue)> {
-        self.check_usable()?;
-        let tokens = self.current();
+        self.shared.check_usable()?;
+        let tokens = self.shared.current();
         let tokens = if tokens.needs_refresh() { self.refresh(&tokens.access_token).await? } else { tokens };
         TokenKind::Bearer.header(&tokens.access_token)
     }
@@ -71,16 +77,25 @@ impl OAuthSession {
     /// GitLab refused `used`: refresh unless that already happened since `used` was handed out.
     /// True when a fresh header is available.
     pub async fn refresh_after_unauthorized(&self, used: &HeaderValue) -> Result<bool> {
-        self.check_usable()?;
-        let current = self.current();
+        self.shared.check_usable()?;
+        let current = self.shared.current();
         if !carries(used, &current.access_token) {
             return Ok(true);
         }
-        tracing::info!(token_file = %self.path.display(), "GitLab refused the OAuth2 access token; refreshing it");
+        tracing::info!(token_file = %self.shared.path.display(), "GitLab refused the OAuth2 access token; refreshing");
         self.refresh(&current.access_token).await?;
         Ok(true)
     }
 
+    /// [`Shared::refresh`] in a task of its own: once GitLab has rotated the tokens they are stored, even
+    /// if the request that asked is abandoned meanwhile (a deadline, a stopping run).
+    async fn refresh(&self, stale: &Secret) -> Result<TokenSet> {
+        let (shared, stale) = (self.shared.clone(), stale.clone());
+        tokio::spawn(async move { shared.refresh(&stale).await }).await.context("the OAuth2 refresh task failed")?
+    }
+}
+
+impl Shared {
     fn current(&self) -> TokenSet {
         self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -130,8 +145,8 @@ impl OAuthSession {
             Ok(answer) => answer,
             Err(refused) if refused.is_invalid_grant() => {
                 return Err(self.break_with(format!(
-                    "GitLab refused the OAuth2 refresh token ({refused}); it was revoked or already used, so the \
-                     tokens in {} cannot be renewed: run `{login}` again",
+                    "GitLab refused the OAuth2 refresh token of {} (invalid_grant: it was revoked, has expired or \
+                     was already used); run `{login}` again",
                     self.path.display()
                 )));
             }
@@ -152,7 +167,7 @@ impl OAuthSession {
 
 impl fmt::Display for OAuthSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OAuth2 tokens of application {} ({})", self.app.client_id, self.path.display())
+        write!(f, "OAuth2 tokens of application {} ({})", self.shared.app.client_id, self.shared.path.display())
     }
 }
 
