@@ -1,6 +1,7 @@
 //! OAuth2 with a GitLab application, end to end: `host auth login` against the simulator's OAuth2
 //! provider (the test plays the browser), then `host run` with the stored tokens, refreshed when they
-//! expire before or during a run, rotated and persisted, single-flight across partitions and processes.
+//! expire before or during a run, rotated and persisted, single-flight across partitions and processes;
+//! and the static token file source (`--token-file`).
 
 mod support;
 
@@ -531,4 +532,41 @@ fn a_token_file_others_can_read_is_refused_before_any_request() {
     assert!(!run.success);
     assert!(run.stderr.contains(&format!("chmod 600 {}", token_file.display())), "{}", run.stderr);
     assert_eq!(sim.request_count(), before);
+}
+
+#[test]
+fn a_private_token_file_is_sent_as_private_token_and_a_readable_one_is_refused() {
+    let sim = simulator();
+    let home = temp_dir();
+    let token_file = home.path().join("gitlab-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let out = home.path().join("out");
+    let (base, dest) = (sim.base_url(), format!("jsonl:{}", out.display()));
+    let plugin = artifacts().gitlab_wasm.to_str().unwrap().to_owned();
+    let args = ["run", "--plugin", &plugin, "--base-url", &base, "--token-file", token_file.to_str().unwrap()];
+    let run = |home: &Path| {
+        finish(
+            host_command(home, &args)
+                .args(["--object", "project", "--group", "demo", "--dest", &dest])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let refused = run(home.path());
+    assert!(!refused.success);
+    let error =
+        refused.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", refused.output()));
+    assert!(error.contains(&format!("chmod 600 {}", token_file.display())), "{error}");
+    assert_eq!(sim.request_count(), 0);
+
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let done = run(home.path());
+    assert!(done.success, "{}", done.output());
+    assert_eq!(read_jsonl(&out.join("project.jsonl")).len(), 3);
+    assert!(sim.requests().iter().all(|r| r.header("private-token") == Some(TOKEN)));
+    assert!(!done.output().contains(TOKEN) && !refused.output().contains(TOKEN));
 }
