@@ -1,4 +1,4 @@
-//! The command line: `host objects`, `host describe`, `host run`, `host check`.
+//! The command line: `host objects`, `host describe`, `host run`, `host check`, `host auth login`.
 //!
 //! `run` and `check` take a flow ([`FlowArgs`]): a flow file, or flags that map onto the same model
 //! (see [`crate::flow::flags`]).
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 
+use crate::credential::{CredentialSource, TokenKind};
 use crate::dest::DestinationUrl;
 use crate::flow::Mode;
 use crate::state::StateUrl;
@@ -53,6 +54,81 @@ pub enum Command {
     /// Check a flow without reading anything: validate it whole (sending nothing), then test the
     /// credential (`check-connection`) and resolve the scopes it names.
     Check(Box<FlowArgs>),
+    /// Sign in to GitLab with an OAuth2 application and store the tokens for `host run`.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCommand {
+    /// Authorize an OAuth2 application in a browser (authorization code with PKCE) and store its tokens
+    /// in a file only you can read. The application (GitLab: Preferences > Applications) must not be
+    /// Confidential and must list the redirect URI http://127.0.0.1:PORT/callback.
+    Login(LoginArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// GitLab's base URL, e.g. https://gitlab.com.
+    #[arg(long, value_name = "URL")]
+    pub base_url: String,
+    /// The application's ID.
+    #[arg(long, env = "GITLAB_OAUTH_CLIENT_ID", value_name = "ID")]
+    pub client_id: String,
+    /// The scopes to ask for, comma-separated.
+    #[arg(long, default_value = "read_api", value_name = "SCOPE,...")]
+    pub scopes: String,
+    /// Where to store the tokens [default: $XDG_CONFIG_HOME/gitlab-host/oauth-HOST-HASH.json, else under
+    /// ~/.config/gitlab-host/, one file per base URL and application].
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// The port of the redirect URI on 127.0.0.1 (0: any free port); it must match the application's.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// How long to wait for the browser to come back, in seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout_secs: u64,
+}
+
+/// Where `host run` takes the GitLab credential from. The first that applies: --token-file; the OAuth2
+/// tokens of --oauth-token-file or --oauth-client-id; GITLAB_TOKEN (a private token); GITLAB_OAUTH_TOKEN
+/// (a bearer token); none (anonymous).
+#[derive(Args, Debug)]
+pub struct CredentialArgs {
+    /// Read the GitLab token from this file, which only you may read (chmod 600).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// How to send the token of --token-file.
+    #[arg(long, value_enum, default_value = "private-token", value_name = "KIND")]
+    pub token_kind: TokenKind,
+    /// Use the OAuth2 tokens `host auth login` stored for this application (refreshed as they expire).
+    #[arg(long, env = "GITLAB_OAUTH_CLIENT_ID", value_name = "ID")]
+    pub oauth_client_id: Option<String>,
+    /// Use the OAuth2 tokens stored in this file by `host auth login --token-file`.
+    #[arg(long, env = "GITLAB_OAUTH_TOKEN_FILE", value_name = "PATH")]
+    pub oauth_token_file: Option<PathBuf>,
+}
+
+impl CredentialArgs {
+    /// The credential source these flags (and the environment) select; none for anonymous access.
+    pub fn source(&self) -> Option<CredentialSource> {
+        self.explicit().or_else(CredentialSource::from_environment)
+    }
+
+    /// The credential source the flags name (`--token-file`, `--oauth-*` and their variables), if any:
+    /// it replaces a flow file's.
+    pub fn explicit(&self) -> Option<CredentialSource> {
+        if let Some(path) = &self.token_file {
+            return Some(CredentialSource::File { path: path.clone(), kind: self.token_kind });
+        }
+        if self.oauth_client_id.is_some() || self.oauth_token_file.is_some() {
+            return Some(CredentialSource::OAuth {
+                client_id: self.oauth_client_id.clone(),
+                token_file: self.oauth_token_file.clone(),
+            });
+        }
+        None
+    }
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +165,8 @@ pub struct FlowArgs {
     /// GITLAB_OAUTH_TOKEN (an OAuth2 token); neither: anonymous.
     #[arg(long, value_name = "URL", required_unless_present = "flow")]
     pub base_url: Option<String>,
+    #[command(flatten)]
+    pub credential: CredentialArgs,
     /// An object to read (repeatable); `host objects` lists them.
     #[arg(long = "object", value_name = "OBJECT", required_unless_present = "flow")]
     pub objects: Vec<String>,

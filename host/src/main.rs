@@ -8,7 +8,7 @@
 //! - [`flow`]: what to read and where to write it: flow files and flags, one model.
 //! - [`sandbox`]: the wasmtime engine, the plugin, one store per partition.
 //! - [`gate`]: the host side of `wasi:http`: allow-list, credential, counting.
-//! - [`credential`]: the tenant's token, never shown.
+//! - [`credential`]: the tenant's token (static or OAuth2, refreshed), never shown; `host auth login`.
 //! - [`plan`]: from a flow to checked partitions (scopes resolved and expanded).
 //! - [`resume`]: where a partition's read starts (resumed, incremental, full).
 //! - [`run`]: partitions read concurrently, the page loop, errors.
@@ -39,10 +39,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use serde_json::json;
 
-use cli::{Cli, Command, FlowArgs, RunArgs};
-use credential::Credential;
+use cli::{AuthCommand, Cli, Command, FlowArgs, LoginArgs, RunArgs};
+use credential::{CredentialProvider, oauth};
 use flow::Flow;
-use gate::{CredentialSource, GatePolicy, GateSettings, GateStats, Origin, Timeouts};
+use gate::{CredentialHeader, GatePolicy, GateSettings, GateStats, Origin, Timeouts};
 use retry::{Retrier, RetryPolicy};
 use sandbox::wit::{self, FieldType, FilterOperator, ScopeKind};
 use sandbox::{EngineOptions, Label, Limits, Plugin, SandboxEngine};
@@ -68,10 +68,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Print one `error:` line and exit non-zero. (Commands that hold a credential scrub it from their
-/// errors before they get here.)
+/// Print one `error:` line (with every token the process held scrubbed, should one ever appear) and
+/// exit non-zero.
 fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    eprintln!("error: {}", credential::redact(message));
     ExitCode::FAILURE
 }
 
@@ -138,35 +138,59 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => {
             let flow = flow::flags::flow_of(&args.flow)?;
             let credential = resolve_credential(&flow)?;
-            let outcome = run_command(&args, &flow, credential.clone(), cache_dir).await;
-            outcome.map_err(|e| scrubbed(&e, credential.as_ref()))
+            run_command(&args, &flow, credential, cache_dir).await
         }
         Command::Check(args) => {
             let flow = flow::flags::flow_of(&args)?;
             let credential = resolve_credential(&flow)?;
-            let outcome = check_command(&args, &flow, credential.clone(), cache_dir).await;
-            outcome.map_err(|e| scrubbed(&e, credential.as_ref()))
+            check_command(&args, &flow, credential, cache_dir).await
         }
+        Command::Auth(AuthCommand::Login(args)) => login_command(args).await,
     }
 }
 
-/// `error` with the secret of `credential` scrubbed, should it ever appear.
-fn scrubbed(error: &anyhow::Error, credential: Option<&Credential>) -> anyhow::Error {
-    let message = format!("{error:#}");
-    anyhow!(credential.map_or(message.clone(), |c| c.scrub(&message)))
-}
-
-/// The flow's credential, read from its source (none: anonymous), or why it cannot be.
-fn resolve_credential(flow: &Flow) -> Result<Option<Credential>> {
-    let Some(spec) = &flow.connection.credential else {
+/// The flow's credential, opened from its source (none: anonymous), or why it cannot be (naming the
+/// flow's key, never the secret).
+fn resolve_credential(flow: &Flow) -> Result<Option<Arc<CredentialProvider>>> {
+    let Some(source) = &flow.connection.credential else {
+        tracing::info!("no credential: anonymous requests");
         return Ok(None);
     };
-    let key = match &spec.source {
-        flow::connection::CredentialSource::Env(_) => "connection.credential.env",
-        flow::connection::CredentialSource::File(_) => "connection.credential.file",
+    let key = match source {
+        flow::connection::CredentialSource::Env { .. } => "connection.credential.env",
+        flow::connection::CredentialSource::File { .. } => "connection.credential.file",
         flow::connection::CredentialSource::OAuth { .. } => "connection.credential.oauth",
     };
-    spec.resolve().map(Some).map_err(|e| flow.origins.error(key, e))
+    let provider =
+        credential::open(source, &flow.connection.base_url).map_err(|e| flow.origins.error(key, format!("{e:#}")))?;
+    tracing::info!("credential: {provider}");
+    Ok(Some(Arc::new(provider)))
+}
+
+/// `host auth login`: authorize the application and store its tokens.
+async fn login_command(args: LoginArgs) -> Result<ExitCode> {
+    let app = oauth::OAuthApp::new(&args.base_url, &args.client_id)?;
+    let token_file = match args.token_file {
+        Some(path) => path,
+        None => oauth::default_token_file(&app)?,
+    };
+    let options = oauth::LoginOptions {
+        scopes: oauth::parse_scopes(&args.scopes)?,
+        app,
+        token_file,
+        port: args.port,
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let tokens = oauth::login(&options).await?;
+    println!(
+        "Logged in to {} with application {} (scopes: {}); the access token {} and is refreshed as needed.",
+        options.app.base_url,
+        options.app.client_id,
+        tokens.scopes.join(" "),
+        tokens.expiry_for_people()
+    );
+    println!("Tokens saved to {} (readable only by you).", options.token_file.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The sandbox limits the flags set.
@@ -183,7 +207,7 @@ fn limits_of(args: &FlowArgs) -> Limits {
 fn load_plugin(
     args: &FlowArgs,
     flow: &Flow,
-    credential: Option<Credential>,
+    credential: Option<Arc<CredentialProvider>>,
     instances: u32,
     limits: &Limits,
     cache_dir: Option<std::path::PathBuf>,
@@ -200,7 +224,7 @@ fn load_plugin(
 fn gate_settings(
     args: &FlowArgs,
     origin: Origin,
-    credential: Option<Credential>,
+    credential: Option<Arc<CredentialProvider>>,
     limits: &Limits,
 ) -> Result<GateSettings> {
     let mut allowed = vec![origin.clone()];
@@ -223,7 +247,7 @@ fn gate_settings(
     Ok(GateSettings {
         allowed,
         gitlab: Some(origin),
-        credential: credential.map(|c| Arc::new(c) as Arc<dyn CredentialSource>),
+        credential: credential.map(|c| c as Arc<dyn CredentialHeader>),
         timeouts: Timeouts { connect: http_timeout, first_byte: http_timeout, between_bytes: http_timeout },
         max_requests_per_minute: args.max_requests_per_minute,
         retry: RetryPolicy {
@@ -252,26 +276,23 @@ async fn offline_sandbox(plugin: &Plugin, limits: &Limits) -> Result<sandbox::Sa
 async fn run_command(
     args: &RunArgs,
     flow: &Flow,
-    credential: Option<Credential>,
+    credential: Option<Arc<CredentialProvider>>,
     cache_dir: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     let limits = limits_of(&args.flow);
     // The run's partitions, and the planning sandbox before them.
-    let (plugin, policy) =
-        load_plugin(&args.flow, flow, credential.clone(), flow.concurrency as u32 + 1, &limits, cache_dir)?;
+    let (plugin, policy) = load_plugin(&args.flow, flow, credential, flow.concurrency as u32 + 1, &limits, cache_dir)?;
     let outcome = run::run(flow, plugin, policy, limits).await;
     let summary = match &outcome {
         Ok(summary) => summary,
         Err(failure) => &failure.summary,
     };
-    let rendered = summary.render();
-    let rendered = credential.as_ref().map_or(rendered.clone(), |c| c.scrub(&rendered));
+    let rendered = credential::redact(&summary.render());
     if !summary.partitions.is_empty() {
         print!("{rendered}");
     }
     if let Some(path) = &args.summary_json {
-        let json = serde_json::to_string_pretty(summary)?;
-        let json = credential.as_ref().map_or(json.clone(), |c| c.scrub(&json));
+        let json = credential::redact(&serde_json::to_string_pretty(summary)?);
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     match outcome {
@@ -288,7 +309,7 @@ async fn run_command(
 async fn check_command(
     args: &FlowArgs,
     flow: &Flow,
-    credential: Option<Credential>,
+    credential: Option<Arc<CredentialProvider>>,
     cache_dir: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     let limits = limits_of(args);

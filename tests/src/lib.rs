@@ -46,6 +46,8 @@
 //! Texts come from `text`; dates are formatted and parsed by `time`. On its way out, an answer is
 //! gzip-compressed when the client accepts it (`encoding`), and `faults` may delay it, answer 429 or
 //! 5xx instead, or break its body (see [`Faults`]).
+//! `oauth` is GitLab's OAuth2 provider (`/oauth/authorize`, `/oauth/token`) and checks the access
+//! tokens it issued.
 
 mod auth;
 mod ci;
@@ -57,6 +59,7 @@ pub mod faults;
 mod filters;
 mod labels;
 mod members;
+pub mod oauth;
 pub mod pagination;
 mod query;
 pub mod recorder;
@@ -71,6 +74,7 @@ pub mod world;
 
 pub use config::{BigShape, GroupShape, SimConfig, WorldShape};
 pub use faults::{FaultCounts, Faults, RateLimit, ThrottleHeaders};
+pub use oauth::OAuthServer;
 pub use recorder::RecordedRequest;
 pub use server::{Simulator, serve};
 pub use time::{Date, DateTime};

@@ -24,6 +24,7 @@ use crate::auth::{Caller, authenticate, presented_token};
 use crate::discussions::Noteable;
 use crate::faults::{Admission, FaultState};
 use crate::filters::{GroupQuery, IssueQuery, MergeRequestQuery, ProjectQuery};
+use crate::oauth::{self, OAuthServer};
 use crate::pagination::{
     self, Counting, PageRequest, RequestUrl, json_array, keyset_page, offset_page, offset_page_mapped,
 };
@@ -37,6 +38,8 @@ pub(crate) struct App {
     pub world: Arc<World>,
     pub token: Option<String>,
     pub recorder: Arc<Recorder>,
+    /// The OAuth2 provider (`/oauth/*`, and the access tokens it issued).
+    pub oauth: Arc<OAuthServer>,
     /// Used for Link URLs when a request has no `Host` header.
     pub local_addr: SocketAddr,
     /// Compress JSON answers for clients that accept gzip.
@@ -143,6 +146,9 @@ impl Route {
 
 /// The axum handler for every request.
 pub(crate) async fn handle(State(app): State<Arc<App>>, request: Request) -> Response<Body> {
+    if oauth::serves(request.uri().path()) {
+        return oauth::handle(&app, request).await;
+    }
     let (parts, _body) = request.into_parts();
     let index = app.recorder.begin(&parts);
     // A fault or the rate limit may answer first, or break the answer on its way out.
@@ -166,9 +172,14 @@ async fn respond(app: &Arc<App>, parts: &Parts) -> Reply {
         return ApiError::MethodNotAllowed.reply();
     }
     let query = Query::parse(parts.uri.query());
-    let caller = match authenticate(app.token.as_deref(), presented_token(&parts.headers, &query)) {
-        Ok(caller) => caller,
-        Err(e) => return e.reply(),
+    let presented = presented_token(&parts.headers, &query);
+    let caller = match app.oauth.authenticate(presented) {
+        Some(Ok(caller)) => caller,
+        Some(Err(reply)) => return reply,
+        None => match authenticate(app.token.as_deref(), presented) {
+            Ok(caller) => caller,
+            Err(e) => return e.reply(),
+        },
     };
     // First use of a project's data: generate it off the async workers.
     if let Some((project, part)) = route.needs()

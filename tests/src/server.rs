@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::config::SimConfig;
 use crate::faults::{FaultCounts, FaultState};
+use crate::oauth::OAuthServer;
 use crate::recorder::{RecordedRequest, Recorder};
 use crate::routes::{App, handle};
 use crate::world::World;
@@ -34,6 +35,7 @@ pub struct Simulator {
     recorder: Arc<Recorder>,
     faults: Arc<FaultState>,
     connections: Arc<AtomicU64>,
+    oauth: Arc<OAuthServer>,
     shutdown: Option<oneshot::Sender<()>>,
     /// For [`Simulator::start`]: the server thread and the channel it reports its end on.
     thread: Option<(JoinHandle<()>, mpsc::Receiver<()>)>,
@@ -50,6 +52,7 @@ fn app(world: Arc<World>, config: SimConfig, local_addr: SocketAddr) -> Arc<App>
         world,
         token: config.token,
         recorder: Arc::new(Recorder::default()),
+        oauth: Arc::default(),
         local_addr,
         gzip: config.gzip,
         faults: Arc::new(FaultState::new(config.faults, config.seed)),
@@ -97,6 +100,7 @@ impl Simulator {
         let recorder = Arc::clone(&app.recorder);
         let faults = Arc::clone(&app.faults);
         let connections = Arc::clone(&app.connections);
+        let oauth = Arc::clone(&app.oauth);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -144,6 +148,7 @@ impl Simulator {
             recorder,
             faults,
             connections,
+            oauth,
             shutdown: Some(shutdown_tx),
             thread: Some((thread, done_rx)),
         })
@@ -163,11 +168,12 @@ impl Simulator {
         let recorder = Arc::clone(&app.recorder);
         let faults = Arc::clone(&app.faults);
         let connections = Arc::clone(&app.connections);
+        let oauth = Arc::clone(&app.oauth);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         tokio::spawn(run(listener, app, async {
             let _ = shutdown_rx.await;
         }));
-        Ok(Simulator { addr, world, recorder, faults, connections, shutdown: Some(shutdown_tx), thread: None })
+        Ok(Simulator { addr, world, recorder, faults, connections, oauth, shutdown: Some(shutdown_tx), thread: None })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash, no `/api/v4`).
@@ -198,6 +204,11 @@ impl Simulator {
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.recorder.snapshot()
+    }
+
+    /// The OAuth2 provider: register applications, set token lifetimes.
+    pub fn oauth(&self) -> &OAuthServer {
+        &self.oauth
     }
 
     /// Number of requests received so far.

@@ -102,7 +102,10 @@ fn minus_minutes(at: &str, minutes: i64) -> String {
 fn a_flow_file_runs_its_objects_with_a_token_from_a_file() {
     let sim = simulator();
     let dir = temp_dir();
-    std::fs::write(dir.path().join("token.txt"), format!("{TOKEN}\n")).unwrap();
+    let token_file = dir.path().join("token.txt");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    // A token file only its owner may read, as the host requires.
+    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let text = format!(
         r#"plugin = "{plugin}"
 concurrency = 2
@@ -274,7 +277,7 @@ fn host_check_names_the_tokens_user_or_explains_the_401() {
     let place = format!("error: flow.toml:{}: connection.credential: ", line_of(&text, "[connection.credential]"));
     assert!(error.starts_with(&place), "expected '{place}...', got '{error}'");
     assert!(error.contains("GitLab refused the token (401 Unauthorized)"), "{error}");
-    assert!(error.contains("put it in $GITLAB_TOKEN"), "{error}");
+    assert!(error.contains("put it in the environment variable GITLAB_TOKEN"), "{error}");
     assert!(!run.output().contains(wrong), "the token leaked: {}", run.output());
     assert_eq!(sim.request_count(), 3, "the 401 stops the check at its first request");
 }

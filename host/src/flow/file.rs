@@ -40,7 +40,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 
-use super::connection::{ConnectionSpec, CredentialSource, CredentialSpec, TokenKind};
+use super::connection::{ConnectionSpec, CredentialSource, TokenKind};
 use super::flags::Overrides;
 use super::origin::{Origins, Place};
 use super::{
@@ -383,12 +383,16 @@ fn connection(r: &mut Reader, raw: Option<&Spanned<RawConnection>>) -> Result<Co
 }
 
 /// The `[connection.credential]` section: exactly one source, and how the token is sent.
-fn credential_spec(r: &mut Reader, raw: &Spanned<RawCredential>) -> Result<CredentialSpec> {
+fn credential_spec(r: &mut Reader, raw: &Spanned<RawCredential>) -> Result<CredentialSource> {
     let key = "connection.credential";
     let raw = r.note(key, raw);
     let usage =
         "name one source: env = \"VAR\", file = \"PATH\" or oauth = { client_id = \"...\", token_file = \"PATH\" }";
-    let source = match (&raw.env, &raw.file, &raw.oauth) {
+    let kind = match &raw.kind {
+        Some(kind) => Some(*r.note("connection.credential.kind", kind)),
+        None => None,
+    };
+    match (&raw.env, &raw.file, &raw.oauth) {
         (Some(var), None, None) => {
             let var = r.note("connection.credential.env", var).trim().to_owned();
             if var.is_empty() || var.contains('=') || var.contains('\0') {
@@ -396,33 +400,24 @@ fn credential_spec(r: &mut Reader, raw: &Spanned<RawCredential>) -> Result<Crede
                     r.error("connection.credential.env", format!("'{var}' is not an environment variable name"))
                 );
             }
-            CredentialSource::Env(var)
+            Ok(CredentialSource::Env { var, kind: kind.unwrap_or_default() })
         }
         (None, Some(path), None) => {
             let path = r.note("connection.credential.file", path).clone();
-            CredentialSource::File(r.path(&path))
+            Ok(CredentialSource::File { path: r.path(&path), kind: kind.unwrap_or_default() })
         }
         (None, None, Some(oauth)) => {
+            if kind == Some(TokenKind::PrivateToken) {
+                return Err(r.error("connection.credential.kind", "an OAuth2 token is sent as a bearer token"));
+            }
             let oauth = r.note("connection.credential.oauth", oauth);
             let client_id = r.note("connection.credential.oauth.client_id", &oauth.client_id).clone();
             let token_file = r.note("connection.credential.oauth.token_file", &oauth.token_file).clone();
-            CredentialSource::OAuth { client_id, token_file: r.path(&token_file) }
+            Ok(CredentialSource::OAuth { client_id: Some(client_id), token_file: Some(r.path(&token_file)) })
         }
-        (None, None, None) => return Err(r.error(key, format!("no source: {usage}"))),
-        _ => return Err(r.error(key, format!("more than one source: {usage}"))),
-    };
-    let kind = match (&raw.kind, &source) {
-        (Some(kind), CredentialSource::OAuth { .. }) => match *r.note("connection.credential.kind", kind) {
-            TokenKind::Bearer => TokenKind::Bearer,
-            TokenKind::PrivateToken => {
-                return Err(r.error("connection.credential.kind", "an OAuth2 token is sent as a bearer token"));
-            }
-        },
-        (Some(kind), _) => *r.note("connection.credential.kind", kind),
-        (None, CredentialSource::OAuth { .. }) => TokenKind::Bearer,
-        (None, _) => TokenKind::PrivateToken,
-    };
-    Ok(CredentialSpec { source, kind })
+        (None, None, None) => Err(r.error(key, format!("no source: {usage}"))),
+        _ => Err(r.error(key, format!("more than one source: {usage}"))),
+    }
 }
 
 /// One `[[objects]]` table.
@@ -530,7 +525,7 @@ url = "postgres://db.example/state"
         assert_eq!(flow.lookback, std::time::Duration::from_secs(600));
         assert_eq!(
             flow.connection.credential,
-            Some(CredentialSpec { source: CredentialSource::File("flows/token.txt".into()), kind: TokenKind::Bearer })
+            Some(CredentialSource::File { path: "flows/token.txt".into(), kind: TokenKind::Bearer })
         );
         assert_eq!(flow.objects.len(), 2);
         let issue = &flow.objects[0];
@@ -616,14 +611,20 @@ url = "postgres://db.example/state"
     }
 
     #[test]
-    fn oauth_is_bearer_and_not_wired_yet() {
+    fn oauth_names_its_application_and_token_file() {
         let text = GOOD.replace(
             "file = \"token.txt\"\nkind = \"bearer\"",
             "oauth = { client_id = \"app\", token_file = \"oauth.json\" }",
         );
         let flow = flow(&text).unwrap();
-        let spec = flow.connection.credential.unwrap();
-        assert_eq!(spec.kind, TokenKind::Bearer);
-        assert!(spec.resolve().unwrap_err().contains("not wired into this build yet"));
+        assert_eq!(
+            flow.connection.credential,
+            Some(CredentialSource::OAuth {
+                client_id: Some("app".into()),
+                token_file: Some("flows/oauth.json".into())
+            })
+        );
+        let text = text.replace("oauth = {", "kind = \"private-token\"\noauth = {");
+        assert!(error(&text).contains("an OAuth2 token is sent as a bearer token"), "{}", error(&text));
     }
 }

@@ -10,14 +10,13 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::connection::{ConnectionSpec, CredentialSource, CredentialSpec, TokenKind};
+use super::connection::{ConnectionSpec, CredentialSource};
 use super::origin::{Origins, Place};
 use super::{
     DEFAULT_CONCURRENCY, DEFAULT_LOOKBACK, DEFAULT_PAGE_SIZE, Flow, Mode, ObjectFlow, ScopeRef, check_flow_id, file,
     filter, parse_lookback,
 };
 use crate::cli::FlowArgs;
-use crate::credential::Credential;
 use crate::dest::DestinationUrl;
 use crate::gate::Origin;
 use crate::sandbox::wit::Scope;
@@ -38,6 +37,8 @@ pub struct Overrides {
     pub lookback: Option<String>,
     pub page_size: Option<u32>,
     pub concurrency: Option<u32>,
+    /// A credential named by flags (`--token-file`, `--oauth-*`), not by the environment.
+    pub credential: Option<CredentialSource>,
 }
 
 impl Overrides {
@@ -50,6 +51,7 @@ impl Overrides {
             lookback: args.lookback.clone(),
             page_size: args.page_size,
             concurrency: args.concurrency,
+            credential: args.credential.explicit(),
         }
     }
 
@@ -63,6 +65,10 @@ impl Overrides {
         if let Some(destination) = &self.destination {
             flow.destination = destination.clone();
             origins.record("destination.url", Place::Flag(format!("--dest {destination}")));
+        }
+        if let Some(source) = &self.credential {
+            flow.connection.credential = Some(source.clone());
+            origins.record("connection.credential", Place::Flag(source.describe()));
         }
         if let Some(state) = &self.state {
             flow.state = Some(state.clone());
@@ -112,16 +118,11 @@ fn from_flags(args: &FlowArgs, overrides: &Overrides) -> Result<Flow> {
         .map_err(|e| anyhow!("--base-url must be GitLab's address, like https://gitlab.com: {e}"))?;
     origins.record("connection.base_url", Place::Flag(format!("--base-url {base_url}")));
 
-    // The environment variable the token is in (see `Credential::from_env`), read again when the flow is run.
-    let credential = Credential::from_env().map(|credential| {
-        let (var, kind) = match credential {
-            Credential::PrivateToken(_) => ("GITLAB_TOKEN", TokenKind::PrivateToken),
-            Credential::Bearer(_) => ("GITLAB_OAUTH_TOKEN", TokenKind::Bearer),
-        };
-        CredentialSpec { source: CredentialSource::Env(var.to_owned()), kind }
-    });
-    if let Some(spec) = &credential {
-        origins.record("connection.credential", Place::Flag(spec.describe()));
+    // Where the token is (--token-file, --oauth-*, else GITLAB_TOKEN or GITLAB_OAUTH_TOKEN); it is read
+    // when the flow is run.
+    let credential = args.credential.source();
+    if let Some(source) = &credential {
+        origins.record("connection.credential", Place::Flag(source.describe()));
     }
 
     let mut scopes: Vec<(Scope, &str, String)> = Vec::new();

@@ -38,7 +38,7 @@ use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
 };
 
-use crate::credential::Credential;
+use crate::credential::CredentialProvider;
 use crate::retry::RetryPolicy;
 pub use pacing::{Pacer, RateLimitHeaders, Turn};
 pub use upstream::Timeouts;
@@ -91,20 +91,33 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Where the gate gets the tenant's credential: a header before every request bound for the tenant's
 /// GitLab origin, and a chance to refresh when GitLab refuses it (401), after which the gate resends the
 /// request once. A static token never refreshes; an OAuth2 credential refreshes its access token.
-pub trait CredentialSource: Send + Sync {
+pub trait CredentialHeader: Send + Sync {
     /// The header to send (marked sensitive), or why there is none.
     fn header(&self) -> BoxFuture<'_, Result<(HeaderName, HeaderValue), String>>;
     /// GitLab answered 401 to a request that carried `rejected`: true when a fresh header is now ready.
     fn refresh(&self, rejected: &HeaderValue) -> BoxFuture<'_, bool>;
 }
 
-impl CredentialSource for Credential {
+impl CredentialHeader for CredentialProvider {
     fn header(&self) -> BoxFuture<'_, Result<(HeaderName, HeaderValue), String>> {
-        Box::pin(std::future::ready(Credential::header(self)))
+        Box::pin(async move { CredentialProvider::header(self).await.map_err(|e| format!("{e:#}")) })
     }
 
-    fn refresh(&self, _rejected: &HeaderValue) -> BoxFuture<'_, bool> {
-        Box::pin(std::future::ready(false))
+    fn refresh(&self, rejected: &HeaderValue) -> BoxFuture<'_, bool> {
+        let rejected = rejected.clone();
+        Box::pin(async move {
+            match self.refresh_after_unauthorized(&rejected).await {
+                Ok(fresh) => fresh,
+                // The refresh failed (e.g. the refresh token was revoked): the next header() says why.
+                Err(e) => {
+                    tracing::warn!(
+                        "refreshing the credential failed: {}",
+                        crate::credential::redact(&format!("{e:#}"))
+                    );
+                    false
+                }
+            }
+        })
     }
 }
 
@@ -116,7 +129,7 @@ pub struct GateSettings {
     /// a non-global address.
     pub gitlab: Option<Origin>,
     /// The tenant's credential, sent to `gitlab` only.
-    pub credential: Option<Arc<dyn CredentialSource>>,
+    pub credential: Option<Arc<dyn CredentialHeader>>,
     pub timeouts: Timeouts,
     /// At most this many requests a minute (none: as fast as the upstream's rate limit allows).
     pub max_requests_per_minute: Option<u32>,
@@ -301,7 +314,7 @@ async fn send(
     policy: Arc<GatePolicy>,
     stats: Arc<GateStats>,
     mut request: http::Request<WasiBody>,
-    credential: Option<Arc<dyn CredentialSource>>,
+    credential: Option<Arc<dyn CredentialHeader>>,
     timeouts: Timeouts,
 ) -> GateResult {
     let gzip = !request.headers().contains_key(header::ACCEPT_ENCODING);
@@ -344,7 +357,7 @@ async fn exchange(
     policy: &Arc<GatePolicy>,
     stats: &GateStats,
     mut request: http::Request<WasiBody>,
-    credential: Option<&dyn CredentialSource>,
+    credential: Option<&dyn CredentialHeader>,
     timeouts: Timeouts,
 ) -> Result<http::Response<hyper::body::Incoming>, HttpError> {
     let sent = match credential {

@@ -78,7 +78,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 fn settings(
     allowed: Vec<Origin>,
     gitlab: Option<Origin>,
-    credential: Option<Arc<dyn CredentialSource>>,
+    credential: Option<Arc<dyn CredentialHeader>>,
 ) -> GateSettings {
     let timeout = Duration::from_millis(500);
     GateSettings {
@@ -172,7 +172,7 @@ struct Rotating {
     refreshable: bool,
 }
 
-impl CredentialSource for Rotating {
+impl CredentialHeader for Rotating {
     fn header(&self) -> BoxFuture<'_, Result<(HeaderName, HeaderValue), String>> {
         let value = format!("Bearer v{}", self.version.load(Ordering::Relaxed));
         Box::pin(async move { Ok((header::AUTHORIZATION, HeaderValue::from_str(&value).unwrap())) })
