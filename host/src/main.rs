@@ -316,7 +316,7 @@ async fn check_command(
     let (plugin, policy) = load_plugin(args, flow, credential, 2, &limits, cache_dir)?;
     let stats = Arc::new(GateStats::default());
     let retrier = Retrier::new(policy.clone(), stats.clone());
-    let mut control = plugin.instantiate(policy, stats.clone(), &limits, Label::partition("check")).await?;
+    let mut control = plugin.instantiate(policy.clone(), stats.clone(), &limits, Label::partition("check")).await?;
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
     let checked = plan::check(&mut control, &connection, flow).await?;
     if let Some(url) = &flow.state {
@@ -338,7 +338,7 @@ async fn check_command(
                 bail!(flow.origins.message("connection.base_url", format!("request refused by the host: {refusal}")));
             }
             match &error {
-                wit::ConnectorError::Unauthorized(m) => return Err(plan::unauthorized(flow, m)),
+                wit::ConnectorError::Unauthorized(m) => return Err(plan::unauthorized(flow, &policy, m)),
                 other => bail!(flow.origins.message("connection.base_url", run::connector_message(other))),
             }
         }

@@ -18,6 +18,7 @@ use anyhow::{Result, anyhow, bail};
 use crate::dest::{Column, TableSchema};
 use crate::flow::origin::Origins;
 use crate::flow::{Flow, Mode, ObjectFlow, ScopeRef, connection};
+use crate::gate::GatePolicy;
 use crate::resume;
 use crate::retry::{Ended, Retrier};
 use crate::run::connector_message;
@@ -258,7 +259,7 @@ async fn resolve(
                 Err(ScopeFailure::Connector(ConnectorError::NotFound(m) | ConnectorError::Forbidden(m), _)) => {
                     Err(format!("skipped, not found or hidden from the token: {m}"))
                 }
-                Err(failure) => return Err(scope_error(flow, &item.scope.key, failure)),
+                Err(failure) => return Err(scope_error(flow, retrier.policy(), &item.scope.key, failure)),
             };
             found.insert(found_key.clone(), entries);
         }
@@ -310,7 +311,7 @@ pub async fn resolve_named_scopes(
         }
         let entries = list_scopes(control, retrier, connection, scope, scope_kind(scope), Pages::First)
             .await
-            .map_err(|e| scope_error(flow, &item.scope.key, e))?;
+            .map_err(|e| scope_error(flow, retrier.policy(), &item.scope.key, e))?;
         let label = entries.first().map_or_else(|| "(none)".to_owned(), |e| describe_scope(&e.scope));
         resolved.push((describe_scope(scope), label));
     }
@@ -318,9 +319,9 @@ pub async fn resolve_named_scopes(
 }
 
 /// A `list-scopes` failure, named by the key of the scope it was about (or of the credential, for a 401).
-fn scope_error(flow: &Flow, scope_key: &str, failure: ScopeFailure) -> anyhow::Error {
+fn scope_error(flow: &Flow, policy: &GatePolicy, scope_key: &str, failure: ScopeFailure) -> anyhow::Error {
     match failure {
-        ScopeFailure::Connector(ConnectorError::Unauthorized(m), _) => unauthorized(flow, &m),
+        ScopeFailure::Connector(ConnectorError::Unauthorized(m), _) => unauthorized(flow, policy, &m),
         ScopeFailure::Connector(ConnectorError::NotFound(m), context) => {
             flow.origins.error(scope_key, format!("{context}: not found, or hidden from the token: {m}"))
         }
@@ -334,8 +335,12 @@ fn scope_error(flow: &Flow, scope_key: &str, failure: ScopeFailure) -> anyhow::E
     }
 }
 
-/// The error for a credential the upstream refused (401), named by where the credential came from.
-pub fn unauthorized(flow: &Flow, message: &str) -> anyhow::Error {
+/// The error for a credential the upstream refused (401), named by where the credential came from;
+/// when the credential itself knows why (GitLab refused the OAuth2 refresh), that reason.
+pub fn unauthorized(flow: &Flow, policy: &GatePolicy, message: &str) -> anyhow::Error {
+    if let Some(failure) = policy.credential_failure() {
+        return flow.origins.error("connection.credential", failure);
+    }
     let hint = connection::unauthorized_hint(flow.connection.credential.as_ref());
     flow.origins
         .error("connection.credential", format!("GitLab refused the token (401 Unauthorized): {message}; {hint}"))

@@ -162,6 +162,11 @@ impl Retrier {
         Retrier { policy, stats }
     }
 
+    /// The gate policy the retried calls pass.
+    pub fn policy(&self) -> &GatePolicy {
+        &self.policy
+    }
+
     /// The attempts of the call `what` (named so in messages).
     pub fn attempts(&self, what: &str) -> Attempts<'_> {
         Attempts { retrier: self, what: what.to_owned(), failed: 0, waited: Duration::ZERO, refusals: 0 }

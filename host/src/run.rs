@@ -223,7 +223,7 @@ async fn read_pages(
             match attempts.judge(sandbox.read_page(&shared.connection, &request).await).await {
                 Ok(Some(page)) => break page,
                 Ok(None) => {}
-                Err(Ended::Connector(error)) => return Err(classify(&shared.flow, partition, &error)),
+                Err(Ended::Connector(error)) => return Err(classify(&shared.flow, &shared.policy, partition, &error)),
                 Err(Ended::Call(failure)) => {
                     report.limit = failure.1;
                     return Err(Outcome::Failed(failure.0));
@@ -265,10 +265,10 @@ fn highest(a: Option<String>, b: Option<String>) -> Option<String> {
 }
 
 /// What a connector error means for the run.
-fn classify(flow: &Flow, partition: &Partition, error: &ConnectorError) -> Outcome {
+fn classify(flow: &Flow, policy: &GatePolicy, partition: &Partition, error: &ConnectorError) -> Outcome {
     let message = connector_message(error);
     match error {
-        ConnectorError::Unauthorized(m) => Outcome::Fatal(format!("{:#}", plan::unauthorized(flow, m))),
+        ConnectorError::Unauthorized(m) => Outcome::Fatal(format!("{:#}", plan::unauthorized(flow, policy, m))),
         ConnectorError::InvalidRequest(_) | ConnectorError::Unsupported(_) => {
             Outcome::Fatal(flow.origins.message(&partition.flow_key, message))
         }

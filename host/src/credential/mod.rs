@@ -43,6 +43,15 @@ impl CredentialProvider {
         }
     }
 
+    /// Why the credential can no longer be used (e.g. GitLab refused the OAuth2 refresh token): the real
+    /// cause behind a 401, to report instead of the bare refusal.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            CredentialProvider::Static { .. } => None,
+            CredentialProvider::OAuth(session) => session.failure(),
+        }
+    }
+
     /// GitLab answered 401 to a request that carried `used`: true when a fresh header is now available
     /// (this call refreshed the tokens, or someone else did since `used` was handed out), so the request
     /// is worth sending once more; false when nothing can change (a static token).

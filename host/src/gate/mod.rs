@@ -96,6 +96,10 @@ pub trait CredentialHeader: Send + Sync {
     fn header(&self) -> BoxFuture<'_, Result<(HeaderName, HeaderValue), String>>;
     /// GitLab answered 401 to a request that carried `rejected`: true when a fresh header is now ready.
     fn refresh(&self, rejected: &HeaderValue) -> BoxFuture<'_, bool>;
+    /// Why the credential can no longer be used, once a refresh has failed for good.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 impl CredentialHeader for CredentialProvider {
@@ -118,6 +122,10 @@ impl CredentialHeader for CredentialProvider {
                 }
             }
         })
+    }
+
+    fn failure(&self) -> Option<String> {
+        CredentialProvider::failure(self)
     }
 }
 
@@ -158,6 +166,11 @@ impl GatePolicy {
         let upstream = Upstream::new(settings.gitlab.clone(), settings.timeouts.connect);
         let pacer = Arc::new(Pacer::new(settings.max_requests_per_minute, settings.retry.max_wait));
         GatePolicy { settings, upstream, pacer }
+    }
+
+    /// Why the tenant's credential can no longer be used (a refused OAuth2 refresh...), if it is known.
+    pub fn credential_failure(&self) -> Option<String> {
+        self.settings.credential.as_ref().and_then(|c| c.failure())
     }
 
     /// A gate that lets nothing out: for `list-objects` and `describe-schema`.

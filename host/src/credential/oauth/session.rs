@@ -74,6 +74,11 @@ impl OAuthSession {
         TokenKind::Bearer.header(&tokens.access_token)
     }
 
+    /// Why the tokens can no longer be used (a refused refresh token...), once that is known.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.broken.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// GitLab refused `used`: refresh unless that already happened since `used` was handed out.
     /// True when a fresh header is available.
     pub async fn refresh_after_unauthorized(&self, used: &HeaderValue) -> Result<bool> {
