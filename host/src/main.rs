@@ -11,7 +11,8 @@
 //! - [`credential`]: the tenant's token, never shown.
 //! - [`plan`]: from a flow to checked partitions (scopes resolved and expanded).
 //! - [`run`]: partitions read concurrently, the page loop, errors.
-//! - [`dest`]: destinations (SQLite, JSONL) behind one writer thread.
+//! - [`dest`]: destinations (SQLite, PostgreSQL, JSONL, CSV, Parquet, S3) behind one writer thread.
+//! - [`pg`], [`io_thread`]: PostgreSQL connections; async clients driven from synchronous code.
 //! - [`state`]: checkpoints, saved after each durable page.
 //! - [`summary`]: the report at the end.
 
@@ -20,6 +21,8 @@ mod credential;
 mod dest;
 mod flow;
 mod gate;
+mod io_thread;
+mod pg;
 mod plan;
 mod run;
 mod sandbox;

@@ -125,10 +125,9 @@ pub async fn run(
 
 /// The checkpoint store of a destination that keeps none itself: a SQLite file beside it.
 fn separate_store(destination: &DestinationUrl) -> anyhow::Result<Box<dyn CheckpointStore>> {
-    let path = match destination {
-        DestinationUrl::Jsonl(dir) => dir.join(".checkpoints.db"),
-        DestinationUrl::Sqlite(path) => path.with_extension("checkpoints.db"),
-    };
+    let path = destination
+        .default_checkpoints()
+        .ok_or_else(|| anyhow!("the destination {destination} keeps no checkpoints and names no store"))?;
     Ok(Box::new(SqliteCheckpoints::open(&path)?))
 }
 

@@ -11,6 +11,7 @@
 //! checkpoint is saved in the separate store, and the destination's resume marker lets a resumed run
 //! cut off whatever was written after the last saved checkpoint.
 
+pub mod postgres;
 pub mod sqlite;
 
 use anyhow::Result;
