@@ -4,7 +4,8 @@
 //! - CSV: a header row, then one row per record; strings as they are, numbers and booleans as JSON
 //!   writes them, null as an empty cell, structs and lists as JSON text.
 //! - Parquet (Snappy): an Arrow schema from the table schema: integer → Int64, number → Float64,
-//!   boolean → Boolean, string → Utf8, date → Date32, date-time → Timestamp(ms, UTC); struct and list
+//!   boolean → Boolean, string → Utf8, date → Date32, date-time → Timestamp(ms, +00:00: UTC, which
+//!   Parquet records as adjusted to UTC); struct and list
 //!   → Utf8 holding JSON text, marked with Arrow's canonical `arrow.json` extension so that the Parquet
 //!   column carries the JSON logical type (the schema does not describe what is inside a struct or a
 //!   list, so JSON is the faithful choice; DuckDB, Spark and Trino read such columns as JSON).
@@ -16,7 +17,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -148,7 +149,8 @@ pub fn arrow_type(field_type: FieldType) -> DataType {
         FieldType::Number => DataType::Float64,
         FieldType::String | FieldType::Struct | FieldType::List => DataType::Utf8,
         FieldType::Date => DataType::Date32,
-        FieldType::DateTime => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        // "+00:00" rather than "UTC": arrow parses offsets without the time zone database.
+        FieldType::DateTime => DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
     }
 }
 

@@ -115,6 +115,7 @@ fn push_field(out: &mut String, value: Option<&Value>, field_type: FieldType) {
 }
 
 /// One page, ready to load: the columns it has and its rows in COPY text format.
+#[derive(Debug)]
 struct Load {
     columns: Vec<Column>,
     copy: String,

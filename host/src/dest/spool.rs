@@ -41,6 +41,7 @@ impl std::str::FromStr for Marker {
 }
 
 /// An open spool file.
+#[derive(Debug)]
 pub struct Spool {
     path: PathBuf,
     file: File,

@@ -60,7 +60,7 @@ fn spawn_server(command: Command, death_signal: i32, stop_signal: i32, dir: Opti
                     // SAFETY: prctl is async-signal-safe and touches nothing of the parent.
                     unsafe {
                         command.pre_exec(move || {
-                            libc::prctl(libc::PR_SET_PDEATHSIG, signal);
+                            libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong);
                             Ok(())
                         });
                     }
@@ -201,7 +201,8 @@ impl Postgres {
     /// A new, empty database named `name` (dropped first if a test left one), and its URL.
     pub fn database(&self, name: &str) -> String {
         let mut admin = self.connect("postgres").unwrap();
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")).unwrap();
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         self.url(name)
     }
 }
