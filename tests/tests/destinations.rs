@@ -8,9 +8,9 @@
 //! exactly once across their published parts (and every part in exactly one manifest), and the runs
 //! together asked for barely more pages than one read: they resumed rather than started over.
 
-mod support;
 #[path = "support/servers.rs"]
 mod servers;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -121,7 +121,10 @@ fn postgres_rows(database: &str, table: &str) -> Vec<Map<String, Value>> {
 fn postgres_types(database: &str, table: &str) -> BTreeMap<String, String> {
     let mut client = servers::postgres().connect(database).unwrap();
     client
-        .query("SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1", &[&table])
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1",
+            &[&table],
+        )
         .unwrap()
         .iter()
         .map(|row| (row.get(0), row.get(1)))
@@ -165,7 +168,8 @@ fn arrow_value(column: &dyn Array, row: usize, field_type: &str) -> Value {
 /// Every record of a Parquet file, as JSON built from its typed columns.
 fn parquet_records(bytes: bytes::Bytes, object: &str) -> Vec<Map<String, Value>> {
     let types = field_types(object);
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
     let mut records = Vec::new();
     for batch in reader {
         let batch: RecordBatch = batch.unwrap();
@@ -209,11 +213,9 @@ fn csv_records(bytes: &[u8], object: &str) -> Vec<Map<String, Value>> {
 /// Records of one part, whatever its format.
 fn part_records(format: &str, bytes: bytes::Bytes, object: &str) -> Vec<Map<String, Value>> {
     match format {
-        "jsonl" => bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).unwrap())
-            .collect(),
+        "jsonl" => {
+            bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+        }
         "csv" => csv_records(&bytes, object),
         "parquet" => parquet_records(bytes, object),
         other => panic!("unknown format {other}"),
@@ -460,8 +462,13 @@ fn sqlite_resumes_after_kill_9() {
     let db = dir.path().join("big.db");
     let (expected, _) = kill_and_resume(&sim, &format!("sqlite:{}", db.display()), &[], KILLS);
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let ids: Vec<i64> =
-        conn.prepare("SELECT id FROM issue").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM issue")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_exactly_once(ids, &expected, "sqlite");
 }
 

@@ -163,12 +163,7 @@ impl FileDestination {
 
     /// The published name of `part` when started by `run`.
     fn part_name(&self, part: &PartitionKey, run: &str) -> String {
-        format!(
-            "{}/{run}-{}.{}",
-            path_component(&part.object),
-            path_component(&part.scope),
-            self.format.name()
-        )
+        format!("{}/{run}-{}.{}", path_component(&part.object), path_component(&part.scope), self.format.name())
     }
 
     /// Remove every file in `dir` but `keep`.

@@ -33,7 +33,10 @@ pub struct ManifestColumn {
 
 impl ManifestColumn {
     pub fn list(columns: &[Column]) -> Vec<ManifestColumn> {
-        columns.iter().map(|c| ManifestColumn { name: c.name.clone(), field_type: type_name(c.field_type).into() }).collect()
+        columns
+            .iter()
+            .map(|c| ManifestColumn { name: c.name.clone(), field_type: type_name(c.field_type).into() })
+            .collect()
     }
 }
 

@@ -59,8 +59,7 @@ impl std::str::FromStr for DestinationUrl {
             return Ok(DestinationUrl::S3(text.parse()?));
         }
         let shown = crate::pg::redact(text);
-        let (kind, path) =
-            text.split_once(':').ok_or_else(|| anyhow!("destination '{shown}' has no kind: {USAGE}"))?;
+        let (kind, path) = text.split_once(':').ok_or_else(|| anyhow!("destination '{shown}' has no kind: {USAGE}"))?;
         if path.is_empty() {
             bail!("destination '{shown}' has no path: {USAGE}");
         }
@@ -375,7 +374,11 @@ mod tests {
     #[test]
     fn parses_every_kind_of_destination() {
         assert_eq!("sqlite:out.db".parse::<DestinationUrl>().unwrap(), DestinationUrl::Sqlite("out.db".into()));
-        for (text, format) in [("jsonl:/tmp/x", FileFormat::Jsonl), ("csv:/tmp/x", FileFormat::Csv), ("parquet:/tmp/x", FileFormat::Parquet)] {
+        for (text, format) in [
+            ("jsonl:/tmp/x", FileFormat::Jsonl),
+            ("csv:/tmp/x", FileFormat::Csv),
+            ("parquet:/tmp/x", FileFormat::Parquet),
+        ] {
             let url = text.parse::<DestinationUrl>().unwrap();
             assert_eq!(url, DestinationUrl::Files(format, "/tmp/x".into()));
             assert_eq!(url.to_string(), text);

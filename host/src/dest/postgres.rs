@@ -93,7 +93,9 @@ fn without_nul(value: Value) -> Value {
     match value {
         Value::String(s) => Value::String(s.replace('\0', "")),
         Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k.replace('\0', ""), without_nul(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k.replace('\0', ""), without_nul(v))).collect())
+        }
         other => other,
     }
 }
@@ -129,7 +131,11 @@ fn page_load(table: &TableSchema, records: &[u8]) -> Result<Load> {
         let record: Map<String, Value> = serde_json::from_slice(line)
             .with_context(|| format!("record {} of the page is not a JSON object", number + 1))?;
         if let Some(unknown) = record.keys().find(|k| !table.columns.iter().any(|c| &c.name == *k)) {
-            bail!("record {} has the field '{unknown}', which the schema of '{}' does not have", number + 1, table.name);
+            bail!(
+                "record {} has the field '{unknown}', which the schema of '{}' does not have",
+                number + 1,
+                table.name
+            );
         }
         rows.push(record);
     }
@@ -290,10 +296,7 @@ mod tests {
         let load = page_load(&table(), records).unwrap();
         let names: Vec<&str> = load.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["id", "title", "closed", "author"]);
-        assert_eq!(
-            load.copy,
-            "0\t1\ttab\\there\\\\ and\\nnewline\tt\t{\"n\":\"ab\"}\n1\t2\t\\N\tf\t\\N\n"
-        );
+        assert_eq!(load.copy, "0\t1\ttab\\there\\\\ and\\nnewline\tt\t{\"n\":\"ab\"}\n1\t2\t\\N\tf\t\\N\n");
     }
 
     #[test]

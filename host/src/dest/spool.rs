@@ -31,7 +31,9 @@ impl std::str::FromStr for Marker {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> Result<Self> {
-        let bad = || anyhow!("the saved file marker '{text}' is not RUN:BYTES:RECORDS (was it saved by another destination?)");
+        let bad = || {
+            anyhow!("the saved file marker '{text}' is not RUN:BYTES:RECORDS (was it saved by another destination?)")
+        };
         let mut fields = text.rsplitn(3, ':');
         let records = fields.next().and_then(|r| r.parse().ok()).ok_or_else(bad)?;
         let bytes = fields.next().and_then(|b| b.parse().ok()).ok_or_else(bad)?;

@@ -43,7 +43,10 @@ pub async fn create_table(client: &Client) -> Result<(), tokio_postgres::Error> 
 }
 
 /// The checkpoint of `key`.
-pub async fn load(client: &impl GenericClient, key: &PartitionKey) -> Result<Option<Checkpoint>, tokio_postgres::Error> {
+pub async fn load(
+    client: &impl GenericClient,
+    key: &PartitionKey,
+) -> Result<Option<Checkpoint>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT page_token, read_high, watermark, dest_marker FROM _checkpoints
