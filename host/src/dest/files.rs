@@ -275,12 +275,12 @@ impl Destination for FileDestination {
 
     fn close_part(&mut self, part: &PartitionKey) -> Result<()> {
         let Some(open) = self.open.remove(part) else { return Ok(()) };
-        if open.spool.records() > 0 {
-            if let Err(error) = self.publish(part, &open) {
-                // Still open: a retry (or a resumed run) publishes it.
-                self.open.insert(part.clone(), open);
-                return Err(error);
-            }
+        if open.spool.records() > 0
+            && let Err(error) = self.publish(part, &open)
+        {
+            // Still open: a retry (or a resumed run) publishes it.
+            self.open.insert(part.clone(), open);
+            return Err(error);
         }
         self.closed.push(open.spool.path().to_owned());
         Ok(())

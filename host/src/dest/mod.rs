@@ -43,9 +43,9 @@ pub enum DestinationUrl {
     /// `jsonl:DIR`, `csv:DIR`, `parquet:DIR`: parts in a local folder.
     Files(FileFormat, PathBuf),
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: a PostgreSQL database.
-    Postgres(PgUrl),
+    Postgres(Box<PgUrl>),
     /// `s3://BUCKET/PREFIX[?format=...&spool=DIR]`: parts in an S3 bucket.
-    S3(S3Url),
+    S3(Box<S3Url>),
 }
 
 impl std::str::FromStr for DestinationUrl {
@@ -53,10 +53,10 @@ impl std::str::FromStr for DestinationUrl {
 
     fn from_str(text: &str) -> Result<Self> {
         if is_postgres_url(text) {
-            return Ok(DestinationUrl::Postgres(text.parse()?));
+            return Ok(DestinationUrl::Postgres(Box::new(text.parse()?)));
         }
         if text.starts_with("s3://") {
-            return Ok(DestinationUrl::S3(text.parse()?));
+            return Ok(DestinationUrl::S3(Box::new(text.parse()?)));
         }
         let shown = crate::pg::redact(text);
         let (kind, path) = text.split_once(':').ok_or_else(|| anyhow!("destination '{shown}' has no kind: {USAGE}"))?;

@@ -44,10 +44,10 @@ extern "C" fn stop_servers() {
 
 type SpawnRequest = (Command, i32, mpsc::Sender<std::io::Result<Child>>);
 
-/// Spawn `command` so that it receives `death_signal` when this process dies, and is stopped with it
-/// at exit. The kernel sends the death signal when the forking *thread* ends, so every server is
+/// Spawn `command` so that it receives `death_signal` when this process dies, and is stopped (sent
+/// `stop_signal`, then waited for) at exit; returns its process id. The kernel sends the death signal when the forking *thread* ends, so every server is
 /// forked by one thread that never ends.
-fn spawn_server(command: Command, death_signal: i32, stop_signal: i32, dir: Option<PathBuf>) -> Child {
+fn spawn_server(command: Command, death_signal: i32, stop_signal: i32, dir: Option<PathBuf>) -> u32 {
     static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let keeper = KEEPER.get_or_init(|| {
         // SAFETY: registering a plain extern "C" function.
@@ -73,8 +73,11 @@ fn spawn_server(command: Command, death_signal: i32, stop_signal: i32, dir: Opti
     let (reply, answer) = mpsc::channel();
     keeper.lock().unwrap().send((command, death_signal, reply)).expect("the server keeper is alive");
     let child = answer.recv().expect("the server keeper answers").expect("starting a test server");
-    RUNNING.lock().unwrap().push(Running { pid: child.id() as i32, signal: stop_signal, dir });
-    child
+    let pid = child.id();
+    // Waited for by `stop_servers`, at exit.
+    drop(child);
+    RUNNING.lock().unwrap().push(Running { pid: pid as i32, signal: stop_signal, dir });
+    pid
 }
 
 /// A free TCP port on 127.0.0.1.
