@@ -13,7 +13,8 @@
 //! - [`resume`]: where a partition's read starts (resumed, incremental, full).
 //! - [`run`]: partitions read concurrently, the page loop, errors.
 //! - [`progress`]: bars on a terminal, log lines otherwise.
-//! - [`dest`]: destinations (SQLite, JSONL) behind one writer thread.
+//! - [`dest`]: destinations (SQLite, PostgreSQL, JSONL, CSV, Parquet, S3) behind one writer thread.
+//! - [`pg`], [`io_thread`]: PostgreSQL connections; async clients driven from synchronous code.
 //! - [`state`]: checkpoints, saved after each durable page.
 //! - [`summary`]: the report at the end.
 
@@ -22,6 +23,8 @@ mod credential;
 mod dest;
 mod flow;
 mod gate;
+mod io_thread;
+mod pg;
 mod plan;
 mod progress;
 mod resume;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use gitlab_sim::{FaultCounts, Faults, RateLimit, SimConfig, Simulator, ThrottleHeaders, WorldShape};
 use serde_json::Value;
-use support::{HostRun, TOKEN, artifacts, host, host_run, read_jsonl, temp_dir};
+use support::{HostRun, TOKEN, artifacts, host, host_run, read_jsonl_object, temp_dir};
 
 /// Retry flags that keep the tests fast: quick backoffs, a short HTTP timeout.
 const FAST_RETRIES: [&str; 8] =
@@ -43,8 +43,7 @@ impl Run {
 
     /// The ids written for `object`, checking that none is written twice.
     fn ids(&self, object: &str) -> BTreeSet<i64> {
-        let path = self.dir.path().join("out").join(format!("{object}.jsonl"));
-        let records = read_jsonl(&path);
+        let records = read_jsonl_object(&self.dir.path().join("out"), object);
         let ids: BTreeSet<i64> = records.iter().map(|r| r["id"].as_i64().unwrap()).collect();
         assert_eq!(ids.len(), records.len(), "{object}: a record was written twice");
         ids
@@ -198,8 +197,8 @@ fn an_upstream_that_keeps_failing_ends_its_partition_clearly_after_the_retry_bud
     let api = sim.world().project_by_ref("demo/api").unwrap().id;
     assert_eq!(mrs["status"], "done");
     assert_eq!(mrs["records"].as_u64(), Some(sim.world().merge_requests(api).len() as u64));
-    let issues = result.dir.path().join("out/issue.jsonl");
-    assert!(!issues.exists() || read_jsonl(&issues).is_empty(), "no record of the failed partition is published");
+    let issues = read_jsonl_object(&result.dir.path().join("out"), "issue");
+    assert!(issues.is_empty(), "no record of the failed partition is published");
     assert!(!result.run.output().contains(TOKEN));
 }
 

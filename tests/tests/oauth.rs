@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use gitlab_sim::{SimConfig, Simulator, WorldShape};
 use serde_json::Value;
-use support::{HostRun, TOKEN, artifacts, read_jsonl, temp_dir};
+use support::{HostRun, TOKEN, artifacts, read_jsonl_object, temp_dir};
 
 /// The OAuth2 application the tests register.
 const CLIENT_ID: &str = "4f1c0e5b7a9d2c3e8f6a1b0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
@@ -177,7 +177,7 @@ fn demo_issue_count(sim: &Simulator) -> usize {
 }
 
 fn issue_count(out: &Path) -> usize {
-    read_jsonl(&out.join("issue.jsonl")).len()
+    read_jsonl_object(&out, "issue").len()
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn login_stores_owner_only_tokens_in_the_default_place_and_prints_no_secret() {
             .unwrap(),
     );
     assert!(run.success, "{}", run.output());
-    assert_eq!(read_jsonl(&out.join("project.jsonl")).len(), 3);
+    assert_eq!(read_jsonl_object(&out, "project").len(), 3);
 }
 
 #[test]
@@ -571,7 +571,7 @@ fn a_private_token_file_is_sent_as_private_token_and_a_readable_one_is_refused()
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let done = run(home.path());
     assert!(done.success, "{}", done.output());
-    assert_eq!(read_jsonl(&out.join("project.jsonl")).len(), 3);
+    assert_eq!(read_jsonl_object(&out, "project").len(), 3);
     assert!(sim.requests().iter().all(|r| r.header("private-token") == Some(TOKEN)));
     assert!(!done.output().contains(TOKEN) && !refused.output().contains(TOKEN));
 }

@@ -15,7 +15,7 @@ use std::thread;
 use gitlab_sim::{CI_DISABLED_PROJECT, EMPTY_REPOSITORY_PROJECT, ISSUES_DISABLED_PROJECT, World};
 use serde_json::Value;
 use support::{
-    TOKEN, artifacts, assert_typed_as, field_types, host, host_run, key_of, normalized, read_jsonl, small_simulator,
+    TOKEN, artifacts, assert_typed_as, field_types, host, host_run, key_of, normalized, read_jsonl_object, small_simulator,
     temp_dir,
 };
 
@@ -173,8 +173,7 @@ fn always_null(object: &str, got: &[Value]) -> Vec<String> {
 }
 
 fn jsonl(dir: &std::path::Path, object: &str) -> Vec<Value> {
-    let path = dir.join(format!("{object}.jsonl"));
-    if path.exists() { read_jsonl(&path) } else { Vec::new() }
+    read_jsonl_object(dir, object)
 }
 
 /// The summary line of a partition.

@@ -63,7 +63,7 @@ fn thief_outcome(sim: &gitlab_sim::Simulator, object: &str) -> String {
     let dir = temp_dir();
     let run = thief(sim, object, dir.path());
     assert!(run.success, "{}", run.output());
-    let records = support::read_jsonl(&dir.path().join(format!("{object}.jsonl")));
+    let records = support::read_jsonl_object(dir.path(), object);
     records[0]["outcome"].as_str().unwrap().to_owned()
 }
 

@@ -5,7 +5,7 @@ mod support;
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
-use support::{TOKEN, assert_typed, host_run, is_utc_millis, read_jsonl, simulator, sqlite_ids, temp_dir, utc_millis};
+use support::{TOKEN, assert_typed, host_run, is_utc_millis, read_jsonl_object, simulator, sqlite_ids, temp_dir, utc_millis};
 
 #[test]
 fn a_group_of_150_projects_across_subgroups_syncs_every_project() {
@@ -56,7 +56,7 @@ fn instance_scope_reads_every_project_with_keyset_pagination() {
     let dest = format!("jsonl:{}", out.display());
     let run = host_run(&sim, &["--object", "project", "--instance", "--dest", &dest], Some(TOKEN));
     assert!(run.success, "{}", run.output());
-    let records = read_jsonl(&out.join("project.jsonl"));
+    let records = read_jsonl_object(&out, "project");
     let ids: BTreeSet<i64> = records.iter().map(|r| r["id"].as_i64().unwrap()).collect();
     let all: BTreeSet<i64> = sim.world().projects().iter().map(|p| p.id as i64).collect();
     assert_eq!(ids, all);
@@ -136,8 +136,8 @@ fn merge_requests_and_issues_are_typed_as_the_schema_says() {
     );
     assert!(run.success, "{}", run.output());
     let world = sim.world();
-    for (object, file) in [("issue", "issue.jsonl"), ("project_merge_request", "project_merge_request.jsonl")] {
-        let records = read_jsonl(&out.join(file));
+    for object in ["issue", "project_merge_request"] {
+        let records = read_jsonl_object(&out, object);
         let expected: usize = ["demo/website", "demo/api"]
             .iter()
             .map(|p| {
@@ -162,7 +162,7 @@ fn projection_keeps_the_selected_fields_and_the_key() {
         Some(TOKEN),
     );
     assert!(run.success, "{}", run.output());
-    let records = read_jsonl(&out.join("issue.jsonl"));
+    let records = read_jsonl_object(&out, "issue");
     assert!(!records.is_empty());
     for record in &records {
         let keys: Vec<&str> = record.as_object().unwrap().keys().map(String::as_str).collect();
@@ -217,7 +217,7 @@ fn filters_are_pushed_down_to_gitlab() {
         .map(|i| i["id"].as_i64().unwrap())
         .collect();
     assert!(!expected.is_empty());
-    let got: BTreeSet<i64> = read_jsonl(&out.join("issue.jsonl")).iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let got: BTreeSet<i64> = read_jsonl_object(&out, "issue").iter().map(|r| r["id"].as_i64().unwrap()).collect();
     assert_eq!(got, expected);
 }
 

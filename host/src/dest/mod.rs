@@ -1,43 +1,72 @@
 //! Destinations: where pages of records are written.
 //!
-//! A destination is opened from a URL (`sqlite:PATH`, `jsonl:DIR`), told each object's table schema
-//! once, then handed pages of NDJSON records, partition by partition (see [`Destination`]). All writes
-//! and checkpoint saves go through one [`Writer`] thread per run, so a destination is only ever used
-//! from one thread; a partition waits for its page to be durably written, and its checkpoint saved,
-//! before it asks for the next one.
+//! A destination is opened from a URL (see [`DestinationUrl`]), told each object's table schema once,
+//! then handed pages of NDJSON records, partition by partition (see [`Destination`]). All writes and
+//! checkpoint saves go through one [`Writer`] thread per run, so a destination is only ever used from
+//! one thread; a partition waits for its page to be durably written, and its checkpoint saved, before
+//! it asks for the next one.
+//!
+//! - databases, which upsert by primary key and keep their checkpoints beside their tables, so a page
+//!   and its checkpoint commit together: [`sqlite`], [`postgres`];
+//! - files, one part per partition per run, spooled durably page by page and published whole when the
+//!   partition's read completes, with a manifest per run: [`files`] (over a local folder or, with
+//!   [`s3`], an S3 bucket), in the formats of [`format`], built on [`spool`] and [`manifest`].
 
-pub mod jsonl;
+pub mod files;
+pub mod format;
+pub mod manifest;
+pub mod postgres;
+pub mod s3;
+pub mod spool;
 pub mod sqlite;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::pg::{PgUrl, is_postgres_url};
 use crate::sandbox::wit::FieldType;
 use crate::state::{Checkpoint, CheckpointStore, PartitionKey};
+pub use format::FileFormat;
+pub use s3::S3Url;
+
+/// Every kind of destination, as `--dest` takes it.
+const USAGE: &str = "write sqlite:FILE, jsonl:DIR, csv:DIR, parquet:DIR, postgres://USER@HOST:PORT/DATABASE \
+                     or s3://BUCKET/PREFIX[?format=jsonl|csv|parquet]";
 
 /// A parsed `--dest` value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DestinationUrl {
+    /// `sqlite:FILE`: a SQLite database.
     Sqlite(PathBuf),
-    Jsonl(PathBuf),
+    /// `jsonl:DIR`, `csv:DIR`, `parquet:DIR`: parts in a local folder.
+    Files(FileFormat, PathBuf),
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: a PostgreSQL database.
+    Postgres(Box<PgUrl>),
+    /// `s3://BUCKET/PREFIX[?format=...&spool=DIR]`: parts in an S3 bucket.
+    S3(Box<S3Url>),
 }
 
 impl std::str::FromStr for DestinationUrl {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> Result<Self> {
-        let (kind, path) = text
-            .split_once(':')
-            .ok_or_else(|| anyhow!("destination '{text}' has no kind: write sqlite:FILE or jsonl:DIR"))?;
-        if path.is_empty() {
-            bail!("destination '{text}' has no path: write sqlite:FILE or jsonl:DIR");
+        if is_postgres_url(text) {
+            return Ok(DestinationUrl::Postgres(Box::new(text.parse()?)));
         }
-        match kind {
-            "sqlite" => Ok(DestinationUrl::Sqlite(PathBuf::from(path))),
-            "jsonl" => Ok(DestinationUrl::Jsonl(PathBuf::from(path))),
-            other => bail!("unknown destination kind '{other}' in '{text}': supported are sqlite:FILE and jsonl:DIR"),
+        if text.starts_with("s3://") {
+            return Ok(DestinationUrl::S3(Box::new(text.parse()?)));
+        }
+        let shown = crate::pg::redact(text);
+        let (kind, path) = text.split_once(':').ok_or_else(|| anyhow!("destination '{shown}' has no kind: {USAGE}"))?;
+        if path.is_empty() {
+            bail!("destination '{shown}' has no path: {USAGE}");
+        }
+        match (kind, FileFormat::from_name(kind)) {
+            ("sqlite", _) => Ok(DestinationUrl::Sqlite(PathBuf::from(path))),
+            (_, Some(format)) => Ok(DestinationUrl::Files(format, PathBuf::from(path))),
+            (other, None) => bail!("unknown destination kind '{other}' in '{shown}': {USAGE}"),
         }
     }
 }
@@ -46,7 +75,22 @@ impl std::fmt::Display for DestinationUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DestinationUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
-            DestinationUrl::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
+            DestinationUrl::Files(format, dir) => write!(f, "{}:{}", format.name(), dir.display()),
+            DestinationUrl::Postgres(url) => write!(f, "{url}"),
+            DestinationUrl::S3(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+impl DestinationUrl {
+    /// Where the checkpoints of this destination live when the run names no store (`--state`): `None`
+    /// for the databases, which keep them beside their tables; a SQLite file beside the parts' spools
+    /// for the others.
+    pub fn default_checkpoints(&self) -> Option<PathBuf> {
+        match self {
+            DestinationUrl::Sqlite(_) | DestinationUrl::Postgres(_) => None,
+            DestinationUrl::Files(_, dir) => Some(dir.join(".checkpoints.db")),
+            DestinationUrl::S3(url) => Some(url.spool.join("checkpoints.db")),
         }
     }
 }
@@ -96,6 +140,8 @@ pub trait Destination: Send {
     ) -> Result<Option<String>>;
 
     /// The read of `part` completed: publish what was written (files: move the part into place).
+    /// Called before the checkpoint that completes the read is saved, and perhaps once more after it:
+    /// closing a part that is not open does nothing.
     fn close_part(&mut self, part: &PartitionKey) -> Result<()>;
 
     /// Finish the run (write its manifest, close connections).
@@ -112,8 +158,46 @@ pub trait Destination: Send {
 pub fn open(url: &DestinationUrl) -> Result<Box<dyn Destination>> {
     match url {
         DestinationUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteDestination::open(path)?)),
-        DestinationUrl::Jsonl(dir) => Ok(Box::new(jsonl::JsonlDestination::open(dir)?)),
+        DestinationUrl::Files(format, dir) => Ok(Box::new(files::FileDestination::local(*format, dir)?)),
+        DestinationUrl::Postgres(url) => Ok(Box::new(postgres::PostgresDestination::open(url)?)),
+        DestinationUrl::S3(url) => Ok(Box::new(s3::open(url)?)),
     }
+}
+
+/// The name of a field type, as `describe-schema` documents it (`date-time`, `struct`...).
+pub fn type_name(field_type: FieldType) -> &'static str {
+    match field_type {
+        FieldType::Boolean => "boolean",
+        FieldType::Integer => "integer",
+        FieldType::Number => "number",
+        FieldType::String => "string",
+        FieldType::Date => "date",
+        FieldType::DateTime => "date-time",
+        FieldType::Struct => "struct",
+        FieldType::List => "list",
+    }
+}
+
+/// `name` made safe as one component of a file or object path: every character but ASCII letters,
+/// digits, `.`, `_` and `-` is written `%XX`, and so is a leading dot.
+pub fn path_component(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, byte) in name.bytes().enumerate() {
+        let keep = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && i > 0);
+        if keep {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    if out.is_empty() { "%00".to_owned() } else { out }
+}
+
+/// Make `dir`'s entries (a rename or a new file in it) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync the folder {}", dir.display()))
 }
 
 type Reply<T> = oneshot::Sender<Result<T>>;
@@ -158,16 +242,38 @@ impl Sink {
         self.destination.checkpoints().ok_or_else(|| anyhow!("this run has no checkpoint store"))
     }
 
+    /// Write a page of `part`, then save `checkpoint` (in the page's transaction when the destination
+    /// keeps the checkpoints).
+    ///
+    /// A checkpoint that ends the read (no next page) is saved only after the part is published
+    /// (`close_part`): a crash in between leaves the read in progress, to be resumed from its last
+    /// page, rather than a completed read whose records were never published.
     fn write(&mut self, part: &PartitionKey, records: &[u8], mut checkpoint: Checkpoint) -> Result<()> {
+        let completes = !checkpoint.in_progress();
         match self.store.as_deref_mut() {
             // Page then checkpoint: a crash between the two leaves bytes past the saved marker, which a
             // resumed run cuts off.
             Some(store) => {
-                checkpoint.dest_marker = self.destination.write_page(part, records, None)?;
+                let marker = self.destination.write_page(part, records, None)?;
+                if completes {
+                    self.destination.close_part(part)?;
+                }
+                checkpoint.dest_marker = if completes { None } else { marker };
                 store.save(part, &checkpoint)
             }
-            None => self.destination.write_page(part, records, Some(&checkpoint)).map(drop),
+            None => {
+                self.destination.write_page(part, records, Some(&checkpoint))?;
+                if completes { self.destination.close_part(part) } else { Ok(()) }
+            }
         }
+    }
+
+    /// Save `checkpoint` without a page; as in [`Sink::write`], a read completes once published.
+    fn save(&mut self, part: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
+        if !checkpoint.in_progress() {
+            self.destination.close_part(part)?;
+        }
+        self.store()?.save(part, checkpoint)
     }
 
     fn handle(&mut self, job: Job) {
@@ -176,7 +282,7 @@ impl Sink {
             Job::Load(part, done) => drop(done.send(self.store().and_then(|s| s.load(&part)))),
             Job::Open(part, resume, done) => drop(done.send(self.destination.open_part(&part, resume.as_deref()))),
             Job::Write { part, records, checkpoint, done } => drop(done.send(self.write(&part, &records, *checkpoint))),
-            Job::Save(part, checkpoint, done) => drop(done.send(self.store().and_then(|s| s.save(&part, &checkpoint)))),
+            Job::Save(part, checkpoint, done) => drop(done.send(self.save(&part, &checkpoint))),
             Job::Close(part, done) => drop(done.send(self.destination.close_part(&part))),
         }
     }
@@ -269,11 +375,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_destination_urls() {
+    fn parses_every_kind_of_destination() {
         assert_eq!("sqlite:out.db".parse::<DestinationUrl>().unwrap(), DestinationUrl::Sqlite("out.db".into()));
-        assert_eq!("jsonl:/tmp/x".parse::<DestinationUrl>().unwrap(), DestinationUrl::Jsonl("/tmp/x".into()));
-        let err = "parquet:x".parse::<DestinationUrl>().unwrap_err().to_string();
-        assert!(err.contains("unknown destination kind 'parquet'"), "{err}");
+        for (text, format) in [
+            ("jsonl:/tmp/x", FileFormat::Jsonl),
+            ("csv:/tmp/x", FileFormat::Csv),
+            ("parquet:/tmp/x", FileFormat::Parquet),
+        ] {
+            let url = text.parse::<DestinationUrl>().unwrap();
+            assert_eq!(url, DestinationUrl::Files(format, "/tmp/x".into()));
+            assert_eq!(url.to_string(), text);
+        }
+        let url = "postgres://etl:pw@db:5433/wh".parse::<DestinationUrl>().unwrap();
+        assert!(matches!(url, DestinationUrl::Postgres(_)));
+        assert_eq!(url.to_string(), "postgres://etl@db:5433/wh");
+        assert_eq!(url.default_checkpoints(), None);
+        let url = "s3://bucket/some/prefix?format=parquet&spool=/var/spool/x".parse::<DestinationUrl>().unwrap();
+        assert_eq!(url.to_string(), "s3://bucket/some/prefix?format=parquet");
+        assert_eq!(url.default_checkpoints(), Some("/var/spool/x/checkpoints.db".into()));
+        let err = "xml:x".parse::<DestinationUrl>().unwrap_err().to_string();
+        assert!(err.contains("unknown destination kind 'xml'"), "{err}");
+        for kind in ["sqlite:FILE", "jsonl:DIR", "csv:DIR", "parquet:DIR", "postgres://", "s3://"] {
+            assert!(err.contains(kind), "{err} should name {kind}");
+        }
         assert!("out.db".parse::<DestinationUrl>().is_err());
+        assert!("csv:".parse::<DestinationUrl>().is_err());
+    }
+
+    #[test]
+    fn path_components_are_safe() {
+        assert_eq!(path_component("project-42"), "project-42");
+        assert_eq!(path_component("acme/flow one"), "acme%2Fflow%20one");
+        assert_eq!(path_component(".."), "%2E.");
+        assert_eq!(path_component(""), "%00");
     }
 }

@@ -553,7 +553,7 @@ url = "postgres://db.example/state"
         };
         let flow = parse(GOOD, &info(), &overrides).unwrap();
         assert!(flow.objects.iter().all(|o| o.mode == Mode::Full));
-        assert_eq!(flow.destination, DestinationUrl::Jsonl("elsewhere".into()));
+        assert_eq!(flow.destination, DestinationUrl::Files(crate::dest::FileFormat::Jsonl, "elsewhere".into()));
         assert_eq!(flow.origins.message("objects[0].mode", "x"), "--mode full: x");
     }
 

@@ -17,11 +17,12 @@
 //! Where checkpoints are kept is a [`StateUrl`] (`--state`, or `[state] url` in a flow file); without
 //! one, [`StatePlace::choose`] picks a place beside the destination.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::dest::DestinationUrl;
@@ -138,16 +139,22 @@ pub enum StatePlace {
 impl StatePlace {
     /// The place for `destination`, given the `--state` the flow names, if any.
     ///
-    /// Without one: SQLite destinations keep their checkpoints in their own database; folder
-    /// destinations (JSONL) in `.checkpoints.db` inside the folder, beside the data they describe.
+    /// Without one: database destinations (SQLite, PostgreSQL) keep their checkpoints in their own
+    /// database; folder destinations in `.checkpoints.db` inside the folder, beside the data they
+    /// describe; S3 in its local spool folder.
     pub fn choose(destination: &DestinationUrl, state: Option<&StateUrl>) -> StatePlace {
         match (state, destination) {
             (Some(StateUrl::Sqlite(state)), DestinationUrl::Sqlite(dest)) if same_file(state, dest) => {
                 StatePlace::Destination
             }
+            (Some(StateUrl::Postgres(state)), DestinationUrl::Postgres(dest)) if dest.same_database(state) => {
+                StatePlace::Destination
+            }
             (Some(state), _) => StatePlace::Store(state.clone()),
-            (None, DestinationUrl::Sqlite(_)) => StatePlace::Destination,
-            (None, DestinationUrl::Jsonl(dir)) => StatePlace::Store(StateUrl::Sqlite(dir.join(".checkpoints.db"))),
+            (None, _) => match destination.default_checkpoints() {
+                Some(path) => StatePlace::Store(StateUrl::Sqlite(path)),
+                None => StatePlace::Destination,
+            },
         }
     }
 
@@ -165,22 +172,19 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
-/// Whether this build can keep checkpoints at `url`: checked before a run sends anything.
+/// Whether `url` is well formed (a PostgreSQL URL parses): checked before a run sends anything.
 pub fn check_available(url: &StateUrl) -> Result<()> {
     match url {
         StateUrl::Sqlite(_) => Ok(()),
-        StateUrl::Postgres(_) => {
-            Err(anyhow!("PostgreSQL checkpoint stores ({url}) are not available in this build: use sqlite:PATH"))
-        }
+        StateUrl::Postgres(text) => text.parse::<crate::pg::PgUrl>().map(drop),
     }
 }
 
 /// Open the checkpoint store at `url`.
 pub fn open(url: &StateUrl) -> Result<Box<dyn CheckpointStore>> {
-    check_available(url)?;
     match url {
         StateUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteCheckpoints::open(path)?)),
-        StateUrl::Postgres(_) => unreachable!("checked above"),
+        StateUrl::Postgres(text) => Ok(Box::new(postgres::PostgresCheckpoints::open(&text.parse()?)?)),
     }
 }
 
@@ -209,7 +213,7 @@ mod tests {
         assert_eq!(StatePlace::choose(&sqlite, Some(&same)), StatePlace::Destination);
         let other = StateUrl::Sqlite("state.db".into());
         assert_eq!(StatePlace::choose(&sqlite, Some(&other)), StatePlace::Store(other));
-        let jsonl = DestinationUrl::Jsonl("out".into());
+        let jsonl = DestinationUrl::Files(crate::dest::FileFormat::Jsonl, "out".into());
         assert_eq!(
             StatePlace::choose(&jsonl, None),
             StatePlace::Store(StateUrl::Sqlite(PathBuf::from("out/.checkpoints.db")))

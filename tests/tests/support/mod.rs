@@ -146,6 +146,24 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}"))).collect()
 }
 
+/// Every record of `object` in the JSONL destination folder `dir`: its published parts
+/// (`DIR/OBJECT/RUN-SCOPE.jsonl`), in name order; none when no part of it was published.
+pub fn read_jsonl_object(dir: &Path, object: &str) -> Vec<serde_json::Value> {
+    let folder = dir.join(object);
+    if !folder.exists() {
+        return Vec::new();
+    }
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", folder.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    parts.sort();
+    parts.iter().flat_map(|p| read_jsonl(p)).collect()
+}
+
 /// An RFC 3339 UTC date-time with milliseconds, as the connector writes them.
 pub fn is_utc_millis(text: &str) -> bool {
     let b = text.as_bytes();

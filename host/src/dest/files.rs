@@ -1,0 +1,479 @@
+//! File destinations: one part per partition per run, in a local folder or an S3 bucket.
+//!
+//! ```text
+//!  write_page ──► spool  SPOOL/parts/FLOW/OBJECT/SCOPE/RUN.ndjson   (appended, fsync'd; marker RUN:BYTES:RECORDS)
+//!  close_part ──► render (JSONL: the spool itself; CSV, Parquet: see `format`)
+//!             ──► publish OBJECT/RUN-SCOPE.EXT on the target (a folder: link or copy, then rename;
+//!                 S3: upload) ──► journal of the run (see `manifest`)
+//!  finish     ──► manifest _manifests/RUN.json (and those of dead runs) ──► spools removed
+//! ```
+//!
+//! A part is named after the run that started it. The writer saves a completed read's checkpoint only
+//! after its part is published, so a run killed at any moment is resumed as follows: a part whose read
+//! was in progress is reopened from its spool, cut back to the marker of its last saved checkpoint,
+//! and unpublished if it had been published already (the checkpoint saying "complete" was not saved);
+//! the pages read again then land exactly once, and the part is published whole. A part whose read had
+//! completed was published before its checkpoint was saved, and is not touched again.
+//!
+//! Spools live in the destination's folder (`DIR/_spool`) for a local folder, so that publishing is a
+//! hard link and a rename; for S3 in a local folder of their own (see [`super::s3`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::format::{self, FileFormat};
+use super::manifest::{ManifestColumn, PartEntry, RunLog};
+use super::spool::{Marker, Spool};
+use super::{Destination, TableSchema, path_component, sync_dir};
+use crate::state::{Checkpoint, PartitionKey};
+
+/// Where published parts and manifests go.
+pub trait Target: Send {
+    /// The target, for messages (a folder, or an `s3://` URL).
+    fn location(&self) -> String;
+    /// Publish the local file `file` as `name` (`OBJECT/RUN-SCOPE.EXT`), whole or not at all. `file`
+    /// stays where it is.
+    fn publish(&mut self, file: &Path, name: &str) -> Result<()>;
+    /// Whether `name` is published.
+    fn exists(&mut self, name: &str) -> Result<bool>;
+    /// Unpublish `name` (nothing happens if it is not published).
+    fn remove(&mut self, name: &str) -> Result<()>;
+    /// Write `bytes` as `name`, whole or not at all.
+    fn put(&mut self, name: &str, bytes: &[u8]) -> Result<()>;
+}
+
+/// A local folder.
+pub struct LocalDir {
+    dir: PathBuf,
+}
+
+impl LocalDir {
+    pub fn new(dir: &Path) -> Result<LocalDir> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        Ok(LocalDir { dir: dir.to_owned() })
+    }
+
+    /// `name`'s path, and a temporary path beside it.
+    fn paths(&self, name: &str) -> Result<(PathBuf, PathBuf)> {
+        let path = self.dir.join(name);
+        let parent = path.parent().ok_or_else(|| anyhow!("'{name}' has no folder"))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create the folder {}", parent.display()))?;
+        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("part");
+        let temporary = parent.join(format!(".{file_name}.tmp"));
+        Ok((path, temporary))
+    }
+
+    /// Move `temporary` into place as `path`, durably.
+    fn rename_into_place(temporary: &Path, path: &Path) -> Result<()> {
+        std::fs::rename(temporary, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+impl Target for LocalDir {
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn publish(&mut self, file: &Path, name: &str) -> Result<()> {
+        let (path, temporary) = self.paths(name)?;
+        let _ = std::fs::remove_file(&temporary);
+        // A hard link publishes a spool without copying it; across file systems, copy.
+        if std::fs::hard_link(file, &temporary).is_err() {
+            std::fs::copy(file, &temporary)
+                .and_then(|_| std::fs::File::open(&temporary)?.sync_all())
+                .with_context(|| format!("cannot copy {} to {}", file.display(), temporary.display()))?;
+        }
+        Self::rename_into_place(&temporary, &path)
+    }
+
+    fn exists(&mut self, name: &str) -> Result<bool> {
+        Ok(self.dir.join(name).exists())
+    }
+
+    fn remove(&mut self, name: &str) -> Result<()> {
+        let path = self.dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        }
+    }
+
+    fn put(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let (path, temporary) = self.paths(name)?;
+        std::fs::write(&temporary, bytes)
+            .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        Self::rename_into_place(&temporary, &path)
+    }
+}
+
+/// A part being written.
+struct OpenPart {
+    /// The run that started the part.
+    run: String,
+    spool: Spool,
+}
+
+/// A file destination: parts of one format, spooled locally, published to a [`Target`].
+pub struct FileDestination {
+    format: FileFormat,
+    target: Box<dyn Target>,
+    /// The local folder of spools (`parts/`) and runs (`runs/`).
+    spool_dir: PathBuf,
+    run: RunLog,
+    tables: HashMap<String, TableSchema>,
+    open: HashMap<PartitionKey, OpenPart>,
+    /// Spools of the parts this run closed: removed once the run's manifest is written.
+    closed: Vec<PathBuf>,
+}
+
+impl FileDestination {
+    /// Parts in the local folder `dir`, spooled in `dir/_spool`.
+    pub fn local(format: FileFormat, dir: &Path) -> Result<FileDestination> {
+        let target = LocalDir::new(dir)?;
+        FileDestination::open(format, Box::new(target), &dir.join("_spool"))
+    }
+
+    /// Parts published to `target`, spooled in `spool_dir`.
+    pub fn open(format: FileFormat, target: Box<dyn Target>, spool_dir: &Path) -> Result<FileDestination> {
+        let run = RunLog::start(&spool_dir.join("runs"))?;
+        Ok(FileDestination {
+            format,
+            target,
+            spool_dir: spool_dir.to_owned(),
+            run,
+            tables: HashMap::new(),
+            open: HashMap::new(),
+            closed: Vec::new(),
+        })
+    }
+
+    /// The folder of `part`'s spools.
+    fn part_dir(&self, part: &PartitionKey) -> PathBuf {
+        self.spool_dir
+            .join("parts")
+            .join(path_component(&part.flow))
+            .join(path_component(&part.object))
+            .join(path_component(&part.scope))
+    }
+
+    /// The published name of `part` when started by `run`.
+    fn part_name(&self, part: &PartitionKey, run: &str) -> String {
+        format!("{}/{run}-{}.{}", path_component(&part.object), path_component(&part.scope), self.format.name())
+    }
+
+    /// Remove every file in `dir` but `keep`.
+    fn clear_dir(dir: &Path, keep: Option<&Path>) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if Some(path.as_path()) != keep && path.is_file() {
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Render (unless JSONL) and publish `part`, and record it in the run's journal.
+    fn publish(&mut self, part: &PartitionKey, open: &OpenPart) -> Result<()> {
+        let table = self.tables.get(&part.object).ok_or_else(|| anyhow!("table '{}' was not prepared", part.object))?;
+        let spool = open.spool.path();
+        let columns = format::present_columns(spool, table)?;
+        let rendered = match self.format {
+            FileFormat::Jsonl => None,
+            format => {
+                let out = spool.with_extension(format.name());
+                format::render(format, spool, &columns, &out)
+                    .with_context(|| format!("cannot render {part} as {}", format.name()))?;
+                Some(out)
+            }
+        };
+        let file = rendered.as_deref().unwrap_or(spool);
+        let bytes = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
+        let name = self.part_name(part, &open.run);
+        self.target
+            .publish(file, &name)
+            .with_context(|| format!("cannot publish {name} to {}", self.target.location()))?;
+        if let Some(rendered) = rendered {
+            let _ = std::fs::remove_file(rendered);
+        }
+        self.run.record(PartEntry {
+            flow: part.flow.clone(),
+            object: part.object.clone(),
+            scope: part.scope.clone(),
+            path: name,
+            format: self.format.name().into(),
+            records: open.spool.records(),
+            bytes,
+            primary_key: table.primary_key.clone(),
+            columns: ManifestColumn::list(&columns),
+        })
+    }
+
+    /// Write the manifests of this run and of the runs that died before writing theirs.
+    fn write_manifests(&mut self) -> Result<()> {
+        let target = &mut self.target;
+        let dead = self.run.dead_runs(|entry| target.exists(&entry.path))?;
+        for run in dead {
+            let name = format!("_manifests/{}.json", run.manifest.run);
+            self.target.put(&name, &serde_json::to_vec_pretty(&run.manifest)?)?;
+            run.forget()?;
+        }
+        let manifest = self.run.manifest();
+        let name = format!("_manifests/{}.json", manifest.run);
+        self.target
+            .put(&name, &serde_json::to_vec_pretty(&manifest)?)
+            .with_context(|| format!("cannot write the manifest {name} to {}", self.target.location()))
+    }
+}
+
+impl Destination for FileDestination {
+    fn prepare(&mut self, table: &TableSchema) -> Result<()> {
+        // Each part gets the schema its table has when it is published: a new field shows up there.
+        self.tables.insert(table.name.clone(), table.clone());
+        Ok(())
+    }
+
+    fn open_part(&mut self, part: &PartitionKey, resume: Option<&str>) -> Result<()> {
+        if self.open.contains_key(part) {
+            bail!("{part} is already being written");
+        }
+        let dir = self.part_dir(part);
+        let open = match resume {
+            None => {
+                // Spools left by earlier reads of this partition belong to reads that completed (and
+                // were published) or were never checkpointed: nothing refers to them any more.
+                Self::clear_dir(&dir, None)?;
+                let run = self.run.id.clone();
+                OpenPart { spool: Spool::create(&dir.join(format!("{run}.ndjson")))?, run }
+            }
+            Some(marker) => {
+                let marker: Marker = marker.parse()?;
+                let path = dir.join(format!("{}.ndjson", marker.run));
+                // Published, but its completed checkpoint never saved: take it back first.
+                let name = self.part_name(part, &marker.run);
+                self.target
+                    .remove(&name)
+                    .with_context(|| format!("cannot unpublish {name} from {}", self.target.location()))?;
+                Self::clear_dir(&dir, Some(&path))?;
+                OpenPart { spool: Spool::resume(&path, &marker)?, run: marker.run }
+            }
+        };
+        self.open.insert(part.clone(), open);
+        Ok(())
+    }
+
+    fn write_page(&mut self, part: &PartitionKey, records: &[u8], _: Option<&Checkpoint>) -> Result<Option<String>> {
+        let open = self.open.get_mut(part).ok_or_else(|| anyhow!("{part} was not opened"))?;
+        open.spool.append(records)?;
+        Ok(Some(open.spool.marker(&open.run).to_string()))
+    }
+
+    fn close_part(&mut self, part: &PartitionKey) -> Result<()> {
+        let Some(open) = self.open.remove(part) else { return Ok(()) };
+        if open.spool.records() > 0
+            && let Err(error) = self.publish(part, &open)
+        {
+            // Still open: a retry (or a resumed run) publishes it.
+            self.open.insert(part.clone(), open);
+            return Err(error);
+        }
+        self.closed.push(open.spool.path().to_owned());
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.write_manifests()?;
+        for spool in &self.closed {
+            let _ = std::fs::remove_file(spool);
+        }
+        self.run.forget()
+    }
+
+    fn abort(self: Box<Self>) -> Result<()> {
+        // Spools stay for a resumed run; the journal stays for the next run to write this run's manifest.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::dest::Column;
+    use crate::dest::manifest::Manifest;
+    use crate::sandbox::wit::FieldType;
+
+    fn table(extra: bool) -> TableSchema {
+        let mut columns = vec![
+            Column { name: "id".into(), field_type: FieldType::Integer },
+            Column { name: "title".into(), field_type: FieldType::String },
+        ];
+        if extra {
+            columns.push(Column { name: "weight".into(), field_type: FieldType::Integer });
+        }
+        TableSchema { name: "issue".into(), columns, primary_key: vec!["id".into()] }
+    }
+
+    fn part() -> PartitionKey {
+        PartitionKey { flow: "cli".into(), object: "issue".into(), scope: "project-1".into() }
+    }
+
+    fn page(ids: std::ops::Range<u32>) -> Vec<u8> {
+        ids.map(|i| format!("{{\"id\":{i},\"title\":\"t{i}\"}}\n")).collect::<String>().into_bytes()
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("files-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// Every record id across the published parts, with how often it appears.
+    fn published_ids(dir: &Path) -> BTreeMap<i64, usize> {
+        let mut ids = BTreeMap::new();
+        let Ok(listing) = std::fs::read_dir(dir.join("issue")) else { return ids };
+        for entry in listing.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                *ids.entry(value["id"].as_i64().unwrap()).or_default() += 1;
+            }
+        }
+        ids
+    }
+
+    fn manifests(dir: &Path) -> Vec<Manifest> {
+        let mut all: Vec<Manifest> = std::fs::read_dir(dir.join("_manifests"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
+            .collect();
+        all.sort_by(|a, b| a.run.cmp(&b.run));
+        all
+    }
+
+    #[test]
+    fn a_run_publishes_one_part_per_partition_and_a_manifest() {
+        let dir = dir("plain");
+        let mut dest = Box::new(FileDestination::local(FileFormat::Jsonl, &dir).unwrap());
+        dest.prepare(&table(false)).unwrap();
+        dest.open_part(&part(), None).unwrap();
+        let first = dest.write_page(&part(), &page(0..3), None).unwrap().unwrap();
+        assert!(first.ends_with(":3"), "{first}");
+        dest.write_page(&part(), &page(3..5), None).unwrap();
+        assert!(!dir.join("issue").exists(), "nothing is published before the read completes");
+        dest.close_part(&part()).unwrap();
+        dest.close_part(&part()).unwrap();
+        let run = dest.run.id.clone();
+        dest.finish().unwrap();
+        assert_eq!(published_ids(&dir).len(), 5);
+        assert!(dir.join(format!("issue/{run}-project-1.jsonl")).exists());
+        let manifests = manifests(&dir);
+        assert_eq!(manifests.len(), 1);
+        assert_eq!(manifests[0].status, "complete");
+        assert_eq!(manifests[0].parts[0].records, 5);
+        assert_eq!(manifests[0].parts[0].path, format!("issue/{run}-project-1.jsonl"));
+        // Nothing left behind but the (empty) spool folders.
+        assert_eq!(std::fs::read_dir(dir.join("_spool/runs")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(dir.join("_spool/parts/cli/issue/project-1")).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A run dies (it is dropped without finishing, its lock released as at kill -9) after `pages`
+    /// pages, the last `saved` of whose markers were checkpointed; with `published`, after publishing
+    /// too (but before the completed checkpoint was saved). The next run resumes from the saved marker.
+    fn die_and_resume(name: &str, pages: usize, saved: usize, published: bool) {
+        let dir = dir(name);
+        let mut dest = Box::new(FileDestination::local(FileFormat::Jsonl, &dir).unwrap());
+        dest.prepare(&table(false)).unwrap();
+        dest.open_part(&part(), None).unwrap();
+        let mut markers = Vec::new();
+        for p in 0..pages as u32 {
+            markers.push(dest.write_page(&part(), &page(p * 10..p * 10 + 10), None).unwrap().unwrap());
+        }
+        if published {
+            dest.close_part(&part()).unwrap();
+        }
+        drop(dest);
+        let resume = markers[saved - 1].clone();
+
+        let mut dest = Box::new(FileDestination::local(FileFormat::Jsonl, &dir).unwrap());
+        dest.prepare(&table(true)).unwrap();
+        dest.open_part(&part(), Some(&resume)).unwrap();
+        assert!(published_ids(&dir).is_empty(), "the resumed part is unpublished until it completes");
+        for p in saved as u32..6 {
+            dest.write_page(&part(), &page(p * 10..p * 10 + 10), None).unwrap();
+        }
+        dest.close_part(&part()).unwrap();
+        dest.finish().unwrap();
+
+        let ids = published_ids(&dir);
+        assert_eq!(ids.len(), 60, "every record");
+        assert!(ids.values().all(|n| *n == 1), "exactly once: {ids:?}");
+        let manifests = manifests(&dir);
+        assert_eq!(manifests.len(), 2, "the dead run's manifest too");
+        let dead = manifests.iter().find(|m| m.status == "interrupted").unwrap();
+        let complete = manifests.iter().find(|m| m.status == "complete").unwrap();
+        assert!(dead.parts.is_empty(), "the dead run's part was taken over");
+        assert_eq!(complete.parts.len(), 1);
+        assert_eq!(complete.parts[0].records, 60);
+        // The part is named after the run that started it.
+        assert_eq!(complete.parts[0].path, format!("issue/{}-project-1.jsonl", dead.run));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn killed_after_writing_past_the_saved_checkpoint() {
+        die_and_resume("past", 4, 2, false);
+    }
+
+    #[test]
+    fn killed_after_publishing_before_the_completed_checkpoint() {
+        die_and_resume("published", 6, 5, true);
+    }
+
+    #[test]
+    fn each_part_carries_the_schema_of_its_run_in_every_format() {
+        for format in [FileFormat::Csv, FileFormat::Parquet] {
+            let dir = dir(format.name());
+            for extra in [false, true] {
+                let mut dest = Box::new(FileDestination::local(format, &dir).unwrap());
+                dest.prepare(&table(extra)).unwrap();
+                dest.open_part(&part(), None).unwrap();
+                let records = if extra { b"{\"id\":1,\"title\":\"a\",\"weight\":3}\n".to_vec() } else { page(0..2) };
+                dest.write_page(&part(), &records, None).unwrap();
+                dest.close_part(&part()).unwrap();
+                dest.finish().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let manifests = manifests(&dir);
+            let columns: Vec<usize> = manifests.iter().map(|m| m.parts[0].columns.len()).collect();
+            assert_eq!(columns, [2, 3], "{}", format.name());
+            for manifest in &manifests {
+                let path = dir.join(&manifest.parts[0].path);
+                assert_eq!(std::fs::metadata(&path).unwrap().len(), manifest.parts[0].bytes);
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    #[test]
+    fn a_marker_whose_spool_is_gone_is_a_clear_error() {
+        let dir = dir("gone");
+        let mut dest = Box::new(FileDestination::local(FileFormat::Csv, &dir).unwrap());
+        dest.prepare(&table(false)).unwrap();
+        let err = dest.open_part(&part(), Some("20200101T000000Z-000000:10:1")).unwrap_err();
+        assert!(format!("{err:#}").contains("remove the partition's checkpoint"), "{err:#}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,165 @@
+//! A part's spool: the NDJSON records of one partition's read, appended page by page, each page made
+//! durable (fsync) before its checkpoint is saved.
+//!
+//! After each page the spool has a [`Marker`]: the run that started the part, and how many bytes and
+//! records of it are durable. The marker goes into the page's checkpoint; a resumed run reopens the
+//! spool and cuts it back to the marker ([`Spool::resume`]), dropping whatever a killed run wrote after
+//! its last saved checkpoint, so that the pages read again land exactly once.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// Where a part stands after its last durable page: `RUN:BYTES:RECORDS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    /// The run that started the part (its spool and its published name carry this id).
+    pub run: String,
+    pub bytes: u64,
+    pub records: u64,
+}
+
+impl std::fmt::Display for Marker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.run, self.bytes, self.records)
+    }
+}
+
+impl std::str::FromStr for Marker {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || {
+            anyhow!("the saved file marker '{text}' is not RUN:BYTES:RECORDS (was it saved by another destination?)")
+        };
+        let mut fields = text.rsplitn(3, ':');
+        let records = fields.next().and_then(|r| r.parse().ok()).ok_or_else(bad)?;
+        let bytes = fields.next().and_then(|b| b.parse().ok()).ok_or_else(bad)?;
+        let run = fields.next().filter(|r| !r.is_empty()).ok_or_else(bad)?;
+        Ok(Marker { run: run.to_owned(), bytes, records })
+    }
+}
+
+/// An open spool file.
+#[derive(Debug)]
+pub struct Spool {
+    path: PathBuf,
+    file: File,
+    bytes: u64,
+    records: u64,
+}
+
+impl Spool {
+    /// Start an empty spool at `path` (replacing any file there).
+    pub fn create(path: &Path) -> Result<Spool> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        }
+        let file = File::create(path).with_context(|| format!("cannot create the spool {}", path.display()))?;
+        file.sync_all().with_context(|| format!("cannot sync the spool {}", path.display()))?;
+        if let Some(dir) = path.parent() {
+            super::sync_dir(dir)?;
+        }
+        Ok(Spool { path: path.to_owned(), file, bytes: 0, records: 0 })
+    }
+
+    /// Reopen the spool at `path` and cut it back to `marker`.
+    pub fn resume(path: &Path, marker: &Marker) -> Result<Spool> {
+        let mut file = OpenOptions::new().write(true).open(path).with_context(|| {
+            format!(
+                "cannot resume from the spool {}, which the saved checkpoint refers to; \
+                 if it is gone, remove the partition's checkpoint to read it again from the start",
+                path.display()
+            )
+        })?;
+        let length = file.metadata().with_context(|| format!("cannot read {}", path.display()))?.len();
+        if length < marker.bytes {
+            bail!(
+                "the spool {} holds {length} bytes but its checkpoint says {} were written; it was cut short \
+                 outside this host: remove the partition's checkpoint to read it again from the start",
+                path.display(),
+                marker.bytes
+            );
+        }
+        file.set_len(marker.bytes)
+            .and_then(|()| file.seek(SeekFrom::End(0)).map(drop))
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot cut the spool {} back to {} bytes", path.display(), marker.bytes))?;
+        Ok(Spool { path: path.to_owned(), file, bytes: marker.bytes, records: marker.records })
+    }
+
+    /// Durably append one page of NDJSON records (a final newline is added if the page lacks one).
+    pub fn append(&mut self, records: &[u8]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let newline = !records.ends_with(b"\n");
+        let written = self
+            .file
+            .write_all(records)
+            .and_then(|()| if newline { self.file.write_all(b"\n") } else { Ok(()) })
+            .and_then(|()| self.file.sync_data());
+        if let Err(error) = written {
+            // Leave the spool as it was before the page, as far as the disk lets us.
+            let _ = self.file.set_len(self.bytes).and_then(|()| self.file.seek(SeekFrom::End(0)).map(drop));
+            return Err(error).with_context(|| format!("cannot write to the spool {}", self.path.display()));
+        }
+        self.bytes += records.len() as u64 + u64::from(newline);
+        self.records += records.split(|b| *b == b'\n').filter(|line| !line.is_empty()).count() as u64;
+        Ok(())
+    }
+
+    /// The marker after the last appended page, for a part started by `run`.
+    pub fn marker(&self, run: &str) -> Marker {
+        Marker { run: run.to_owned(), bytes: self.bytes, records: self.records }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip() {
+        let marker = Marker { run: "20260101T000000Z-ab12cd".into(), bytes: 1234, records: 7 };
+        assert_eq!(marker.to_string().parse::<Marker>().unwrap(), marker);
+        for bad in ["", "x", "run:1", "run:x:1", ":1:2"] {
+            assert!(bad.parse::<Marker>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resuming_cuts_back_to_the_marker() {
+        let dir = tempdir();
+        let path = dir.join("part.ndjson");
+        let mut spool = Spool::create(&path).unwrap();
+        spool.append(b"{\"id\":1}\n{\"id\":2}\n").unwrap();
+        let marker = spool.marker("run1");
+        assert_eq!(marker, Marker { run: "run1".into(), bytes: 18, records: 2 });
+        spool.append(b"{\"id\":3}").unwrap();
+        drop(spool);
+        let mut spool = Spool::resume(&path, &marker).unwrap();
+        spool.append(b"{\"id\":3}\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"id\":1}\n{\"id\":2}\n{\"id\":3}\n");
+        assert_eq!(spool.records(), 3);
+        let long = Marker { bytes: 1000, ..marker };
+        assert!(Spool::resume(&path, &long).unwrap_err().to_string().contains("cut short"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempdir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("spool-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
