@@ -158,17 +158,29 @@ pub struct FlowArgs {
         conflicts_with_all = ["base_url", "objects", "projects", "groups", "instance", "fields", "filters", "flow_id"]
     )]
     pub flow: Option<PathBuf>,
+    /// A tenants file (TOML): each tenant's id, credential, allowed origins and limits. With --flows,
+    /// runs every flow of every tenant side by side.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "flows",
+        conflicts_with_all = ["flow", "base_url", "objects", "projects", "groups", "instance", "fields", "filters", "flow_id", "dest", "state"]
+    )]
+    pub tenants: Option<PathBuf>,
+    /// A folder of flow files (`*.toml`), each naming its tenant with `[tenant] id = "..."`.
+    #[arg(long, value_name = "DIR", requires = "tenants")]
+    pub flows: Option<PathBuf>,
     /// The connector component (gitlab.wasm); overrides the flow file's `plugin`.
     #[arg(long, env = "HOST_PLUGIN", value_name = "WASM")]
     pub plugin: Option<PathBuf>,
     /// GitLab's base URL, e.g. https://gitlab.com. The token comes from GITLAB_TOKEN (a private token) or
     /// GITLAB_OAUTH_TOKEN (an OAuth2 token); neither: anonymous.
-    #[arg(long, value_name = "URL", required_unless_present = "flow")]
+    #[arg(long, value_name = "URL", required_unless_present_any = ["flow", "tenants"])]
     pub base_url: Option<String>,
     #[command(flatten)]
     pub credential: CredentialArgs,
     /// An object to read (repeatable); `host objects` lists them.
-    #[arg(long = "object", value_name = "OBJECT", required_unless_present = "flow")]
+    #[arg(long = "object", value_name = "OBJECT", required_unless_present_any = ["flow", "tenants"])]
     pub objects: Vec<String>,
     /// A project to read under, by id or full path (repeatable).
     #[arg(long = "project", value_name = "ID_OR_PATH")]
@@ -207,12 +219,12 @@ pub struct FlowArgs {
     /// Partitions (object × scope) read at once (default: 8).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: Option<u32>,
-    /// Most memory one sandbox may use, in MiB.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub memory_mib: u32,
-    /// Longest one call into the plugin may take, in seconds.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub call_timeout_secs: u64,
+    /// Most memory one sandbox may use, in MiB (default: the tenant's, else 64).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub memory_mib: Option<u32>,
+    /// Longest one call into the plugin may take, in seconds (default: the tenant's, else 30).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub call_timeout_secs: Option<u64>,
     /// Another origin the plugin may reach besides --base-url's (repeatable). It gets no credential and
     /// must be at a public address: private, loopback and link-local addresses are refused.
     #[arg(long = "allow-origin", value_name = "URL")]

@@ -17,6 +17,7 @@
 //! - [`pg`], [`io_thread`]: PostgreSQL connections; async clients driven from synchronous code.
 //! - [`state`]: checkpoints, saved after each durable page.
 //! - [`summary`]: the report at the end.
+//! - [`tenant`]: tenants, and many tenants' flows run side by side.
 
 mod cli;
 mod credential;
@@ -33,6 +34,7 @@ mod run;
 mod sandbox;
 mod state;
 mod summary;
+mod tenant;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -49,6 +51,7 @@ use gate::{CredentialHeader, GatePolicy, GateSettings, GateStats, Origin, Timeou
 use retry::{Retrier, RetryPolicy};
 use sandbox::wit::{self, FieldType, FilterOperator, ScopeKind};
 use sandbox::{EngineOptions, Label, Limits, Plugin, SandboxEngine};
+use tenant::TenantSpec;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -139,11 +142,17 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
+            if let (Some(tenants), Some(flows)) = (&args.flow.tenants, &args.flow.flows) {
+                return tenant::run::run_all(&args, tenants, flows, cache_dir).await;
+            }
             let flow = flow::flags::flow_of(&args.flow)?;
             let credential = resolve_credential(&flow)?;
             run_command(&args, &flow, credential, cache_dir).await
         }
         Command::Check(args) => {
+            if args.tenants.is_some() {
+                bail!("host check takes one flow: check each flow of --flows with --flow FILE");
+            }
             let flow = flow::flags::flow_of(&args)?;
             let credential = resolve_credential(&flow)?;
             check_command(&args, &flow, credential, cache_dir).await
@@ -196,11 +205,13 @@ async fn login_command(args: LoginArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The sandbox limits the flags set.
-fn limits_of(args: &FlowArgs) -> Limits {
+/// The sandbox limits: a flag wins over the tenant's setting, which wins over the default.
+fn limits_of(args: &FlowArgs, tenant: Option<&TenantSpec>) -> Limits {
+    let memory_mib = args.memory_mib.or(tenant.and_then(|t| t.memory_mib)).unwrap_or(tenant::DEFAULT_MEMORY_MIB);
+    let call_timeout = args.call_timeout_secs.or(tenant.and_then(|t| t.call_timeout_secs)).map(Duration::from_secs);
     Limits {
-        memory_bytes: (args.memory_mib as usize) << 20,
-        call_timeout: Duration::from_secs(args.call_timeout_secs),
+        memory_bytes: (memory_mib as usize) << 20,
+        call_timeout: call_timeout.unwrap_or(tenant::DEFAULT_CALL_TIMEOUT),
         ..Limits::default()
     }
 }
@@ -219,16 +230,18 @@ fn load_plugin(
         .load(&flow.plugin)
         .map_err(|e| flow.origins.error("plugin", format!("{e:#}")))?;
     let origin = Origin::of_url(&flow.connection.base_url).map_err(|e| flow.origins.error("connection.base_url", e))?;
-    let policy = Arc::new(GatePolicy::new(gate_settings(args, origin, credential, limits)?));
+    let policy = Arc::new(GatePolicy::new(gate_settings(args, origin, credential, limits, flow.tenant.as_ref())?));
     Ok((plugin, policy))
 }
 
-/// The tenant's gate settings from the command line.
+/// The gate settings of a tenant whose GitLab is at `origin`, from the command line and the tenant's
+/// own settings (a flag wins).
 fn gate_settings(
     args: &FlowArgs,
     origin: Origin,
     credential: Option<Arc<CredentialProvider>>,
     limits: &Limits,
+    tenant: Option<&TenantSpec>,
 ) -> Result<GateSettings> {
     let mut allowed = vec![origin.clone()];
     for url in &args.allow_origins {
@@ -236,6 +249,10 @@ fn gate_settings(
             Origin::of_url(url)
                 .map_err(|e| anyhow!("--allow-origin must be an origin like https://example.com: {e}"))?,
         );
+    }
+    for url in tenant.map(|t| t.allowed_origins.as_slice()).unwrap_or_default() {
+        // Checked when the tenant was read.
+        allowed.push(Origin::of_url(url).map_err(|e| anyhow!("allowed_origins: {e}"))?);
     }
     let http_timeout = match args.http_timeout_secs.map(Duration::from_secs) {
         Some(timeout) if timeout >= limits.call_timeout => bail!(
@@ -252,13 +269,15 @@ fn gate_settings(
         gitlab: Some(origin),
         credential: credential.map(|c| c as Arc<dyn CredentialHeader>),
         timeouts: Timeouts { connect: http_timeout, first_byte: http_timeout, between_bytes: http_timeout },
-        max_requests_per_minute: args.max_requests_per_minute,
+        max_requests_per_minute: args.max_requests_per_minute.or(tenant.and_then(|t| t.requests_per_minute)),
         retry: RetryPolicy {
             max_attempts: args.retry_attempts,
             max_wait: Duration::from_secs(args.retry_max_wait_secs),
             backoff: Duration::from_millis(args.retry_backoff_ms),
             max_backoff: Duration::from_secs(60),
         },
+        max_response_bytes: tenant.and_then(|t| t.max_response_bytes),
+        max_run_bytes: tenant.and_then(|t| t.max_run_bytes),
     })
 }
 
@@ -282,10 +301,16 @@ async fn run_command(
     credential: Option<Arc<CredentialProvider>>,
     cache_dir: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
-    let limits = limits_of(&args.flow);
+    let limits = limits_of(&args.flow, flow.tenant.as_ref());
     // The run's partitions, and the planning sandbox before them.
     let (plugin, policy) = load_plugin(&args.flow, flow, credential, flow.concurrency as u32 + 1, &limits, cache_dir)?;
-    let outcome = run::run(flow, plugin, policy, limits).await;
+    // A flow's [tenant] may hold it to fewer partitions at once than the flow asks for.
+    let permits = flow
+        .tenant
+        .as_ref()
+        .and_then(|t| t.concurrency)
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(flow.concurrency.min(n as usize).max(1))));
+    let outcome = run::run(flow, plugin, policy, limits, permits).await;
     let summary = match &outcome {
         Ok(summary) => summary,
         Err(failure) => &failure.summary,
@@ -315,7 +340,7 @@ async fn check_command(
     credential: Option<Arc<CredentialProvider>>,
     cache_dir: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
-    let limits = limits_of(args);
+    let limits = limits_of(args, flow.tenant.as_ref());
     let (plugin, policy) = load_plugin(args, flow, credential, 2, &limits, cache_dir)?;
     let stats = Arc::new(GateStats::default());
     let retrier = Retrier::new(policy.clone(), stats.clone());

@@ -196,7 +196,8 @@ impl Attempts<'_> {
             Ok(Err(error)) => error,
             Err(failure) => return Err(Ended::Call(failure)),
         };
-        let refused = retrier.stats.refusal_count() > self.refusals;
+        // A refused request or a broken byte limit would only be refused again.
+        let refused = retrier.stats.refusal_count() > self.refusals || retrier.stats.exceeded().is_some();
         let Some(cause) = retrier.cause(&error).filter(|_| !refused) else {
             return Err(Ended::Connector(error));
         };

@@ -23,6 +23,7 @@ use std::time::Instant;
 use anyhow::anyhow;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::dest::{self, Writer};
 use crate::flow::Flow;
@@ -62,6 +63,7 @@ pub async fn run(
     plugin: Arc<Plugin>,
     policy: Arc<GatePolicy>,
     limits: Limits,
+    permits: Option<Arc<Semaphore>>,
 ) -> Result<Summary, RunFailure> {
     let started = Instant::now();
     let fail = |error: anyhow::Error| RunFailure { summary: Summary::new(flow, Vec::new(), started), error };
@@ -71,7 +73,7 @@ pub async fn run(
     }
     let planning_stats = Arc::new(GateStats::default());
     let mut control = plugin
-        .instantiate(policy.clone(), planning_stats.clone(), &limits, Label::partition("planning"))
+        .instantiate(policy.clone(), planning_stats.clone(), &limits, label(flow, "planning"))
         .await
         .map_err(|e| fail(e.into()))?;
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
@@ -112,15 +114,20 @@ pub async fn run(
         progress: progress.clone(),
         stop: AtomicBool::new(false),
     });
-    let permits = Arc::new(Semaphore::new(flow.concurrency.max(1)));
+    // A tenant's flows share its partitions; a flow alone has its own.
+    let permits = permits.unwrap_or_else(|| Arc::new(Semaphore::new(flow.concurrency.max(1))));
     let mut tasks = JoinSet::new();
     for (index, partition) in partitions.into_iter().enumerate() {
         let shared = shared.clone();
         let permits = permits.clone();
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            (index, read_partition(&shared, partition).await)
-        });
+        // In the caller's span: a tenant's log lines carry its id.
+        tasks.spawn(
+            async move {
+                let _permit = permits.acquire_owned().await;
+                (index, read_partition(&shared, partition).await)
+            }
+            .in_current_span(),
+        );
     }
     let mut reports = Vec::new();
     while let Some(joined) = tasks.join_next().await {
@@ -170,19 +177,28 @@ async fn read_partition(shared: &Shared, partition: Partition) -> PartitionRepor
     report.retries = stats.retries.load(Ordering::Relaxed);
     report.rate_limited = stats.rate_limited.load(Ordering::Relaxed);
     report.bytes_in = stats.bytes_in.load(Ordering::Relaxed);
+    report.bytes_out = stats.bytes_out.load(Ordering::Relaxed);
+    report.cpu_seconds = stats.plugin_cpu_nanos.load(Ordering::Relaxed) as f64 / 1e9;
     report.seconds = started.elapsed().as_secs_f64();
     report.outcome = match outcome {
         Ok(()) => Outcome::Done,
         Err(outcome) => {
-            // A refusal by the gate explains a transport error better than the plugin can.
-            match (outcome, stats.refusals().first()) {
-                (Outcome::Failed(_), Some(refusal)) => {
+            // The gate explains a transport error better than the plugin can: a broken byte limit ends
+            // this partition; a refused request (a foreign origin, a credential header) the whole run.
+            match (outcome, stats.exceeded(), stats.refusals().first()) {
+                (Outcome::Failed(_) | Outcome::Skipped(_), Some(limit), _) => Outcome::Failed(limit),
+                (Outcome::Failed(_), None, Some(refusal)) => {
                     Outcome::Fatal(format!("request refused by the host: {refusal}"))
                 }
-                (outcome, _) => outcome,
+                (outcome, _, _) => outcome,
             }
         }
     };
+    if let Outcome::Failed(reason) | Outcome::Fatal(reason) = &report.outcome {
+        let tenant = shared.flow.tenant.as_ref().map(|t| t.id.as_str());
+        let partition = format!("{} {}", report.object, report.scope);
+        tracing::warn!(tenant, flow = %shared.flow.id, partition, "partition failed: {}", crate::credential::redact(reason));
+    }
     if matches!(report.outcome, Outcome::Fatal(_)) {
         shared.stop.store(true, Ordering::Relaxed);
     }
@@ -196,7 +212,7 @@ async fn read_pages(
     report: &mut PartitionReport,
     progress: Option<&ObjectProgress>,
 ) -> Result<(), Outcome> {
-    let label = Label::partition(format!("{} {}", partition.request.object, report.scope));
+    let label = label(&shared.flow, format!("{} {}", partition.request.object, report.scope));
     let mut sandbox =
         shared.plugin.instantiate(shared.policy.clone(), stats.clone(), &shared.limits, label).await.map_err(
             |failure| {
@@ -254,6 +270,11 @@ async fn read_pages(
             None => return shared.writer.close(part).await.map_err(fatal),
         }
     }
+}
+
+/// The label of a sandbox of `flow` for `job` (a partition, or `planning`): its tenant's id, if any.
+fn label(flow: &Flow, job: impl Into<String>) -> Label {
+    Label { tenant: flow.tenant.as_ref().map(|t| t.id.clone()), partition: job.into() }
 }
 
 /// The higher of two cursor values (RFC 3339 UTC strings and zero-padded numbers order as text).

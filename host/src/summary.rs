@@ -39,7 +39,11 @@ pub struct PartitionReport {
     pub rate_limited: u64,
     /// Response body bytes received (as sent on the wire, before decompression).
     pub bytes_in: u64,
+    /// Request bytes sent (request lines, headers, bodies).
+    pub bytes_out: u64,
     pub seconds: f64,
+    /// CPU time of the calls into the plugin (its code and the host functions it called).
+    pub cpu_seconds: f64,
     #[serde(flatten)]
     pub outcome: Outcome,
     /// The read went on from an interrupted read's checkpoint.
@@ -64,7 +68,9 @@ impl PartitionReport {
             retries: 0,
             rate_limited: 0,
             bytes_in: 0,
+            bytes_out: 0,
             seconds: 0.0,
+            cpu_seconds: 0.0,
             outcome: Outcome::Done,
             resumed: false,
             incremental_since: None,
@@ -79,6 +85,8 @@ impl PartitionReport {
 pub struct Summary {
     /// The flow's id.
     pub flow: String,
+    /// The tenant the flow ran for, if the run has tenants.
+    pub tenant: Option<String>,
     pub destination: String,
     /// Where the checkpoints are kept.
     pub state: String,
@@ -95,7 +103,11 @@ pub struct Summary {
     pub rate_limited: u64,
     /// Response body bytes received, planning's included.
     pub bytes_in: u64,
+    /// Request bytes sent, planning's included.
+    pub bytes_out: u64,
     pub seconds: f64,
+    /// CPU time of the calls into the plugin, planning's included.
+    pub cpu_seconds: f64,
     /// The most memory the host process held at once (its peak resident set), where the system says.
     pub peak_rss_bytes: Option<u64>,
 }
@@ -104,6 +116,7 @@ impl Summary {
     pub fn new(flow: &Flow, partitions: Vec<PartitionReport>, started: Instant) -> Summary {
         Summary {
             flow: flow.id.clone(),
+            tenant: flow.tenant.as_ref().map(|t| t.id.clone()),
             destination: flow.destination.to_string(),
             state: StatePlace::choose(&flow.destination, flow.state.as_ref()).describe(&flow.destination),
             records: partitions.iter().map(|p| p.records).sum(),
@@ -113,7 +126,9 @@ impl Summary {
             retries: partitions.iter().map(|p| p.retries).sum(),
             rate_limited: partitions.iter().map(|p| p.rate_limited).sum(),
             bytes_in: partitions.iter().map(|p| p.bytes_in).sum(),
+            bytes_out: partitions.iter().map(|p| p.bytes_out).sum(),
             seconds: started.elapsed().as_secs_f64(),
+            cpu_seconds: partitions.iter().map(|p| p.cpu_seconds).sum(),
             peak_rss_bytes: peak_rss_bytes(),
             partitions,
         }
@@ -168,6 +183,89 @@ impl Summary {
         self.retries += stats.retries.load(Relaxed);
         self.rate_limited += stats.rate_limited.load(Relaxed);
         self.bytes_in += stats.bytes_in.load(Relaxed);
+        self.bytes_out += stats.bytes_out.load(Relaxed);
+        self.cpu_seconds += stats.plugin_cpu_nanos.load(Relaxed) as f64 / 1e9;
+    }
+}
+
+/// One tenant's figures over all its flows of a multi-tenant run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TenantReport {
+    pub tenant: String,
+    pub flows: usize,
+    pub partitions: usize,
+    pub records: u64,
+    pub pages: u64,
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub retries: u64,
+    pub rate_limited: u64,
+    /// From the tenant's first flow starting to its last ending.
+    pub wall_seconds: f64,
+    pub cpu_seconds: f64,
+    /// Partitions that failed, and flows that failed before or beyond their partitions.
+    pub errors: Vec<String>,
+}
+
+impl TenantReport {
+    /// Add one of the tenant's flows: its summary, and the error that ended it, if one did.
+    pub fn add(&mut self, summary: &Summary, error: Option<&str>) {
+        self.flows += 1;
+        self.partitions += summary.partitions.len();
+        self.records += summary.records;
+        self.pages += summary.pages;
+        self.requests += summary.requests;
+        self.bytes_in += summary.bytes_in;
+        self.bytes_out += summary.bytes_out;
+        self.retries += summary.retries;
+        self.rate_limited += summary.rate_limited;
+        self.cpu_seconds += summary.cpu_seconds;
+        for p in &summary.partitions {
+            if let Outcome::Failed(reason) | Outcome::Fatal(reason) = &p.outcome {
+                self.errors.push(format!("{}: {} {}: {reason}", summary.flow, p.object, p.scope));
+            }
+        }
+        if let Some(error) = error {
+            self.errors.push(format!("{}: {error}", summary.flow));
+        }
+    }
+
+    /// The per-tenant table, for people.
+    pub fn render(reports: &[TenantReport]) -> String {
+        let width = reports.iter().map(|r| r.tenant.len()).max().unwrap_or(6).max(6);
+        let mut out = format!(
+            "{:<width$}  {:>5}  {:>9}  {:>6}  {:>8}  {:>9}  {:>9}  {:>7}  {:>5}  {:>8}  {:>7}  errors\n",
+            "tenant",
+            "flows",
+            "records",
+            "pages",
+            "requests",
+            "MiB in",
+            "KiB out",
+            "retries",
+            "429s",
+            "wall s",
+            "cpu s"
+        );
+        for r in reports {
+            out.push_str(&format!(
+                "{:<width$}  {:>5}  {:>9}  {:>6}  {:>8}  {:>9.2}  {:>9.1}  {:>7}  {:>5}  {:>8.2}  {:>7.2}  {}\n",
+                r.tenant,
+                r.flows,
+                r.records,
+                r.pages,
+                r.requests,
+                r.bytes_in as f64 / (1 << 20) as f64,
+                r.bytes_out as f64 / 1024.0,
+                r.retries,
+                r.rate_limited,
+                r.wall_seconds,
+                r.cpu_seconds,
+                r.errors.len()
+            ));
+        }
+        out
     }
 }
 

@@ -177,7 +177,7 @@ fn demo_issue_count(sim: &Simulator) -> usize {
 }
 
 fn issue_count(out: &Path) -> usize {
-    read_jsonl_object(&out, "issue").len()
+    read_jsonl_object(out, "issue").len()
 }
 
 #[test]

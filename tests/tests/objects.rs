@@ -15,8 +15,8 @@ use std::thread;
 use gitlab_sim::{CI_DISABLED_PROJECT, EMPTY_REPOSITORY_PROJECT, ISSUES_DISABLED_PROJECT, World};
 use serde_json::Value;
 use support::{
-    TOKEN, artifacts, assert_typed_as, field_types, host, host_run, key_of, normalized, read_jsonl_object, small_simulator,
-    temp_dir,
+    TOKEN, artifacts, assert_typed_as, field_types, host, host_run, key_of, normalized, read_jsonl_object,
+    small_simulator, temp_dir,
 };
 
 /// Where an object's records come from: per project, per group, or once for the instance.

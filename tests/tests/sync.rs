@@ -5,7 +5,9 @@ mod support;
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
-use support::{TOKEN, assert_typed, host_run, is_utc_millis, read_jsonl_object, simulator, sqlite_ids, temp_dir, utc_millis};
+use support::{
+    TOKEN, assert_typed, host_run, is_utc_millis, read_jsonl_object, simulator, sqlite_ids, temp_dir, utc_millis,
+};
 
 #[test]
 fn a_group_of_150_projects_across_subgroups_syncs_every_project() {

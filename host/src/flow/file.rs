@@ -26,6 +26,10 @@
 //!
 //! [state]                          # optional; default: beside the destination
 //! url = "sqlite:state.db"
+//!
+//! [tenant]                         # optional; see crate::tenant for its keys
+//! id = "acme"                      # alone, under `host run --tenants`: the tenants file has the rest
+//! memory_mib = 64
 //! ```
 //!
 //! The text goes through serde (`toml` with spans, `serde_path_to_error` for the key path of a value
@@ -51,6 +55,7 @@ use crate::dest::DestinationUrl;
 use crate::gate::Origin;
 use crate::sandbox::wit::Scope;
 use crate::state::StateUrl;
+use crate::tenant::TenantSpec;
 
 /// A flow file as written.
 #[derive(Deserialize)]
@@ -66,7 +71,8 @@ struct RawFlow {
     objects: Option<Spanned<Vec<Spanned<RawObject>>>>,
     destination: Option<Spanned<RawUrl>>,
     state: Option<Spanned<RawUrl>>,
-    // Multi-tenant runs add an optional `[tenant]` section (id, limits) here.
+    /// Whose flow it is (`id`), and for a flow run alone, that tenant's credential, origins and limits.
+    tenant: Option<Spanned<TenantSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -245,7 +251,24 @@ fn parse(text: &str, file: &FileInfo, overrides: &Overrides) -> Result<Flow> {
             );
         }
     };
-    let connection = connection(r, raw.connection.as_ref())?;
+    let mut connection = connection(r, raw.connection.as_ref())?;
+    let tenant = match &raw.tenant {
+        Some(tenant) => {
+            let mut tenant = r.note("tenant", tenant).clone();
+            tenant.check().map_err(|e| r.error("tenant", e))?;
+            tenant.resolve_paths(&file.folder);
+            if let Some(credential) = tenant.credential.take() {
+                if connection.credential.is_some() {
+                    return Err(
+                        r.error("tenant", "a credential is given both here and in [connection.credential]: keep one")
+                    );
+                }
+                connection.credential = Some(credential);
+            }
+            Some(tenant)
+        }
+        None => None,
+    };
 
     let mode = raw.mode.as_ref().map_or(Mode::Full, |m| *r.note("mode", m));
     let lookback = match &raw.lookback {
@@ -322,6 +345,7 @@ fn parse(text: &str, file: &FileInfo, overrides: &Overrides) -> Result<Flow> {
         concurrency: concurrency as usize,
         destination,
         state,
+        tenant,
         origins: reader.origins,
     };
     overrides.apply(&mut flow)?;
@@ -388,10 +412,7 @@ fn credential_spec(r: &mut Reader, raw: &Spanned<RawCredential>) -> Result<Crede
     let raw = r.note(key, raw);
     let usage =
         "name one source: env = \"VAR\", file = \"PATH\" or oauth = { client_id = \"...\", token_file = \"PATH\" }";
-    let kind = match &raw.kind {
-        Some(kind) => Some(*r.note("connection.credential.kind", kind)),
-        None => None,
-    };
+    let kind = raw.kind.as_ref().map(|kind| *r.note("connection.credential.kind", kind));
     match (&raw.env, &raw.file, &raw.oauth) {
         (Some(var), None, None) => {
             let var = r.note("connection.credential.env", var).trim().to_owned();

@@ -184,6 +184,7 @@ fn from_flags(args: &FlowArgs, overrides: &Overrides) -> Result<Flow> {
         concurrency: DEFAULT_CONCURRENCY as usize,
         destination: DEFAULT_DESTINATION.parse()?,
         state: None,
+        tenant: None,
         origins,
     };
     overrides.apply(&mut flow)?;

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::dest::DestinationUrl;
 use crate::sandbox::wit::{Filter, Scope};
 use crate::state::StateUrl;
+use crate::tenant::TenantSpec;
 use connection::ConnectionSpec;
 use origin::Origins;
 
@@ -107,6 +108,8 @@ pub struct Flow {
     pub destination: DestinationUrl,
     /// Where checkpoints are kept; none for the default beside the destination.
     pub state: Option<StateUrl>,
+    /// Whose flow it is, and that tenant's limits (a flow file's `[tenant]` section).
+    pub tenant: Option<TenantSpec>,
     /// Where each key was written.
     pub origins: Origins,
 }

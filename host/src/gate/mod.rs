@@ -143,6 +143,10 @@ pub struct GateSettings {
     pub max_requests_per_minute: Option<u32>,
     /// How retryable failures are retried (by the page loop).
     pub retry: RetryPolicy,
+    /// The most body bytes one response may carry (as received); none: no limit.
+    pub max_response_bytes: Option<u64>,
+    /// The most response body bytes all the tenant's requests of the run may carry; none: no limit.
+    pub max_run_bytes: Option<u64>,
 }
 
 /// A tenant's gate: its settings, its pooled client and its pace, shared by all its sandboxes.
@@ -150,6 +154,8 @@ pub struct GatePolicy {
     pub settings: GateSettings,
     upstream: Upstream,
     pub pacer: Arc<Pacer>,
+    /// Response body bytes received by all the tenant's sandboxes in this run.
+    run_bytes: AtomicU64,
 }
 
 impl std::fmt::Debug for GatePolicy {
@@ -165,7 +171,24 @@ impl GatePolicy {
     pub fn new(settings: GateSettings) -> GatePolicy {
         let upstream = Upstream::new(settings.gitlab.clone(), settings.timeouts.connect);
         let pacer = Arc::new(Pacer::new(settings.max_requests_per_minute, settings.retry.max_wait));
-        GatePolicy { settings, upstream, pacer }
+        GatePolicy { settings, upstream, pacer, run_bytes: AtomicU64::new(0) }
+    }
+
+    /// Count `bytes` of a response body received; the limit they broke, if they broke one.
+    fn receive(&self, bytes: u64, response_so_far: u64) -> Option<String> {
+        let run = self.run_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if let Some(limit) = self.settings.max_response_bytes
+            && response_so_far > limit
+        {
+            return Some(format!("a response exceeded the tenant's limit of {limit} bytes per response"));
+        }
+        self.run_over_budget(run)
+    }
+
+    /// Why the tenant may receive nothing more this run, if `received` bytes are past its budget.
+    fn run_over_budget(&self, received: u64) -> Option<String> {
+        let limit = self.settings.max_run_bytes?;
+        (received > limit).then(|| format!("the tenant exceeded its limit of {limit} response bytes per run"))
     }
 
     /// Why the tenant's credential can no longer be used (a refused OAuth2 refresh...), if it is known.
@@ -182,6 +205,8 @@ impl GatePolicy {
             timeouts: Timeouts { connect: timeout, first_byte: timeout, between_bytes: timeout },
             max_requests_per_minute: None,
             retry: RetryPolicy::default(),
+            max_response_bytes: None,
+            max_run_bytes: None,
         })
     }
 
@@ -209,8 +234,14 @@ pub struct GateStats {
     pub rate_limited: AtomicU64,
     /// Response body bytes received (as sent, before decompression).
     pub bytes_in: AtomicU64,
+    /// Request bytes sent: request lines, headers (the credential's included) and bodies.
+    pub bytes_out: AtomicU64,
     /// Calls retried by the page loop.
     pub retries: AtomicU64,
+    /// CPU time spent in calls into the plugin (its code and the host functions it called), in ns.
+    pub plugin_cpu_nanos: AtomicU64,
+    /// The tenant's byte limit the sandbox broke, if it broke one (its partition ends, alone).
+    exceeded: Mutex<Option<String>>,
     /// The last response.
     last: Mutex<Option<Observed>>,
     /// A turn the page loop took for the next request.
@@ -228,6 +259,18 @@ impl GateStats {
         tracing::warn!("outgoing request refused: {reason}");
         self.refusals.lock().unwrap_or_else(|e| e.into_inner()).push(reason);
         HttpError::HttpRequestDenied
+    }
+
+    /// Note that a byte limit was broken; the error the plugin sees.
+    fn exceed(&self, reason: String) -> HttpError {
+        tracing::warn!("{reason}");
+        self.exceeded.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
+        HttpError::HttpResponseBodySize(None)
+    }
+
+    /// The byte limit the sandbox broke, if any.
+    pub fn exceeded(&self) -> Option<String> {
+        self.exceeded.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The refusals so far.
@@ -309,6 +352,10 @@ impl WasiHttpHooks for Gate {
         if let Some(name) = CREDENTIAL_HEADERS.iter().find(|h| request.headers().contains_key(**h)) {
             return refused(format!("the plugin set the credential header '{name}' itself"));
         }
+        if let Some(reason) = self.policy.run_over_budget(self.policy.run_bytes.load(Ordering::Relaxed)) {
+            let error = self.stats.exceed(reason);
+            return Box::new(async { Err(error) });
+        }
         let settings = &self.policy.settings;
         // The plugin may ask for shorter timeouts, never longer ones.
         let shorter = |asked: Option<Duration>, ours: Duration| asked.map_or(ours, |a| a.min(ours));
@@ -357,8 +404,16 @@ async fn send(
         response.headers_mut().remove(header::CONTENT_ENCODING);
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
-    let response = response.map(|body| GateBody::new(body, stats, timeouts.between_bytes, gzip).boxed_unsync());
+    let response = response.map(|body| GateBody::new(body, policy, stats, timeouts.between_bytes, gzip).boxed_unsync());
     Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+}
+
+/// The bytes of a request as HTTP/1.1 sends them: request line, headers and a known-length body.
+fn request_size(request: &http::Request<WasiBody>) -> u64 {
+    let line = request.method().as_str().len() + request.uri().to_string().len() + " HTTP/1.1\r\n ".len();
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    let body = request.body().size_hint().exact().unwrap_or(0);
+    (line + headers + 2) as u64 + body
 }
 
 /// The credential header a response was answered to (kept on the response for the 401 path).
@@ -386,6 +441,7 @@ async fn exchange(
         None => policy.pacer.turn().await,
     };
     stats.requests.fetch_add(1, Ordering::Relaxed);
+    stats.bytes_out.fetch_add(request_size(&request), Ordering::Relaxed);
     let method = request.method().clone();
     let target = request.uri().clone();
     let started = tokio::time::Instant::now();

@@ -88,6 +88,8 @@ fn settings(
         timeouts: Timeouts { connect: timeout, first_byte: timeout, between_bytes: timeout },
         max_requests_per_minute: None,
         retry: RetryPolicy::default(),
+        max_response_bytes: None,
+        max_run_bytes: None,
     }
 }
 

@@ -34,7 +34,7 @@ use tokio_rustls::client::TlsStream;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use super::address::non_global;
-use super::{GateStats, Origin};
+use super::{GatePolicy, GateStats, Origin};
 
 /// The most a gzip body may grow to once decoded (a guard against decompression bombs).
 const MAX_DECODED_BYTES: u64 = 256 << 20;
@@ -321,7 +321,10 @@ impl AsyncWrite for Stream {
 /// `gzip` is set.
 pub struct GateBody {
     inner: Incoming,
+    policy: Arc<GatePolicy>,
     stats: Arc<GateStats>,
+    /// Body bytes received so far (before decompression).
+    received: u64,
     idle: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
     gzip: Option<Gunzip>,
@@ -329,10 +332,18 @@ pub struct GateBody {
 }
 
 impl GateBody {
-    pub fn new(inner: Incoming, stats: Arc<GateStats>, idle: Duration, gzip: bool) -> GateBody {
+    pub fn new(
+        inner: Incoming,
+        policy: Arc<GatePolicy>,
+        stats: Arc<GateStats>,
+        idle: Duration,
+        gzip: bool,
+    ) -> GateBody {
         GateBody {
             inner,
+            policy,
             stats,
+            received: 0,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             gzip: gzip.then(Gunzip::default),
@@ -375,6 +386,14 @@ impl Body for GateBody {
                 Poll::Ready(Some(Ok(frame))) => {
                     let deadline = tokio::time::Instant::now() + this.idle;
                     this.timer.as_mut().reset(deadline);
+                    if let Some(data) = frame.data_ref() {
+                        this.received += data.len() as u64;
+                        if let Some(reason) = this.policy.receive(data.len() as u64, this.received) {
+                            this.done = true;
+                            this.gzip = None;
+                            return Poll::Ready(Some(Err(this.stats.exceed(reason))));
+                        }
+                    }
                     let Some(gzip) = &mut this.gzip else {
                         if let Some(data) = frame.data_ref() {
                             this.stats.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);

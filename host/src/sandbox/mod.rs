@@ -15,6 +15,7 @@
 //! goes into its log lines.
 
 mod cache;
+mod cpu;
 mod engine;
 mod limits;
 mod output;
@@ -137,7 +138,7 @@ impl Plugin {
             wasi,
             http: WasiHttpCtx::new(),
             table,
-            hooks: InFlight::new(Gate { policy, stats }, limits.requests_in_flight),
+            hooks: InFlight::new(Gate { policy, stats: stats.clone() }, limits.requests_in_flight),
             limiter: Limiter::new(limits.memory_bytes, tripwire.clone()),
             tripwire: tripwire.clone(),
             deadline: Instant::now() + limits.call_timeout,
@@ -157,6 +158,7 @@ impl Plugin {
             tripwire,
             broken: None,
             label,
+            stats,
             _slot: slot,
         };
         let pre = self.pre.clone();
@@ -183,6 +185,8 @@ pub struct Sandbox {
     /// Why the sandbox may no longer be called, after a failed call.
     broken: Option<String>,
     label: Label,
+    /// The partition's figures: the CPU time of its calls goes there.
+    stats: Arc<GateStats>,
     /// The pool slot this sandbox holds (released after the store is dropped: fields drop in order).
     _slot: OwnedSemaphorePermit,
 }
@@ -215,7 +219,10 @@ impl Sandbox {
         self.output.start_call();
         // The epoch callback ends guest code past the deadline; this timeout ends waits in host calls
         // (a stalled response, a long sleep), which no epoch or fuel can interrupt.
-        let result = tokio::time::timeout(timeout, call(self.connector.as_ref(), &mut self.store)).await;
+        let result = {
+            let call = std::pin::pin!(call(self.connector.as_ref(), &mut self.store));
+            tokio::time::timeout(timeout, cpu::CpuTimed::new(call, &self.stats.plugin_cpu_nanos)).await
+        };
         self.output.end_call();
         let failure = match result {
             Ok(Ok(value)) => return Ok(value),

@@ -1,0 +1,190 @@
+//! Many tenants in one `host run --tenants tenants.toml --flows DIR`: each tenant's flows run side by
+//! side with its own credential, allow-list and limits; a hostile or greedy tenant ends only its own
+//! partitions, naming the limit it hit, while the others finish with exact counts; the summary has each
+//! tenant's figures; the log names the tenant. A single flow's `[tenant]` section sets its limits, and
+//! a flows folder that names an unknown tenant is refused before any request.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::{TOKEN, artifacts, host_with_env, read_jsonl_object, simulator, sqlite_ids, temp_dir};
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+/// A flow file for `tenant` reading `objects` (`(object, project)` pairs) into `dest`.
+fn flow(tenant: &str, plugin: &Path, base: &str, objects: &[(&str, &str)], dest: &str) -> String {
+    let mut text = format!(
+        "plugin = {plugin:?}\n[tenant]\nid = \"{tenant}\"\n[connection]\nbase_url = \"{base}\"\n[destination]\nurl = \"{dest}\"\n"
+    );
+    for (object, project) in objects {
+        text.push_str(&format!("[[objects]]\nobject = \"{object}\"\nprojects = [\"{project}\"]\n"));
+    }
+    text
+}
+
+#[test]
+fn tenants_run_side_by_side_and_a_hostile_or_greedy_one_ends_only_its_own_partitions() {
+    let sim = simulator();
+    let world = sim.world();
+    let dir = temp_dir();
+    let (flows, out) = (dir.path().join("flows"), dir.path());
+    std::fs::create_dir(&flows).unwrap();
+    let (gitlab, hostile, base) = (&artifacts().gitlab_wasm, &artifacts().hostile_wasm, sim.base_url());
+    // A project of a few pages of issues, for the hostile tenant's healthy-looking object.
+    let small = world
+        .projects()
+        .iter()
+        .find(|p| p.issues_enabled && (101..=400).contains(&world.issues(p.id).len()))
+        .map(|p| p.id.to_string())
+        .unwrap();
+
+    write(
+        &dir.path().join("tenants.toml"),
+        "[[tenants]]\nid = \"acme\"\ncredential = { source = \"env\", var = \"ACME_TOKEN\" }\nconcurrency = 2\n\
+         [[tenants]]\nid = \"globex\"\ncredential = { source = \"env\", var = \"GLOBEX_TOKEN\" }\n\
+         [[tenants]]\nid = \"mallory\"\ncredential = { source = \"env\", var = \"MALLORY_TOKEN\" }\n\
+         call_timeout_secs = 2\nmemory_mib = 32\nmax_response_bytes = 4000\n\
+         [[tenants]]\nid = \"greedy\"\ncredential = { source = \"env\", var = \"GREEDY_TOKEN\" }\nmax_run_bytes = 20000\n",
+    );
+    let acme_db = out.join("acme.db");
+    let acme_dest = format!("sqlite:{}", acme_db.display());
+    write(
+        &flows.join("acme.toml"),
+        &flow("acme", gitlab, &base, &[("issue", "demo/api"), ("project_merge_request", "demo/api")], &acme_dest),
+    );
+    let globex_dest = format!("jsonl:{}", out.join("globex").display());
+    write(&flows.join("globex.toml"), &flow("globex", gitlab, &base, &[("issue", "demo/website")], &globex_dest));
+    let mallory_dest = format!("jsonl:{}", out.join("mallory").display());
+    write(
+        &flows.join("mallory.toml"),
+        &flow(
+            "mallory",
+            hostile,
+            &base,
+            &[("infinite_loop", &small), ("memory_bomb", &small), ("healthy", &small)],
+            &mallory_dest,
+        ),
+    );
+    let greedy_dest = format!("jsonl:{}", out.join("greedy").display());
+    write(&flows.join("greedy.toml"), &flow("greedy", gitlab, &base, &[("issue", "demo/api")], &greedy_dest));
+
+    let summary_path = out.join("summary.json");
+    let tenants = dir.path().join("tenants.toml");
+    let args = [
+        "run",
+        "--tenants",
+        tenants.to_str().unwrap(),
+        "--flows",
+        flows.to_str().unwrap(),
+        "--summary-json",
+        summary_path.to_str().unwrap(),
+    ];
+    let env = [
+        ("ACME_TOKEN", TOKEN),
+        ("GLOBEX_TOKEN", TOKEN),
+        ("MALLORY_TOKEN", TOKEN),
+        ("GREEDY_TOKEN", TOKEN),
+        ("HOST_LOG", "warn,plugin=debug"),
+    ];
+    let run = host_with_env(&args, None, &env);
+
+    assert!(!run.success, "{}", run.output());
+    let error = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output()));
+    assert!(error.contains("2 of 4 flows had failures, for tenant(s) greedy, mallory"), "{error}");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let tenant = |id: &str| {
+        summary["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == id).cloned().unwrap_or_else(|| {
+            panic!("no tenant {id} in {summary:#}");
+        })
+    };
+    let partitions = |flow: &str| {
+        let flow = summary["flows"].as_array().unwrap().iter().find(|f| f["flow"] == flow).unwrap();
+        flow["partitions"].as_array().unwrap().clone()
+    };
+
+    // The well-behaved tenants read everything, exactly.
+    let api = world.project_by_ref("demo/api").unwrap().id;
+    let website = world.project_by_ref("demo/website").unwrap().id;
+    let expected_issues: std::collections::BTreeSet<i64> =
+        world.issues(api).iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    assert_eq!(sqlite_ids(&acme_db, "issue"), expected_issues);
+    assert_eq!(sqlite_ids(&acme_db, "project_merge_request").len(), world.merge_requests(api).len());
+    assert_eq!(read_jsonl_object(&out.join("globex"), "issue").len(), world.issues(website).len());
+    let acme = tenant("acme");
+    assert_eq!(acme["errors"], serde_json::json!([]), "{acme:#}");
+    assert_eq!(acme["records"], (world.issues(api).len() + world.merge_requests(api).len()) as u64);
+    for figure in ["requests", "bytes_in", "bytes_out", "pages"] {
+        assert!(acme[figure].as_u64().unwrap() > 0, "acme's {figure}: {acme:#}");
+    }
+    assert!(acme["cpu_seconds"].as_f64().unwrap() > 0.0, "{acme:#}");
+    assert!(acme["wall_seconds"].as_f64().unwrap() >= acme["cpu_seconds"].as_f64().unwrap() / 4.0);
+    assert_eq!(tenant("globex")["errors"], serde_json::json!([]));
+
+    // The hostile tenant's partitions each ended alone, naming the tenant's limit they hit.
+    let mallory = partitions("mallory");
+    let reason = |object: &str| {
+        let p = mallory.iter().find(|p| p["object"] == object).unwrap();
+        assert_eq!(p["status"], "failed", "{p:#}");
+        p["reason"].as_str().unwrap().to_owned()
+    };
+    assert!(reason("infinite_loop").starts_with("the plugin exceeded its 2 s deadline per call"));
+    assert!(reason("memory_bomb").starts_with("the plugin exceeded its 32 MiB memory limit"));
+    assert_eq!(reason("healthy"), "a response exceeded the tenant's limit of 4000 bytes per response");
+    assert_eq!(tenant("mallory")["errors"].as_array().unwrap().len(), 3);
+
+    // The greedy tenant stopped at its byte budget for the run, and was not retried past it.
+    let greedy = partitions("greedy");
+    assert_eq!(greedy[0]["status"], "failed");
+    assert_eq!(greedy[0]["reason"], "the tenant exceeded its limit of 20000 response bytes per run");
+    assert!(greedy[0]["bytes_in"].as_u64().unwrap() < 400_000, "{:#}", greedy[0]);
+
+    // The log names the tenant of each failure.
+    let line = run.stderr.lines().find(|l| l.contains("partition failed: a response exceeded")).expect("logged");
+    assert!(line.contains("tenant=\"mallory\""), "{line}");
+    assert!(!run.output().contains(TOKEN));
+}
+
+#[test]
+fn a_single_flows_tenant_section_sets_its_limits() {
+    let sim = simulator();
+    let world = sim.world();
+    let dir = temp_dir();
+    let project = world.projects().iter().find(|p| p.issues_enabled).map(|p| p.id.to_string()).unwrap();
+    let dest = format!("jsonl:{}", dir.path().join("out").display());
+    let mut text = flow("solo", &artifacts().hostile_wasm, &sim.base_url(), &[("memory_bomb", &project)], &dest);
+    text = text.replace("id = \"solo\"\n", "id = \"solo\"\nmemory_mib = 16\n");
+    let path = dir.path().join("solo.toml");
+    write(&path, &text);
+    let summary_path = dir.path().join("summary.json");
+    let args = ["run", "--flow", path.to_str().unwrap(), "--summary-json", summary_path.to_str().unwrap()];
+    let run = host_with_env(&args, Some(TOKEN), &[]);
+    assert!(!run.success);
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["tenant"], "solo");
+    let reason = summary["partitions"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("the plugin exceeded its 16 MiB memory limit"), "{reason}");
+}
+
+#[test]
+fn a_flow_naming_an_unknown_tenant_is_refused_before_any_request() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    write(&dir.path().join("tenants.toml"), "[[tenants]]\nid = \"acme\"\n");
+    let dest = format!("jsonl:{}", dir.path().join("out").display());
+    write(&flows.join("a.toml"), &flow("acme", &artifacts().gitlab_wasm, &sim.base_url(), &[("issue", "1")], &dest));
+    write(&flows.join("b.toml"), &flow("initech", &artifacts().gitlab_wasm, &sim.base_url(), &[("issue", "1")], &dest));
+    let tenants = dir.path().join("tenants.toml");
+    let args = ["run", "--tenants", tenants.to_str().unwrap(), "--flows", flows.to_str().unwrap()];
+    let run = host_with_env(&args, Some(TOKEN), &[]);
+    assert!(!run.success);
+    let error = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert!(error.contains("b.toml:"), "{error}");
+    assert!(error.contains("tenant: unknown tenant 'initech': the tenants file has acme"), "{error}");
+    assert!(sim.requests().is_empty(), "no request before the flows are checked whole");
+}
