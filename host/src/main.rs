@@ -46,10 +46,11 @@ use serde_json::json;
 
 use cli::{AuthCommand, Cli, Command, FlowArgs, LoginArgs, RunArgs};
 use credential::{CredentialProvider, oauth};
+use dest::type_name;
 use flow::Flow;
 use gate::{CredentialHeader, GatePolicy, GateSettings, GateStats, Origin, Timeouts};
 use retry::{Retrier, RetryPolicy};
-use sandbox::wit::{self, FieldType, FilterOperator, ScopeKind};
+use sandbox::wit::{self, FilterOperator, ScopeKind};
 use sandbox::{EngineOptions, Label, Limits, Plugin, SandboxEngine};
 use tenant::TenantSpec;
 
@@ -403,19 +404,6 @@ fn scope_name(kind: ScopeKind) -> &'static str {
         ScopeKind::Instance => "instance",
         ScopeKind::Group => "group",
         ScopeKind::Project => "project",
-    }
-}
-
-fn type_name(t: FieldType) -> &'static str {
-    match t {
-        FieldType::Boolean => "boolean",
-        FieldType::Integer => "integer",
-        FieldType::Number => "number",
-        FieldType::String => "string",
-        FieldType::Date => "date",
-        FieldType::DateTime => "date-time",
-        FieldType::Struct => "struct",
-        FieldType::List => "list",
     }
 }
 

@@ -22,7 +22,7 @@ use arrow_schema::{DataType, TimeUnit};
 use gitlab_sim::Simulator;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Map, Value};
-use support::{TOKEN, artifacts, host, read_jsonl_object, simulator, temp_dir};
+use support::{TOKEN, artifacts, read_jsonl_object, simulator, temp_dir};
 
 /// The flow of the full syncs: issues and merge requests of two projects.
 const SMALL_FLOW: &[&str] =
@@ -59,17 +59,9 @@ fn reference(sim: &Simulator, flow: &[&str], objects: &[&str]) -> BTreeMap<Strin
     objects.iter().map(|o| (o.to_string(), read_jsonl_object(dir.path(), o))).collect()
 }
 
-/// The record field types of `object`, from `host describe --json`.
+/// The record field types of `object`, from `host describe --json`, by name.
 fn field_types(object: &str) -> BTreeMap<String, String> {
-    let run = host(&["describe", "--plugin", artifacts().gitlab_wasm.to_str().unwrap(), object, "--json"], None);
-    let schema: Value = serde_json::from_str(&run.stdout).unwrap();
-    schema["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["filter_only"] == false)
-        .map(|f| (f["name"].as_str().unwrap().to_owned(), f["type"].as_str().unwrap().to_owned()))
-        .collect()
+    support::field_types(object).into_iter().collect()
 }
 
 /// A date-time as the connector writes them (RFC 3339, UTC, milliseconds), from any RFC 3339 text.
@@ -403,8 +395,18 @@ const BIG_FLOW: &[&str] = &["--object", "issue", "--project", "bigco/monorepo"];
 /// then run it until it succeeds. Returns the ids upstream and the number of issue pages requested
 /// in all.
 fn kill_and_resume(sim: &Simulator, dest: &str, env: &[(&str, String)], kills: &[usize]) -> (BTreeSet<i64>, usize) {
+    kill_and_resume_with(sim, &["--dest", dest], env, kills)
+}
+
+/// [`kill_and_resume`] with more arguments after the big flow's (`--dest`, `--state`...).
+fn kill_and_resume_with(
+    sim: &Simulator,
+    extra: &[&str],
+    env: &[(&str, String)],
+    kills: &[usize],
+) -> (BTreeSet<i64>, usize) {
     let mut args = BIG_FLOW.to_vec();
-    args.extend(["--dest", dest]);
+    args.extend_from_slice(extra);
     let pages = |sim: &Simulator| sim.requests().iter().filter(|r| r.path.ends_with("/issues")).count();
     for &after in kills {
         let before = pages(sim);
@@ -481,6 +483,24 @@ fn postgres_resumes_after_kill_9_and_a_rerun_upserts() {
     assert_exactly_once(ids, &expected, "postgres");
     sync(&sim, BIG_FLOW, &url, &[]);
     assert_exactly_once(ids_of(&postgres_rows("killed", "issue")), &expected, "postgres, run again");
+}
+
+#[test]
+fn a_postgres_checkpoint_store_serves_a_file_destination_through_kill_9() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let state = servers::postgres().database("shared_state");
+    let dest = format!("jsonl:{}", dir.path().display());
+    let (expected, _) = kill_and_resume_with(&sim, &["--dest", &dest, "--state", &state], &[], KILLS);
+    assert_exactly_once(ids_of(&published_records(&dir.path().to_path_buf(), "jsonl", "issue")), &expected, "jsonl");
+    // The checkpoints live in PostgreSQL, not beside the files: the read completed, its watermark kept.
+    assert!(!dir.path().join(".checkpoints.db").exists());
+    let checkpoints = postgres_rows("shared_state", "_checkpoints");
+    assert_eq!(checkpoints.len(), 1, "{checkpoints:?}");
+    assert_eq!(checkpoints[0]["object"], "issue");
+    assert_eq!(checkpoints[0]["page_token"], Value::Null, "the read completed");
+    assert!(checkpoints[0]["watermark"].is_string(), "{checkpoints:?}");
+    assert_eq!(checkpoints[0]["read_mode"], "full");
 }
 
 fn files_resume_after_kill_9(format: &str) {

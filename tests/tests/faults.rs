@@ -368,10 +368,14 @@ fn no_token_appears_anywhere_even_at_trace_level_under_faults() {
     assert!(printed.contains("TRACE") && printed.contains("trying again"), "the log is not at trace level");
     assert!(sim.faults_injected().server_errors > 0);
     assert!(!printed.contains(TOKEN), "the token leaked into the log");
-    // Every file written: the summary, the records, the checkpoint database.
+    // Every file written: the summary, the records, the manifests, the checkpoint database.
     let mut written = std::fs::read(&summary).unwrap();
-    for entry in std::fs::read_dir(dir.path().join("out")).unwrap() {
-        written.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    let mut folders = vec![dir.path().join("out")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { folders.push(path) } else { written.extend(std::fs::read(path).unwrap()) }
+        }
     }
     assert!(!written.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "the token leaked into the output files");
     assert!(sim.requests().iter().all(|r| r.header("private-token") == Some(TOKEN)));

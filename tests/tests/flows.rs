@@ -218,10 +218,10 @@ fn bad_flow_files_are_refused_whole_naming_file_line_and_key() {
         ),
         (
             "",
-            format!("{good_object}\n[state]\nurl = \"postgres://db.example/state\"\n"),
+            format!("{good_object}\n[state]\nurl = \"postgres://u@db.example/state?sslmode=require\"\n"),
             "postgres://",
             "state.url",
-            "PostgreSQL checkpoint stores (postgres://db.example/state) are not available in this build",
+            "asks for sslmode=require, but this host speaks to PostgreSQL without TLS",
         ),
         (
             "",

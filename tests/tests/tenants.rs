@@ -146,6 +146,11 @@ fn tenants_run_side_by_side_and_a_hostile_or_greedy_one_ends_only_its_own_partit
     let line = run.stderr.lines().find(|l| l.contains("partition failed: a response exceeded")).expect("logged");
     assert!(line.contains("tenant=\"mallory\""), "{line}");
     assert!(!run.output().contains(TOKEN));
+
+    // Memory bombs stayed in their 32 MiB sandboxes: the whole process held well under a sandbox per
+    // partition at the default 64 MiB.
+    let peak = summary["peak_rss_bytes"].as_u64().expect("the summary reports the peak memory");
+    assert!(peak < 512 << 20, "peak RSS {} MiB", peak >> 20);
 }
 
 #[test]

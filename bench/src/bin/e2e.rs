@@ -1,0 +1,291 @@
+//! The end-to-end figures of BENCHMARKS.md: the real `host` binary and `gitlab.wasm` against the
+//! simulator, each figure next to its goal.
+//!
+//! ```text
+//!  cargo run --release -p bench --bin e2e [-- --records N --runs R]
+//!    1. throughput, 0 ms latency: host run (JSONL, SQLite) vs a raw fetch of the same pages with the
+//!       same client stack (hyper, keep-alive, gzip), no wasm, no destination
+//!    2. requests made vs the minimum (ceil(records/100) + scope resolution)
+//!    3. 50 ms latency: wall time of 150 one-page partitions at 1, 4, 16, 64 at once
+//!    4. a simulator rate limit: requests per minute achieved, and 429s
+//!    5. peak RSS of the host over the largest sync; sandbox instantiation (from the host's debug log);
+//!       start from the on-disk component cache
+//! ```
+//!
+//! Every figure is the median of `--runs` runs (default 3). The host is the one `cargo xtask build`
+//! builds (target/release/host), so build first.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use gitlab_sim::{BigShape, Faults, RateLimit, SimConfig, Simulator, WorldShape};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+const TOKEN: &str = "glpat-bench";
+
+struct Options {
+    records: usize,
+    runs: usize,
+}
+
+fn main() -> Result<()> {
+    let mut options = Options { records: 100_000, runs: 3 };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().context("a value after the flag").and_then(|v| Ok(v.parse::<usize>()?));
+        match arg.as_str() {
+            "--records" => options.records = value()?,
+            "--runs" => options.runs = value()?.max(1),
+            "--bench" => {} // what `cargo bench` passes
+            other => bail!("unknown argument {other}: use --records N, --runs R"),
+        }
+    }
+    let target = bench::target_dir();
+    let host = target.join("release/host");
+    let plugin = target.join("wasm32-wasip2/release/gitlab.wasm");
+    for path in [&host, &plugin] {
+        if !path.exists() {
+            bail!("{} is missing: run `cargo xtask build` first", path.display());
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let bench = Bench { host, plugin, runs: options.runs, work: tempfile::tempdir()? };
+    println!("# end-to-end figures ({} runs each, medians)", options.runs);
+    bench.throughput(&runtime, options.records)?;
+    bench.latency_scaling()?;
+    bench.rate_limited()?;
+    bench.cold_start()?;
+    Ok(())
+}
+
+struct Bench {
+    host: PathBuf,
+    plugin: PathBuf,
+    runs: usize,
+    work: tempfile::TempDir,
+}
+
+/// What one `host run` reported.
+struct HostFigures {
+    wall: Duration,
+    summary: Value,
+    stderr: String,
+}
+
+impl Bench {
+    fn host_run(&self, sim: &Simulator, args: &[&str], env: &[(&str, &str)]) -> Result<HostFigures> {
+        let summary_path = self.work.path().join("summary.json");
+        let mut command = Command::new(&self.host);
+        command.args(["run", "--plugin", self.plugin.to_str().unwrap(), "--base-url", &sim.base_url()]);
+        command.args(args).args(["--summary-json", summary_path.to_str().unwrap()]);
+        command.env("GITLAB_TOKEN", TOKEN).env("HOST_CACHE_DIR", self.work.path().join("cache"));
+        command.envs(env.iter().copied());
+        let started = Instant::now();
+        let output = command.output().context("running host")?;
+        let wall = started.elapsed();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if !output.status.success() {
+            bail!("host run {args:?} failed: {stderr}");
+        }
+        let summary = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
+        Ok(HostFigures { wall, summary, stderr })
+    }
+
+    /// A fresh destination argument of `kind` (`jsonl` or `sqlite`).
+    fn dest(&self, kind: &str, run: usize) -> String {
+        let path = self.work.path().join(format!("out-{kind}-{run}"));
+        match kind {
+            "sqlite" => format!("sqlite:{}.db", path.display()),
+            _ => format!("{kind}:{}", path.display()),
+        }
+    }
+
+    fn throughput(&self, runtime: &tokio::runtime::Runtime, records: usize) -> Result<()> {
+        let world =
+            WorldShape { bigco: Some(BigShape { issues: records, merge_requests: 10 }), ..WorldShape::standard() };
+        let sim = Simulator::start(SimConfig { token: Some(TOKEN.into()), world, ..SimConfig::default() })?;
+        let project = sim.world().project_by_ref(gitlab_sim::BIG_PROJECT).unwrap().id;
+        let url = format!("{}/api/v4/projects/{project}/issues?per_page=100", sim.base_url());
+
+        let mut raw = Vec::new();
+        for _ in 0..self.runs {
+            raw.push(runtime.block_on(raw_fetch(&url))?);
+        }
+        let raw_rate = median(raw.iter().map(|(n, wall)| *n as f64 / wall.as_secs_f64()).collect());
+        println!("\n## 1. throughput at 0 ms latency: {records} issues of one project");
+        println!("raw fetch (hyper, keep-alive, gzip, JSON parsed, nothing written): {raw_rate:.0} records/s");
+
+        let mut first = None;
+        for kind in ["jsonl", "sqlite"] {
+            let mut rates = Vec::new();
+            for run in 0..self.runs {
+                let dest = self.dest(kind, run);
+                let figures = self.host_run(
+                    &sim,
+                    &["--object", "issue", "--project", gitlab_sim::BIG_PROJECT, "--dest", &dest],
+                    &[],
+                )?;
+                let got = figures.summary["records"].as_u64().unwrap_or(0);
+                if got != records as u64 {
+                    bail!("host run wrote {got} records, not {records}");
+                }
+                rates.push(got as f64 / figures.wall.as_secs_f64());
+                first.get_or_insert(figures.summary);
+            }
+            let rate = median(rates);
+            println!(
+                "host run into {kind} (whole process): {rate:.0} records/s, {:.2} of the raw fetch (goal ≥ 0.8)",
+                rate / raw_rate
+            );
+        }
+        let summary = first.unwrap();
+        let requests = summary["requests"].as_u64().unwrap_or(0);
+        let minimum = (records as u64).div_ceil(100) + 1;
+        println!(
+            "\n## 2. requests: {requests} made, minimum {minimum} (ceil({records}/100) pages + 1 scope lookup): {:.3}× (goal ≤ 1.02×)",
+            requests as f64 / minimum as f64
+        );
+        println!(
+            "\n## 5a. peak RSS of the host over {records} records into JSONL: {:.1} MiB (goal ≤ 64 MiB at 1,000,000)",
+            summary["peak_rss_bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64
+        );
+        Ok(())
+    }
+
+    fn latency_scaling(&self) -> Result<()> {
+        let faults = Faults { latency: Duration::from_millis(50), ..Faults::default() };
+        let sim = Simulator::start(SimConfig { token: Some(TOKEN.into()), faults, ..SimConfig::default() })?;
+        let partitions = sim.world().projects_in_group(sim.world().group_by_ref("acme").unwrap().id, true).len();
+        println!(
+            "\n## 3. 50 ms latency: issues of the {partitions} projects of group acme (one page each), by partitions at once"
+        );
+        let mut base = None;
+        for concurrency in [1, 4, 16, 64] {
+            let mut walls = Vec::new();
+            let mut instantiation = Vec::new();
+            for run in 0..self.runs {
+                let dest = self.dest("jsonl", 1000 + concurrency * 10 + run);
+                let n = concurrency.to_string();
+                let figures = self.host_run(
+                    &sim,
+                    &["--object", "issue", "--group", "acme", "--concurrency", &n, "--dest", &dest],
+                    &[("HOST_LOG", "warn,host::sandbox=debug")],
+                )?;
+                walls.push(figures.wall.as_secs_f64());
+                instantiation.extend(instantiation_micros(&figures.stderr));
+            }
+            let wall = median(walls);
+            let speedup = base.get_or_insert(wall).to_owned() / wall;
+            println!(
+                "{concurrency:>3} at once: {wall:.2} s, {speedup:.1}× the speed of 1 (ideal {concurrency}×); sandbox instantiation median {:.0} µs over {} sandboxes",
+                median(instantiation.clone()),
+                instantiation.len()
+            );
+        }
+        Ok(())
+    }
+
+    fn rate_limited(&self) -> Result<()> {
+        let limit = RateLimit { requests: 100, window_secs: 10 };
+        let faults = Faults { rate_limit: Some(limit), ..Faults::default() };
+        let world =
+            WorldShape { bigco: Some(BigShape { issues: 40_000, merge_requests: 10 }), ..WorldShape::standard() };
+        let sim = Simulator::start(SimConfig { token: Some(TOKEN.into()), world, faults, ..SimConfig::default() })?;
+        let dest = self.dest("jsonl", 9000);
+        let figures =
+            self.host_run(&sim, &["--object", "issue", "--project", gitlab_sim::BIG_PROJECT, "--dest", &dest], &[])?;
+        let requests = figures.summary["requests"].as_f64().unwrap_or(0.0);
+        let per_minute = requests / figures.wall.as_secs_f64() * 60.0;
+        let allowed = f64::from(limit.requests) * 60.0 / f64::from(limit.window_secs);
+        println!(
+            "\n## 4. simulator limit of {} requests per {} s ({allowed:.0}/min): {requests} requests in {:.1} s = {per_minute:.0}/min, {:.2} of the limit (goal ≥ 0.9); {} answered 429",
+            limit.requests,
+            limit.window_secs,
+            figures.wall.as_secs_f64(),
+            per_minute / allowed,
+            figures.summary["rate_limited"]
+        );
+        Ok(())
+    }
+
+    fn cold_start(&self) -> Result<()> {
+        let cache = self.work.path().join("start-cache");
+        let time = |cache: &Path| -> Result<f64> {
+            let started = Instant::now();
+            let status = Command::new(&self.host)
+                .args(["objects", "--plugin", self.plugin.to_str().unwrap()])
+                .env("HOST_CACHE_DIR", cache)
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("host objects failed");
+            }
+            Ok(started.elapsed().as_secs_f64() * 1000.0)
+        };
+        time(&cache)?; // fills the cache
+        let warm = median((0..self.runs.max(5)).map(|_| time(&cache)).collect::<Result<_>>()?);
+        let cold = median((0..self.runs).map(|_| time(Path::new(""))).collect::<Result<_>>()?);
+        println!(
+            "\n## 5b. `host objects` as a whole process: {warm:.0} ms from the on-disk component cache, {cold:.0} ms compiling gitlab.wasm without it (goal ≤ 20 ms from the cache)"
+        );
+        Ok(())
+    }
+}
+
+/// Fetch every page from `url` on, following `Link: rel="next"`: (records, wall time).
+async fn raw_fetch(url: &str) -> Result<(usize, Duration)> {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let started = Instant::now();
+    let (mut records, mut next) = (0, Some(url.to_owned()));
+    while let Some(url) = next.take() {
+        let request = http::Request::get(&url)
+            .header("private-token", TOKEN)
+            .header("accept-encoding", "gzip")
+            .body(Empty::new())?;
+        let response = client.request(request).await?;
+        next = link_next(response.headers());
+        let gzip = response.headers().get("content-encoding").is_some_and(|v| v == "gzip");
+        let body = response.into_body().collect().await?.to_bytes();
+        let json = if gzip {
+            let mut decoded = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut decoded)?;
+            Bytes::from(decoded)
+        } else {
+            body
+        };
+        records += serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&json)?.len();
+    }
+    Ok((records, started.elapsed()))
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn link_next(headers: &http::HeaderMap) -> Option<String> {
+    let link = headers.get("link")?.to_str().ok()?;
+    link.split(',').find(|part| part.contains("rel=\"next\"")).and_then(|part| {
+        let start = part.find('<')? + 1;
+        let end = part.find('>')?;
+        Some(part[start..end].to_owned())
+    })
+}
+
+/// The `micros=` of the host's "sandbox instantiated" debug lines.
+fn instantiation_micros(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|l| l.contains("sandbox instantiated"))
+        .filter_map(|l| l.split("micros=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
