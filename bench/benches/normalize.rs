@@ -58,7 +58,6 @@ fn normalize(c: &mut Criterion) {
         group.bench_function("wasm x10", |b| {
             b.iter(|| {
                 let (result,) = func.call(&mut store, (object.to_owned(), page.clone(), 10)).unwrap();
-                func.post_return(&mut store).unwrap();
                 black_box(result.unwrap())
             })
         });

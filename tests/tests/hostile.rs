@@ -122,10 +122,11 @@ fn hostile_partitions_end_alone_naming_their_limit_while_healthy_ones_read_every
         assert!(reason.contains("panicked at tests/plugins/hostile/src/lib.rs:"), "where it panicked: {reason}");
         assert!(reason.ends_with(": the hostile plugin panics on purpose)"), "why it panicked: {reason}");
 
-        // The flood started 5,000 requests and was stopped at 1,000 handles, before more than the cap
-        // in flight could leave the host.
+        // The flood started 5,000 requests and was stopped at 1,000 handles: at most 16 at a time left
+        // the host (the next test proves the cap exactly, against a server that never answers), so only
+        // the few that the fast simulator answered while the handles piled up reached it.
         let reached = sim.requests().iter().filter(|r| r.path == format!("/api/v4/projects/{id}")).count();
-        assert!(reached <= REQUESTS_IN_FLIGHT, "{reached} flood requests reached the simulator");
+        assert!(reached <= 4 * REQUESTS_IN_FLIGHT, "{reached} flood requests reached the simulator");
     }
 
     // The plugin wrote 2 GiB to stdout; the host logged at most its budget of 1 MiB per call.
@@ -165,7 +166,7 @@ fn a_sandbox_has_at_most_16_requests_in_flight_however_many_it_starts() {
             "--project",
             "7",
             "--call-timeout-secs",
-            "3",
+            "6",
             "--dest",
             &dest,
         ],
@@ -173,7 +174,8 @@ fn a_sandbox_has_at_most_16_requests_in_flight_however_many_it_starts() {
         &[],
     );
     // 300 requests started at once: the first 16 connected at once; the others waited for a turn that
-    // came only when those timed out (3 s after they were sent), and the partition failed.
+    // came only when those timed out (the HTTP timeout, 4 s after they were sent: two thirds of the
+    // 6 s call deadline, well clear of the 2 s window counted below), and the partition failed.
     assert!(!run.success, "{}", run.output());
     assert!(run.stdout.contains("flood_wait project 7"), "{}", run.stdout);
     let accepted = accepted.lock().unwrap();

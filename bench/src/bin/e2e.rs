@@ -195,7 +195,7 @@ impl Bench {
         let limit = RateLimit { requests: 100, window_secs: 10 };
         let faults = Faults { rate_limit: Some(limit), ..Faults::default() };
         let world =
-            WorldShape { bigco: Some(BigShape { issues: 40_000, merge_requests: 10 }), ..WorldShape::standard() };
+            WorldShape { bigco: Some(BigShape { issues: 30_000, merge_requests: 10 }), ..WorldShape::standard() };
         let sim = Simulator::start(SimConfig { token: Some(TOKEN.into()), world, faults, ..SimConfig::default() })?;
         let dest = self.dest("jsonl", 9000);
         let figures =
