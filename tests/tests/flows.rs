@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use gitlab_sim::Simulator;
 use serde_json::Value;
-use support::{HostRun, TOKEN, artifacts, simulator, temp_dir, utc_millis};
+use support::{HostRun, TOKEN, artifacts, simulator, sqlite_ids, temp_dir, utc_millis};
 
 /// A flow file: the plugin and `top` (top-level keys), the simulator with the token from
 /// `GITLAB_TOKEN`, `body` (the objects), and `sqlite:out.db` beside the file.
@@ -62,16 +62,6 @@ fn line_of(text: &str, marker: &str) -> usize {
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
-
-fn sqlite_ids(db: &Path, table: &str) -> BTreeSet<i64> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.prepare(&format!("SELECT id FROM {table}"))
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
 }
 
 /// The checkpoints in `db`: (scope, page token, watermark) by scope.

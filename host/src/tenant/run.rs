@@ -107,7 +107,7 @@ fn plan(tenants: &[TenantSpec], dir: &Path, overrides: &Overrides) -> Result<Vec
         bail!("the flows folder {} holds no flow file (*.toml)", dir.display());
     }
     let known: Vec<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
-    let mut by_tenant: BTreeMap<String, Vec<Flow>> = BTreeMap::new();
+    let mut by_tenant: BTreeMap<String, TenantRun> = BTreeMap::new();
     let mut ids = HashSet::new();
     for path in &files {
         let mut flow = crate::flow::file::load(path, overrides)?;
@@ -149,10 +149,11 @@ fn plan(tenants: &[TenantSpec], dir: &Path, overrides: &Overrides) -> Result<Vec
             ));
         }
         flow.tenant = Some(spec.clone());
-        by_tenant.entry(spec.id.clone()).or_default().push(flow);
+        let run =
+            by_tenant.entry(spec.id.clone()).or_insert_with(|| TenantRun { spec: spec.clone(), flows: Vec::new() });
+        run.flows.push(flow);
     }
-    let mut runs = Vec::new();
-    for (id, flows) in by_tenant {
+    for (id, TenantRun { flows, .. }) in &by_tenant {
         let first = &flows[0];
         for other in &flows[1..] {
             if Origin::of_url(&other.connection.base_url).ok() != Origin::of_url(&first.connection.base_url).ok() {
@@ -171,10 +172,8 @@ fn plan(tenants: &[TenantSpec], dir: &Path, overrides: &Overrides) -> Result<Vec
                 ));
             }
         }
-        let spec = tenants.iter().find(|t| t.id == id).cloned().unwrap_or_default();
-        runs.push(TenantRun { spec, flows });
     }
-    Ok(runs)
+    Ok(by_tenant.into_values().collect())
 }
 
 /// Print each flow's summary and the tenants' table; write the JSON summary; the exit status.
