@@ -61,21 +61,41 @@ pub fn interpret(plan: &Plan, response: &Response<'_>) -> Result<Page, Connector
     let (count, high) = write_page(&mut page.records, plan.schema, &plan.fields, response.body, plan.scope_id)?;
     page.record_count = count;
     page.high_watermark = high;
+    // An empty page never links on: GitLab past its end would only repeat it.
+    page.next_page_token = if count == 0 { None } else { next_page_token(plan, response)? };
+    Ok(page)
+}
+
+/// The token of the page after the successful `response`, as GitLab links it (`Link`, else
+/// `X-Next-Page`); `None` on the last page.
+pub fn next_page_token(plan: &Plan, response: &Response<'_>) -> Result<Option<String>, ConnectorError> {
+    if let Some(then) = &plan.then {
+        return Ok(Some(then.clone()));
+    }
     let next_url = match (response.header)("link").as_deref().and_then(next_link) {
         Some(url) => Some(url.to_owned()),
         None => {
             (response.header)("x-next-page").filter(|p| !p.trim().is_empty()).map(|p| with_page(&plan.url, p.trim()))
         }
     };
-    page.next_page_token = match next_url {
-        // An empty page never links on: GitLab past its end would only repeat it.
-        Some(_) if count == 0 => None,
-        Some(url) => Some(token_for(&url).ok_or_else(|| {
-            ConnectorError::Upstream(format!("GitLab linked the next page to '{url}', which is not an API v4 URL"))
-        })?),
-        None => None,
-    };
-    Ok(page)
+    next_url
+        .map(|url| {
+            token_for(&url).ok_or_else(|| {
+                ConnectorError::Upstream(format!("GitLab linked the next page to '{url}', which is not an API v4 URL"))
+            })
+        })
+        .transpose()
+}
+
+/// The URL the next `read-page` call will GET after `response`, when it is worth reading ahead: a
+/// successful, non-empty page that links on. (The next call's plan builds the same URL from the token.)
+pub fn ahead_url(plan: &Plan, response: &Response<'_>) -> Option<String> {
+    let empty = response.body.trim_ascii() == b"[]";
+    if !(200..300).contains(&response.status) || empty {
+        return None;
+    }
+    let token = next_page_token(plan, response).ok()??;
+    Some(format!("{}{token}", plan.api_root))
 }
 
 fn status_error(plan: &Plan, response: &Response<'_>) -> ConnectorError {

@@ -50,23 +50,30 @@ impl Schema {
     }
 }
 
+/// A slot per object of [`OBJECTS`], each filled on first use: a sandbox reading one object compiles
+/// only that object's schema (compiling all of them would be most of a short partition's work).
+fn slots() -> &'static [OnceLock<Schema>] {
+    static SCHEMAS: OnceLock<Vec<OnceLock<Schema>>> = OnceLock::new();
+    SCHEMAS.get_or_init(|| OBJECTS.iter().map(|_| OnceLock::new()).collect())
+}
+
 /// Every object's compiled schema, in catalogue order.
-pub fn schemas() -> &'static [Schema] {
-    static SCHEMAS: OnceLock<Vec<Schema>> = OnceLock::new();
-    SCHEMAS.get_or_init(|| OBJECTS.iter().map(compile).collect())
+pub fn schemas() -> impl Iterator<Item = &'static Schema> {
+    OBJECTS.iter().zip(slots()).map(|(spec, slot)| slot.get_or_init(|| compile(spec)))
 }
 
 /// The compiled schema of `object`, or an invalid-request error listing the known objects.
 pub fn schema(object: &str) -> Result<&'static Schema, ConnectorError> {
-    schemas().iter().find(|s| s.spec.name == object).ok_or_else(|| {
+    let index = OBJECTS.iter().position(|o| o.name == object).ok_or_else(|| {
         let known: Vec<&str> = OBJECTS.iter().map(|o| o.name).collect();
         invalid(format!("unknown object '{object}'; known objects: {}", known.join(", ")))
-    })
+    })?;
+    Ok(slots()[index].get_or_init(|| compile(&OBJECTS[index])))
 }
 
 /// What `list-objects` returns.
 pub fn object_infos() -> Vec<ObjectInfo> {
-    schemas().iter().map(|s| s.described.object.clone()).collect()
+    schemas().map(|s| s.described.object.clone()).collect()
 }
 
 /// Join the table's rows for `spec` with `spec`'s GitLab metadata.
@@ -75,9 +82,10 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
     let mut record_infos = Vec::new();
     let mut filter_infos = Vec::new();
     let mut filters = HashMap::new();
+    let rows: Vec<_> = table_rows(spec.label).collect();
 
     if let Some(scope_field) = spec.scope_field {
-        let in_table = table_rows(spec.label).any(|(field, _, _)| field == scope_field);
+        let in_table = rows.iter().any(|(field, _, _)| *field == scope_field);
         if !in_table {
             record_fields.push(RecordField {
                 name: scope_field.to_owned(),
@@ -88,7 +96,7 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
         }
     }
 
-    for (table_name, table_type, operator) in table_rows(spec.label) {
+    for (table_name, table_type, operator) in rows {
         let name = spec.renames.iter().find(|(from, _)| *from == table_name).map_or(table_name, |(_, to)| *to);
         let field_type = spec
             .retypes
@@ -154,10 +162,11 @@ fn field_info(
 fn table_rows(label: &str) -> impl Iterator<Item = (&'static str, &'static str, Option<FilterOperator>)> {
     let rows = APPFLOW_TABLE.lines().skip(1).chain(BEYOND_TABLE.lines().skip(1));
     rows.filter_map(move |line| {
-        let mut cells = line.split('\t');
-        let (object, field, kind) = (cells.next()?, cells.next()?, cells.next()?);
+        // Most lines are another object's: only a line that starts with the label is split.
+        let mut cells = line.strip_prefix(label)?.strip_prefix('\t')?.split('\t');
+        let (field, kind) = (cells.next()?, cells.next()?);
         let operator = cells.next().and_then(FilterOperator::from_table);
-        (object == label).then_some((field, kind, operator))
+        Some((field, kind, operator))
     })
 }
 
