@@ -1,8 +1,8 @@
 //! The formats of file parts, and rendering a spool (NDJSON) into them, one record at a time.
 //!
 //! - JSONL: the spool itself, records as the plugin wrote them (never re-serialized).
-//! - CSV: a header row, then one row per record; strings as they are, numbers and booleans as JSON
-//!   writes them, null as an empty cell, structs and lists as JSON text.
+//! - CSV: a header row, then one row per record; strings as they are, numbers, booleans, structs and
+//!   lists as the JSON text the plugin wrote, null as an empty cell.
 //! - Parquet (Snappy): an Arrow schema from the table schema: integer → Int64, number → Float64,
 //!   boolean → Boolean, string → Utf8, date → Date32, date-time → Timestamp(ms, +00:00: UTC, which
 //!   Parquet records as adjusted to UTC); struct and list
@@ -15,6 +15,7 @@
 //! A part has the table's columns that appear in its records (a projection keeps only the selected
 //! fields), in the table's order; so a field new to the schema shows in the parts written after it.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter};
@@ -28,8 +29,10 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::record::{self, Record, Scalar};
 use super::{Column, TableSchema};
 use crate::sandbox::wit::FieldType;
 
@@ -66,8 +69,8 @@ impl FileFormat {
     }
 }
 
-/// Call `each` with every record of the spool at `path` (1-based line number, record).
-fn for_each_record(path: &Path, mut each: impl FnMut(usize, Map<String, Value>) -> Result<()>) -> Result<()> {
+/// Call `each` with every non-empty line of the spool at `path` (1-based line number, line).
+fn for_each_line(path: &Path, mut each: impl FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open the spool {}", path.display()))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut line = Vec::new();
@@ -79,28 +82,34 @@ fn for_each_record(path: &Path, mut each: impl FnMut(usize, Map<String, Value>) 
         }
         number += 1;
         let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
-        if trimmed.is_empty() {
-            continue;
+        if !trimmed.is_empty() {
+            each(number, trimmed)?;
         }
-        let record: Map<String, Value> = serde_json::from_slice(trimmed)
-            .with_context(|| format!("line {number} of {} is not a JSON object", path.display()))?;
-        each(number, record)?;
     }
 }
 
+/// Call `each` with every record of the spool at `path` (1-based line number, record as a tree).
+fn for_each_record(path: &Path, mut each: impl FnMut(usize, Map<String, Value>) -> Result<()>) -> Result<()> {
+    for_each_line(path, |number, line| {
+        let record: Map<String, Value> = serde_json::from_slice(line)
+            .with_context(|| format!("line {number} of {} is not a JSON object", path.display()))?;
+        each(number, record)
+    })
+}
+
 /// The columns of `table` that appear in at least one record of the spool at `path`, in the table's
-/// order (every column when the spool is empty).
+/// order (every column when the spool is empty). Only the records' keys are read.
 pub fn present_columns(path: &Path, table: &TableSchema) -> Result<Vec<Column>> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut any = false;
-    for_each_record(path, |_, record| {
+    for_each_line(path, |number, line| {
         any = true;
-        for key in record.keys() {
+        record::keys(line, |key| {
             if !seen.contains(key) {
-                seen.insert(key.clone());
+                seen.insert(key.to_owned());
             }
-        }
-        Ok(())
+        })
+        .with_context(|| format!("line {number} of {} is not a JSON object", path.display()))
     })?;
     Ok(table.columns.iter().filter(|c| !any || seen.contains(&c.name)).cloned().collect())
 }
@@ -120,20 +129,29 @@ pub fn render(format: FileFormat, spool: &Path, columns: &[Column], out: &Path) 
     file.sync_all().with_context(|| format!("cannot sync {}", out.display()))
 }
 
-/// A CSV cell for `value` in a column of `field_type`.
-fn csv_cell(value: Option<&Value>, field_type: FieldType) -> String {
-    match value {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(text)) if !is_json(field_type) => text.clone(),
-        Some(other) => other.to_string(),
-    }
+/// A CSV cell for `value` in a column of `field_type`: a string unescaped (unless the column holds
+/// JSON), null or missing as nothing, anything else as the JSON text the plugin wrote.
+fn csv_cell(value: Option<&RawValue>, field_type: FieldType) -> Result<Cow<'_, str>> {
+    Ok(match value.map(Scalar::of).transpose()? {
+        None | Some(Scalar::Null) => Cow::Borrowed(""),
+        Some(Scalar::Text(text)) if !is_json(field_type) => text,
+        Some(_) => Cow::Borrowed(value.map_or("", |raw| raw.get())),
+    })
 }
 
 fn render_csv(spool: &Path, columns: &[Column], file: File) -> Result<File> {
     let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
     writer.write_record(columns.iter().map(|c| c.name.as_str()))?;
-    for_each_record(spool, |_, record| {
-        writer.write_record(columns.iter().map(|c| csv_cell(record.get(&c.name), c.field_type)))?;
+    for_each_line(spool, |number, line| {
+        let record = Record::parse(line).with_context(|| format!("line {number} of {}", spool.display()))?;
+        let mut cells = Vec::with_capacity(columns.len());
+        for column in columns {
+            cells.push(
+                csv_cell(record.get(&column.name), column.field_type)
+                    .with_context(|| format!("line {number} of {}, field {}", spool.display(), column.name))?,
+            );
+        }
+        writer.write_record(cells.iter().map(|cell| cell.as_bytes()))?;
         Ok(())
     })?;
     writer.flush()?;

@@ -11,9 +11,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use rusqlite::{Connection, params_from_iter, types::Value as SqlValue};
-use serde_json::{Map, Value};
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use rusqlite::{CachedStatement, Connection, ToSql, params_from_iter};
 
+use super::record::{Record, Scalar};
 use super::{Destination, TableSchema};
 use crate::sandbox::wit::FieldType;
 use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey};
@@ -50,16 +51,16 @@ fn sql_type(field_type: FieldType) -> &'static str {
     }
 }
 
-fn sql_value(value: Value) -> SqlValue {
-    match value {
-        Value::Null => SqlValue::Null,
-        Value::Bool(b) => SqlValue::Integer(i64::from(b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => SqlValue::Integer(i),
-            None => n.as_f64().map_or(SqlValue::Null, SqlValue::Real),
-        },
-        Value::String(s) => SqlValue::Text(s),
-        other => SqlValue::Text(other.to_string()),
+impl ToSql for Scalar<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Scalar::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Scalar::Bool(b) => ToSqlOutput::Owned(SqlValue::Integer(i64::from(*b))),
+            Scalar::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Scalar::Real(r) => ToSqlOutput::Borrowed(ValueRef::Real(*r)),
+            Scalar::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            Scalar::Json(json) => ToSqlOutput::Borrowed(ValueRef::Text(json.as_bytes())),
+        })
     }
 }
 
@@ -108,14 +109,24 @@ impl Destination for SqliteDestination {
         let object = part.object.as_str();
         let table = self.tables.get(object).ok_or_else(|| anyhow!("table '{object}' was not prepared"))?;
         let tx = self.db.transaction()?;
-        let mut statements: HashMap<Vec<String>, String> = HashMap::new();
-        for (number, line) in records.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-            let record: Map<String, Value> = serde_json::from_slice(line)
-                .with_context(|| format!("record {} of the page is not a JSON object", number + 1))?;
-            let columns: Vec<String> = record.keys().cloned().collect();
-            let sql = statements.entry(columns.clone()).or_insert_with(|| upsert(table, &columns));
-            let mut statement = tx.prepare_cached(sql)?;
-            statement.execute(params_from_iter(record.into_iter().map(|(_, v)| sql_value(v))))?;
+        {
+            // Records of a page have the same fields, as a rule: one statement until they change.
+            let mut upsert_for: Option<(Vec<String>, CachedStatement<'_>)> = None;
+            for (number, line) in records.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+                let what = || format!("record {} of the page", number + 1);
+                let record = Record::parse(line).with_context(what)?;
+                let values: Vec<Scalar<'_>> =
+                    record.fields.iter().map(|(_, raw)| Scalar::of(raw)).collect::<Result<_>>().with_context(what)?;
+                let statement = match &mut upsert_for {
+                    Some((names, statement)) if same_names(names, &record) => statement,
+                    slot => {
+                        let names: Vec<String> = record.fields.iter().map(|(name, _)| name.to_string()).collect();
+                        let statement = tx.prepare_cached(&upsert(table, &names))?;
+                        &mut slot.insert((names, statement)).1
+                    }
+                };
+                statement.execute(params_from_iter(values.iter()))?;
+            }
         }
         if let Some(checkpoint) = checkpoint {
             state::sqlite::save(&tx, part, checkpoint)?;
@@ -142,6 +153,11 @@ impl CheckpointStore for SqliteDestination {
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
         state::sqlite::save(&self.db, key, checkpoint)
     }
+}
+
+/// Whether `record` has exactly the fields `names`, in that order.
+fn same_names(names: &[String], record: &Record<'_>) -> bool {
+    names.len() == record.fields.len() && names.iter().zip(&record.fields).all(|(name, (key, _))| name == key)
 }
 
 /// `INSERT ... ON CONFLICT (key) DO UPDATE` for these columns.

@@ -1,0 +1,162 @@
+//! One NDJSON record, read without building a tree of it.
+//!
+//! Destinations take records as the plugin wrote them: a [`Record`] is the record's fields in order,
+//! each value still the JSON text it was written as (a [`RawValue`] borrowed from the page). A field a
+//! destination stores as JSON text (a struct, a list) is copied as it is, never parsed and
+//! re-serialized; a scalar is read into a [`Scalar`] only when its column needs one. [`keys`] reads a
+//! record's field names alone, skipping the values.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use anyhow::{Context, Result};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// A record's fields, in the order written, values as raw JSON.
+pub struct Record<'a> {
+    pub fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> Record<'a> {
+    /// Read one line of NDJSON, which must be a JSON object.
+    pub fn parse(line: &'a [u8]) -> Result<Record<'a>> {
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let fields = de.deserialize_map(FieldsVisitor).and_then(|fields| de.end().map(|()| fields));
+        Ok(Record { fields: fields.context("not a JSON object")? })
+    }
+
+    /// The raw value of field `name`, if the record has it.
+    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.fields.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
+    }
+}
+
+/// Call `each` with every field name of one NDJSON record, without reading the values into anything.
+pub fn keys(line: &[u8], mut each: impl FnMut(&str)) -> Result<()> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    de.deserialize_map(KeysVisitor(&mut each)).and_then(|()| de.end()).context("not a JSON object")
+}
+
+/// A JSON value as a column takes it.
+#[derive(Debug, PartialEq)]
+pub enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Real(f64),
+    /// A string, unescaped.
+    Text(Cow<'a, str>),
+    /// An object or an array: its JSON text as written.
+    Json(&'a str),
+}
+
+impl<'a> Scalar<'a> {
+    /// Read `raw` by its first character: a string is unescaped, a number parsed, an object or array
+    /// left as the JSON text it is.
+    pub fn of(raw: &'a RawValue) -> Result<Scalar<'a>> {
+        let text = raw.get();
+        Ok(match text.as_bytes().first() {
+            Some(b'n') => Scalar::Null,
+            Some(b't') => Scalar::Bool(true),
+            Some(b'f') => Scalar::Bool(false),
+            Some(b'"') => Scalar::Text(serde_json::from_str::<Key<'a>>(text)?.0),
+            Some(b'{' | b'[') => Scalar::Json(text),
+            _ => match text.parse::<i64>() {
+                Ok(integer) => Scalar::Integer(integer),
+                Err(_) => Scalar::Real(text.parse::<f64>().with_context(|| format!("{text} is not a number"))?),
+            },
+        })
+    }
+}
+
+/// A string borrowed from the input when it has no escapes, owned when it had to be unescaped.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(32));
+        while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+            fields.push((key, value));
+        }
+        Ok(fields)
+    }
+}
+
+struct KeysVisitor<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(&str)> Visitor<'de> for KeysVisitor<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            (self.0)(&key);
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_fields_in_order_with_values_as_written() {
+        let line = br#"{"id":7,"title":"a \"b\"","weight":1.50,"author":{"id":1, "name":"Ann"},"labels":[],"x":null,"ok":true}"#;
+        let record = Record::parse(line).unwrap();
+        let names: Vec<&str> = record.fields.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(names, ["id", "title", "weight", "author", "labels", "x", "ok"]);
+        let scalar = |name| Scalar::of(record.get(name).unwrap()).unwrap();
+        assert_eq!(scalar("id"), Scalar::Integer(7));
+        assert_eq!(scalar("title"), Scalar::Text("a \"b\"".into()));
+        assert_eq!(scalar("weight"), Scalar::Real(1.5));
+        assert_eq!(scalar("author"), Scalar::Json(r#"{"id":1, "name":"Ann"}"#));
+        assert_eq!(scalar("labels"), Scalar::Json("[]"));
+        assert_eq!(scalar("x"), Scalar::Null);
+        assert_eq!(scalar("ok"), Scalar::Bool(true));
+        assert!(record.get("missing").is_none());
+    }
+
+    #[test]
+    fn escaped_keys_are_unescaped_and_bad_lines_refused() {
+        let mut seen = Vec::new();
+        keys(br#"{"a\u0062":1,"c":[1,{"d":2}]}"#, |k| seen.push(k.to_owned())).unwrap();
+        assert_eq!(seen, ["ab", "c"]);
+        for bad in [&b"[1,2]"[..], b"{\"a\":1} trailing", b"{\"a\":", b"42"] {
+            assert!(Record::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(keys(bad, |_| {}).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}
