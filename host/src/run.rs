@@ -6,7 +6,8 @@
 //!       ──► partitions (object × scope), at most `concurrency` at once, each in its own sandbox:
 //!             checkpoint ──► where the read starts (see `resume`: resume, incremental, full)
 //!             loop { read-page (retried, see `retry`) ──► writer (page durable, then checkpoint)
-//!                    ──► next token } until no token
+//!                    ──► next token } until no token; page n is written while page n+1 is read
+//!             (one page per partition in the writer's hands; the next waits until it is durable)
 //!       ──► summary (records, pages, requests, retries, 429s, bytes and how each read started, per
 //!           partition)
 //! ```
@@ -25,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::dest::{self, Writer};
+use crate::dest::{self, PendingPage, Writer};
 use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
 use crate::plan::{self, Partition, Plan};
@@ -33,7 +34,7 @@ use crate::progress::{ObjectProgress, Progress};
 use crate::resume;
 use crate::retry::{Ended, Retrier};
 use crate::sandbox::wit::{self, ConnectorError};
-use crate::sandbox::{Label, Limits, Plugin};
+use crate::sandbox::{Label, Limits, Plugin, Sandbox};
 use crate::state::{self, StatePlace};
 use crate::summary::{Outcome, PartitionReport, Summary};
 
@@ -229,24 +230,18 @@ async fn read_pages(
     report.incremental_since = start.incremental_since;
     report.start = start.note;
     shared.writer.open(part, checkpoint.dest_marker.clone()).await.map_err(fatal)?;
+    // The page the writer has while the next one is read, and its record count.
+    let mut in_writer: Option<(PendingPage, u64)> = None;
     loop {
-        if shared.stop.load(Ordering::Relaxed) {
-            return Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()));
-        }
-        let mut attempts = retrier.attempts(&format!("reading page {}", report.pages + 1));
-        let page = loop {
-            attempts.begin().await;
-            match attempts.judge(sandbox.read_page(&shared.connection, &request).await).await {
-                Ok(Some(page)) => break page,
-                Ok(None) => {}
-                Err(Ended::Connector(error)) => return Err(classify(&shared.flow, &shared.policy, partition, &error)),
-                Err(Ended::Call(failure)) => {
-                    report.limit = failure.1;
-                    return Err(Outcome::Failed(failure.0));
-                }
-                Err(Ended::Exhausted(message)) => return Err(Outcome::Failed(message)),
-            }
+        let page = if shared.stop.load(Ordering::Relaxed) {
+            Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()))
+        } else {
+            fetch_page(shared, partition, &mut sandbox, &retrier, &request, report).await
         };
+        // The page handed over before is durable before this one is handed over, or the partition
+        // ends; a failed write outranks a failed read.
+        settle(in_writer.take(), progress).await.map_err(fatal)?;
+        let page = page?;
         report.pages += 1;
         report.records += u64::from(page.record_count);
         checkpoint.page_token.clone_from(&page.next_page_token);
@@ -256,20 +251,59 @@ async fn read_pages(
             checkpoint.watermark = highest(checkpoint.watermark.take(), checkpoint.read_high.take());
             checkpoint.dest_marker = None;
         }
-        let records = u64::from(page.record_count);
         if page.record_count > 0 {
-            shared.writer.write(part, page.records, checkpoint.clone()).await.map_err(fatal)?;
+            let pending = shared.writer.send_page(part, page.records, checkpoint.clone()).await.map_err(fatal)?;
+            in_writer = Some((pending, u64::from(page.record_count)));
         } else {
             shared.writer.save(part, checkpoint.clone()).await.map_err(fatal)?;
-        }
-        if let Some(progress) = progress {
-            progress.page(records);
+            if let Some(progress) = progress {
+                progress.page(0);
+            }
         }
         match page.next_page_token {
             Some(token) => request.page_token = Some(token),
-            None => return shared.writer.close(part).await.map_err(fatal),
+            None => {
+                settle(in_writer.take(), progress).await.map_err(fatal)?;
+                return shared.writer.close(part).await.map_err(fatal);
+            }
         }
     }
+}
+
+/// Read one page of `partition`, retried as the tenant's retry policy allows.
+async fn fetch_page(
+    shared: &Shared,
+    partition: &Partition,
+    sandbox: &mut Sandbox,
+    retrier: &Retrier,
+    request: &wit::ReadRequest,
+    report: &mut PartitionReport,
+) -> Result<wit::Page, Outcome> {
+    let mut attempts = retrier.attempts(&format!("reading page {}", report.pages + 1));
+    loop {
+        attempts.begin().await;
+        match attempts.judge(sandbox.read_page(&shared.connection, request).await).await {
+            Ok(Some(page)) => return Ok(page),
+            Ok(None) => {}
+            Err(Ended::Connector(error)) => return Err(classify(&shared.flow, &shared.policy, partition, &error)),
+            Err(Ended::Call(failure)) => {
+                report.limit = failure.1;
+                return Err(Outcome::Failed(failure.0));
+            }
+            Err(Ended::Exhausted(message)) => return Err(Outcome::Failed(message)),
+        }
+    }
+}
+
+/// Wait until the page the writer has, if any, is durable; then count it as progress.
+async fn settle(in_writer: Option<(PendingPage, u64)>, progress: Option<&ObjectProgress>) -> anyhow::Result<()> {
+    if let Some((pending, records)) = in_writer {
+        pending.durable().await?;
+        if let Some(progress) = progress {
+            progress.page(records);
+        }
+    }
+    Ok(())
 }
 
 /// The label of a sandbox of `flow` for `job` (a partition, or `planning`): its tenant's id, if any.

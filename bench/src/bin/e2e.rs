@@ -2,7 +2,7 @@
 //! simulator, each figure next to its goal.
 //!
 //! ```text
-//!  cargo run --release -p bench --bin e2e [-- --records N --runs R]
+//!  cargo run --release -p bench --bin e2e [-- --records N --runs R --only throughput|latency|rate|cold]
 //!    1. throughput, 0 ms latency: host run (JSONL, SQLite) vs a raw fetch of the same pages with the
 //!       same client stack (hyper, keep-alive, gzip), no wasm, no destination
 //!    2. requests made vs the minimum (ceil(records/100) + scope resolution)
@@ -32,18 +32,26 @@ const TOKEN: &str = "glpat-bench";
 struct Options {
     records: usize,
     runs: usize,
+    /// Only this section (`throughput`, `latency`, `rate`, `cold`); all of them when `None`.
+    only: Option<String>,
 }
 
+const SECTIONS: [&str; 4] = ["throughput", "latency", "rate", "cold"];
+
 fn main() -> Result<()> {
-    let mut options = Options { records: 100_000, runs: 3 };
+    let mut options = Options { records: 100_000, runs: 3, only: None };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().context("a value after the flag").and_then(|v| Ok(v.parse::<usize>()?));
         match arg.as_str() {
             "--records" => options.records = value()?,
             "--runs" => options.runs = value()?.max(1),
+            "--only" => match args.next() {
+                Some(section) if SECTIONS.contains(&section.as_str()) => options.only = Some(section),
+                other => bail!("--only takes one of {SECTIONS:?}, not {other:?}"),
+            },
             "--bench" => {} // what `cargo bench` passes
-            other => bail!("unknown argument {other}: use --records N, --runs R"),
+            other => bail!("unknown argument {other}: use --records N, --runs R, --only SECTION"),
         }
     }
     // The normalize bench's component builds the connector's library without its exports, over the
@@ -60,10 +68,19 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let bench = Bench { host, plugin, runs: options.runs, work: tempfile::tempdir()? };
     println!("# end-to-end figures ({} runs each, medians)", options.runs);
-    bench.throughput(&runtime, options.records)?;
-    bench.latency_scaling()?;
-    bench.rate_limited()?;
-    bench.cold_start()?;
+    let wanted = |section: &str| options.only.as_deref().is_none_or(|only| only == section);
+    if wanted("throughput") {
+        bench.throughput(&runtime, options.records)?;
+    }
+    if wanted("latency") {
+        bench.latency_scaling()?;
+    }
+    if wanted("rate") {
+        bench.rate_limited()?;
+    }
+    if wanted("cold") {
+        bench.cold_start()?;
+    }
     Ok(())
 }
 

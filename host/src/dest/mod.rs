@@ -3,8 +3,9 @@
 //! A destination is opened from a URL (see [`DestinationUrl`]), told each object's table schema once,
 //! then handed pages of NDJSON records, partition by partition (see [`Destination`]). All writes and
 //! checkpoint saves go through one [`Writer`] thread per run, so a destination is only ever used from
-//! one thread; a partition waits for its page to be durably written, and its checkpoint saved, before
-//! it asks for the next one.
+//! one thread. A partition hands a page over ([`Writer::send_page`]) and reads the next one while it
+//! is written; before handing over the next, it waits for the first to be durable and its checkpoint
+//! saved ([`PendingPage::durable`]): at most one page per partition is in the writer's hands.
 //!
 //! - databases, which upsert by primary key and keep their checkpoints beside their tables, so a page
 //!   and its checkpoint commit together: [`sqlite`], [`postgres`];
@@ -16,6 +17,7 @@ pub mod files;
 pub mod format;
 pub mod manifest;
 pub mod postgres;
+pub mod record;
 pub mod s3;
 pub mod spool;
 pub mod sqlite;
@@ -288,6 +290,24 @@ impl Sink {
     }
 }
 
+/// A page the writer thread has, not yet known to be durable.
+#[must_use = "a page is only known durable once `durable` returns"]
+pub struct PendingPage {
+    part: PartitionKey,
+    wait: oneshot::Receiver<Result<()>>,
+}
+
+impl PendingPage {
+    /// Wait until the page and its checkpoint are durable.
+    pub async fn durable(self) -> Result<()> {
+        let part = self.part;
+        self.wait
+            .await
+            .map_err(|_| anyhow!("the destination writer has stopped"))?
+            .with_context(|| format!("cannot write a page of {part}"))
+    }
+}
+
 impl Writer {
     /// Start the writer thread for `destination`, with `store` as the checkpoint store unless the
     /// destination keeps its own (then `store` is `None`).
@@ -335,14 +355,19 @@ impl Writer {
             .with_context(|| format!("cannot open {part}"))
     }
 
-    /// Write one page of `part` and then save `checkpoint` (its destination marker filled in by the
-    /// destination); returns once both are durable.
-    pub async fn write(&self, part: &PartitionKey, records: Vec<u8>, checkpoint: Checkpoint) -> Result<()> {
-        self.submit(|done| {
-            Message::Job(Job::Write { part: part.clone(), records, checkpoint: Box::new(checkpoint), done })
-        })
-        .await
-        .with_context(|| format!("cannot write a page of {part}"))
+    /// Hand one page of `part` to the writer thread, which writes it and then saves `checkpoint` (its
+    /// destination marker filled in by the destination). Returns once the writer has the page; the
+    /// [`PendingPage`] says when both are durable, so the partition can read its next page meanwhile.
+    pub async fn send_page(
+        &self,
+        part: &PartitionKey,
+        records: Vec<u8>,
+        checkpoint: Checkpoint,
+    ) -> Result<PendingPage> {
+        let (done, wait) = oneshot::channel();
+        let job = Job::Write { part: part.clone(), records, checkpoint: Box::new(checkpoint), done };
+        self.jobs.send(Message::Job(job)).await.map_err(|_| anyhow!("the destination writer has stopped"))?;
+        Ok(PendingPage { part: part.clone(), wait })
     }
 
     /// Save `checkpoint` for `part` without writing a page (a read that completed, or an empty page).

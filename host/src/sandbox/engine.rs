@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
 use super::SandboxState;
 use super::bindings::ConnectorPre;
@@ -36,6 +36,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 pub const MEMORIES_PER_COMPONENT: u32 = 2;
 pub const TABLES_PER_COMPONENT: u32 = 8;
+
+/// Set (to anything) to write /tmp/perf-PID.map, so that `perf` can name the plugin's compiled functions.
+pub const PERF_MAP_VARIABLE: &str = "HOST_PERF_MAP";
 
 /// What the engine is sized for.
 #[derive(Clone, Debug)]
@@ -169,6 +172,10 @@ fn config(instances: u32) -> Config {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if std::env::var_os(PERF_MAP_VARIABLE).is_some() {
+        // `perf report` then names the plugin's functions instead of bare [JIT] addresses.
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     config
 }
 
