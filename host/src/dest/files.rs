@@ -1,7 +1,8 @@
 //! File destinations: one part per partition per run, in a local folder or an S3 bucket.
 //!
 //! ```text
-//!  write_page ──► spool  SPOOL/parts/FLOW/OBJECT/SCOPE/RUN.ndjson   (appended, fsync'd; marker RUN:BYTES:RECORDS)
+//!  write_page ──► spool  SPOOL/parts/FLOW/OBJECT/SCOPE/RUN.ndjson   (appended; marker RUN:BYTES:RECORDS)
+//!  commit     ──► every spool written and every folder changed since the last commit synced
 //!  close_part ──► render (JSONL: the spool itself; CSV, Parquet: see `format`)
 //!             ──► publish OBJECT/RUN-SCOPE.EXT on the target (a folder: link or copy, then rename;
 //!                 S3: upload) ──► journal of the run (see `manifest`)
@@ -18,7 +19,7 @@
 //! Spools live in the destination's folder (`DIR/_spool`) for a local folder, so that publishing is a
 //! hard link and a rename; for S3 in a local folder of their own (see [`super::s3`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -42,17 +43,23 @@ pub trait Target: Send {
     fn remove(&mut self, name: &str) -> Result<()>;
     /// Write `bytes` as `name`, whole or not at all.
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<()>;
+    /// Make the parts published since the last commit durable.
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A local folder.
 pub struct LocalDir {
     dir: PathBuf,
+    /// Folders where parts were renamed into place since the last commit.
+    unsynced: BTreeSet<PathBuf>,
 }
 
 impl LocalDir {
     pub fn new(dir: &Path) -> Result<LocalDir> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
-        Ok(LocalDir { dir: dir.to_owned() })
+        Ok(LocalDir { dir: dir.to_owned(), unsynced: BTreeSet::new() })
     }
 
     /// `name`'s path, and a temporary path beside it.
@@ -65,10 +72,14 @@ impl LocalDir {
         Ok((path, temporary))
     }
 
-    /// Move `temporary` into place as `path`, durably.
+    /// Move `temporary` into place as `path` (durable once its folder is synced).
     fn rename_into_place(temporary: &Path, path: &Path) -> Result<()> {
-        std::fs::rename(temporary, path).with_context(|| format!("cannot move {} into place", path.display()))?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))
+        std::fs::rename(temporary, path).with_context(|| format!("cannot move {} into place", path.display()))
+    }
+
+    /// `path`'s folder.
+    fn folder(path: &Path) -> &Path {
+        path.parent().unwrap_or(Path::new("."))
     }
 }
 
@@ -86,7 +97,9 @@ impl Target for LocalDir {
                 .and_then(|_| std::fs::File::open(&temporary)?.sync_all())
                 .with_context(|| format!("cannot copy {} to {}", file.display(), temporary.display()))?;
         }
-        Self::rename_into_place(&temporary, &path)
+        Self::rename_into_place(&temporary, &path)?;
+        self.unsynced.insert(Self::folder(&path).to_owned());
+        Ok(())
     }
 
     fn exists(&mut self, name: &str) -> Result<bool> {
@@ -96,7 +109,7 @@ impl Target for LocalDir {
     fn remove(&mut self, name: &str) -> Result<()> {
         let path = self.dir.join(name);
         match std::fs::remove_file(&path) {
-            Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+            Ok(()) => sync_dir(Self::folder(&path)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
         }
@@ -107,7 +120,15 @@ impl Target for LocalDir {
         std::fs::write(&temporary, bytes)
             .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
             .with_context(|| format!("cannot write {}", temporary.display()))?;
-        Self::rename_into_place(&temporary, &path)
+        Self::rename_into_place(&temporary, &path)?;
+        sync_dir(Self::folder(&path))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        while let Some(dir) = self.unsynced.pop_first() {
+            sync_dir(&dir)?;
+        }
+        Ok(())
     }
 }
 
@@ -127,6 +148,8 @@ pub struct FileDestination {
     run: RunLog,
     tables: HashMap<String, TableSchema>,
     open: HashMap<PartitionKey, OpenPart>,
+    /// Spools of the parts published since the last commit: synced then.
+    published: Vec<Spool>,
     /// Spools of the parts this run closed: removed once the run's manifest is written.
     closed: Vec<PathBuf>,
 }
@@ -148,6 +171,7 @@ impl FileDestination {
             run,
             tables: HashMap::new(),
             open: HashMap::new(),
+            published: Vec::new(),
             closed: Vec::new(),
         })
     }
@@ -282,11 +306,25 @@ impl Destination for FileDestination {
             self.open.insert(part.clone(), open);
             return Err(error);
         }
-        self.closed.push(open.spool.path().to_owned());
+        self.published.push(open.spool);
         Ok(())
     }
 
+    fn commit(&mut self) -> Result<()> {
+        // The pages, then the parts published from them, then the journal that lists those parts.
+        for open in self.open.values_mut() {
+            open.spool.sync()?;
+        }
+        for mut spool in std::mem::take(&mut self.published) {
+            spool.sync()?;
+            self.closed.push(spool.path().to_owned());
+        }
+        self.target.commit()?;
+        self.run.sync()
+    }
+
     fn finish(mut self: Box<Self>) -> Result<()> {
+        self.commit()?;
         self.write_manifests()?;
         for spool in &self.closed {
             let _ = std::fs::remove_file(spool);

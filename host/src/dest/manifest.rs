@@ -82,6 +82,8 @@ pub struct RunLog {
     _lock: File,
     journal: File,
     parts: Vec<PartEntry>,
+    /// Parts recorded since the last sync.
+    unsynced: bool,
 }
 
 fn now() -> chrono::DateTime<chrono::Utc> {
@@ -121,15 +123,26 @@ impl RunLog {
             .and_then(|()| journal.sync_all())
             .with_context(|| format!("cannot write {}", path.display()))?;
         super::sync_dir(dir)?;
-        Ok(RunLog { id, started_at, dir: dir.to_owned(), _lock: lock, journal, parts: Vec::new() })
+        Ok(RunLog { id, started_at, dir: dir.to_owned(), _lock: lock, journal, parts: Vec::new(), unsynced: false })
     }
 
-    /// Durably record a published part.
+    /// Record a published part; durable once [`RunLog::sync`] returns.
     pub fn record(&mut self, entry: PartEntry) -> Result<()> {
         writeln!(self.journal, "{}", serde_json::to_string(&entry)?)
-            .and_then(|()| self.journal.sync_data())
             .with_context(|| format!("cannot write the journal of run {} in {}", self.id, self.dir.display()))?;
         self.parts.push(entry);
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Make the recorded parts durable.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.journal
+                .sync_data()
+                .with_context(|| format!("cannot sync the journal of run {} in {}", self.id, self.dir.display()))?;
+            self.unsynced = false;
+        }
         Ok(())
     }
 

@@ -131,15 +131,23 @@ pub trait Destination: Send {
     /// page of an interrupted run whose checkpoint was saved (whatever was written after it is cut off).
     fn open_part(&mut self, part: &PartitionKey, resume: Option<&str>) -> Result<()>;
 
-    /// Durably write one page of NDJSON records of `part`. When the destination keeps the checkpoints
-    /// (see [`Destination::checkpoints`]), `checkpoint` is saved in the same transaction. Returns the
-    /// part's resume marker after this page, if the destination needs one.
+    /// Write one page of NDJSON records of `part`, durable at the next [`Destination::commit`]. When
+    /// the destination keeps the checkpoints (see [`Destination::checkpoints`]), `checkpoint` is saved
+    /// in the same transaction. A page that fails leaves nothing of itself behind. Returns the part's
+    /// resume marker after this page, if the destination needs one.
     fn write_page(
         &mut self,
         part: &PartitionKey,
         records: &[u8],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<Option<String>>;
+
+    /// Make everything written since the last commit durable (with the checkpoints written beside
+    /// it, for a destination that keeps them). The writer commits a group of pages at once; until
+    /// then a page may sit in the page cache or an open transaction.
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
 
     /// The read of `part` completed: publish what was written (files: move the part into place).
     /// Called before the checkpoint that completes the read is saved, and perhaps once more after it:
@@ -221,10 +229,19 @@ enum Message {
     Abort(Reply<()>),
 }
 
+/// The most page writes and checkpoint saves one commit of the writer covers.
+pub const MOST_JOBS_PER_COMMIT: usize = 256;
+
 /// The one thread that writes to a run's destination and saves its checkpoints.
 ///
 /// It owns the destination and, unless the destination keeps its own, the separate checkpoint store,
 /// so that "page durable, then checkpoint saved" happens in one place and in that order.
+///
+/// It commits in groups: it takes every job waiting in its queue (up to [`MOST_JOBS_PER_COMMIT`]),
+/// writes their pages, then makes all of them durable at once ([`Destination::commit`]: one fsync
+/// per file, one journal commit, one transaction), then saves all their checkpoints at once
+/// ([`CheckpointStore::save_all`]), and only then answers them. Partitions that finish pages at the
+/// same moment share the cost of durability instead of queueing behind each other's fsyncs.
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Message>,
@@ -234,6 +251,10 @@ pub struct Writer {
 struct Sink {
     destination: Box<dyn Destination>,
     store: Option<Box<dyn CheckpointStore>>,
+    /// Checkpoints for the separate store, saved once the pages they follow are committed.
+    unsaved: Vec<(PartitionKey, Checkpoint)>,
+    /// The answers to the page writes and checkpoint saves of the group being committed.
+    unanswered: Vec<Reply<()>>,
 }
 
 impl Sink {
@@ -244,47 +265,80 @@ impl Sink {
         self.destination.checkpoints().ok_or_else(|| anyhow!("this run has no checkpoint store"))
     }
 
-    /// Write a page of `part`, then save `checkpoint` (in the page's transaction when the destination
-    /// keeps the checkpoints).
+    /// Write a page of `part`, and have `checkpoint` saved after it (in the page's transaction when
+    /// the destination keeps the checkpoints; else once the page is committed).
     ///
     /// A checkpoint that ends the read (no next page) is saved only after the part is published
     /// (`close_part`): a crash in between leaves the read in progress, to be resumed from its last
     /// page, rather than a completed read whose records were never published.
     fn write(&mut self, part: &PartitionKey, records: &[u8], mut checkpoint: Checkpoint) -> Result<()> {
         let completes = !checkpoint.in_progress();
-        match self.store.as_deref_mut() {
-            // Page then checkpoint: a crash between the two leaves bytes past the saved marker, which a
-            // resumed run cuts off.
-            Some(store) => {
-                let marker = self.destination.write_page(part, records, None)?;
-                if completes {
-                    self.destination.close_part(part)?;
-                }
-                checkpoint.dest_marker = if completes { None } else { marker };
-                store.save(part, &checkpoint)
+        if self.store.is_some() {
+            // Page, commit, then checkpoint: a crash between the two leaves bytes past the saved
+            // marker, which a resumed run cuts off.
+            let marker = self.destination.write_page(part, records, None)?;
+            if completes {
+                self.destination.close_part(part)?;
             }
-            None => {
-                self.destination.write_page(part, records, Some(&checkpoint))?;
-                if completes { self.destination.close_part(part) } else { Ok(()) }
-            }
+            checkpoint.dest_marker = if completes { None } else { marker };
+            self.unsaved.push((part.clone(), checkpoint));
+            Ok(())
+        } else {
+            self.destination.write_page(part, records, Some(&checkpoint))?;
+            if completes { self.destination.close_part(part) } else { Ok(()) }
         }
     }
 
     /// Save `checkpoint` without a page; as in [`Sink::write`], a read completes once published.
-    fn save(&mut self, part: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
+    fn save(&mut self, part: &PartitionKey, checkpoint: Checkpoint) -> Result<()> {
         if !checkpoint.in_progress() {
             self.destination.close_part(part)?;
         }
-        self.store()?.save(part, checkpoint)
+        if self.store.is_some() {
+            self.unsaved.push((part.clone(), checkpoint));
+            Ok(())
+        } else {
+            self.store()?.save(part, &checkpoint)
+        }
+    }
+
+    /// Make the group durable: the destination's writes, then the checkpoints that follow them.
+    fn commit(&mut self) -> Result<()> {
+        self.destination.commit()?;
+        if let Some(store) = self.store.as_deref_mut()
+            && !self.unsaved.is_empty()
+        {
+            store.save_all(&self.unsaved)?;
+        }
+        self.unsaved.clear();
+        Ok(())
+    }
+
+    /// Commit the group and answer its page writes and checkpoint saves.
+    fn answer(&mut self) {
+        let committed = self.commit();
+        for reply in self.unanswered.drain(..) {
+            let _ = reply.send(committed.as_ref().map(|()| ()).map_err(|e| anyhow!("{e:#}")));
+        }
     }
 
     fn handle(&mut self, job: Job) {
         match job {
             Job::Prepare(table, done) => drop(done.send(self.destination.prepare(&table))),
-            Job::Load(part, done) => drop(done.send(self.store().and_then(|s| s.load(&part)))),
+            Job::Load(part, done) => {
+                // A checkpoint saved earlier in this group is visible to a load.
+                let loaded = self.commit().and_then(|()| self.store()).and_then(|s| s.load(&part));
+                drop(done.send(loaded))
+            }
             Job::Open(part, resume, done) => drop(done.send(self.destination.open_part(&part, resume.as_deref()))),
-            Job::Write { part, records, checkpoint, done } => drop(done.send(self.write(&part, &records, *checkpoint))),
-            Job::Save(part, checkpoint, done) => drop(done.send(self.save(&part, &checkpoint))),
+            Job::Write { part, records, checkpoint, done } => match self.write(&part, &records, *checkpoint) {
+                Ok(()) => self.unanswered.push(done),
+                Err(error) => drop(done.send(Err(error))),
+            },
+            Job::Save(part, checkpoint, done) => match self.save(&part, *checkpoint) {
+                Ok(()) => self.unanswered.push(done),
+                Err(error) => drop(done.send(Err(error))),
+            },
             Job::Close(part, done) => drop(done.send(self.destination.close_part(&part))),
         }
     }
@@ -316,13 +370,31 @@ impl Writer {
         std::thread::Builder::new()
             .name("destination-writer".into())
             .spawn(move || {
-                let mut sink = Sink { destination, store };
-                while let Some(message) = queue.blocking_recv() {
-                    match message {
-                        Message::Job(job) => sink.handle(job),
-                        Message::Finish(done) => return drop(done.send(sink.destination.finish())),
-                        Message::Abort(done) => return drop(done.send(sink.destination.abort())),
+                let mut sink = Sink { destination, store, unsaved: Vec::new(), unanswered: Vec::new() };
+                while let Some(mut message) = queue.blocking_recv() {
+                    // A group: this message and whatever else is waiting, committed together.
+                    loop {
+                        match message {
+                            Message::Job(job) => sink.handle(job),
+                            Message::Finish(done) => {
+                                sink.answer();
+                                return drop(done.send(sink.destination.finish()));
+                            }
+                            Message::Abort(done) => {
+                                // What was written is kept durable for a resumed run.
+                                sink.answer();
+                                return drop(done.send(sink.destination.abort()));
+                            }
+                        }
+                        if sink.unanswered.len() >= MOST_JOBS_PER_COMMIT {
+                            break;
+                        }
+                        match queue.try_recv() {
+                            Ok(next) => message = next,
+                            Err(_) => break,
+                        }
                     }
+                    sink.answer();
                 }
             })
             .expect("spawning the destination writer");

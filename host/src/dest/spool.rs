@@ -1,5 +1,5 @@
-//! A part's spool: the NDJSON records of one partition's read, appended page by page, each page made
-//! durable (fsync) before its checkpoint is saved.
+//! A part's spool: the NDJSON records of one partition's read, appended page by page; the writer
+//! makes the pages durable ([`Spool::sync`], at its group commit) before their checkpoints are saved.
 //!
 //! After each page the spool has a [`Marker`]: the run that started the part, and how many bytes and
 //! records of it are durable. The marker goes into the page's checkpoint; a resumed run reopens the
@@ -49,6 +49,10 @@ pub struct Spool {
     file: File,
     bytes: u64,
     records: u64,
+    /// Bytes appended since the last sync.
+    unsynced: bool,
+    /// A new file whose folder entry is not synced yet.
+    new: bool,
 }
 
 impl Spool {
@@ -58,11 +62,7 @@ impl Spool {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
         }
         let file = File::create(path).with_context(|| format!("cannot create the spool {}", path.display()))?;
-        file.sync_all().with_context(|| format!("cannot sync the spool {}", path.display()))?;
-        if let Some(dir) = path.parent() {
-            super::sync_dir(dir)?;
-        }
-        Ok(Spool { path: path.to_owned(), file, bytes: 0, records: 0 })
+        Ok(Spool { path: path.to_owned(), file, bytes: 0, records: 0, unsynced: true, new: true })
     }
 
     /// Reopen the spool at `path` and cut it back to `marker`.
@@ -87,27 +87,48 @@ impl Spool {
             .and_then(|()| file.seek(SeekFrom::End(0)).map(drop))
             .and_then(|()| file.sync_all())
             .with_context(|| format!("cannot cut the spool {} back to {} bytes", path.display(), marker.bytes))?;
-        Ok(Spool { path: path.to_owned(), file, bytes: marker.bytes, records: marker.records })
+        Ok(Spool {
+            path: path.to_owned(),
+            file,
+            bytes: marker.bytes,
+            records: marker.records,
+            unsynced: false,
+            new: false,
+        })
     }
 
-    /// Durably append one page of NDJSON records (a final newline is added if the page lacks one).
+    /// Append one page of NDJSON records (a final newline is added if the page lacks one); durable
+    /// once [`Spool::sync`] returns.
     pub fn append(&mut self, records: &[u8]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
         let newline = !records.ends_with(b"\n");
-        let written = self
-            .file
-            .write_all(records)
-            .and_then(|()| if newline { self.file.write_all(b"\n") } else { Ok(()) })
-            .and_then(|()| self.file.sync_data());
+        let written =
+            self.file.write_all(records).and_then(|()| if newline { self.file.write_all(b"\n") } else { Ok(()) });
         if let Err(error) = written {
             // Leave the spool as it was before the page, as far as the disk lets us.
             let _ = self.file.set_len(self.bytes).and_then(|()| self.file.seek(SeekFrom::End(0)).map(drop));
             return Err(error).with_context(|| format!("cannot write to the spool {}", self.path.display()));
         }
+        self.unsynced = true;
         self.bytes += records.len() as u64 + u64::from(newline);
         self.records += records.split(|b| *b == b'\n').filter(|line| !line.is_empty()).count() as u64;
+        Ok(())
+    }
+
+    /// Make every appended page durable (and a new spool's folder entry).
+    pub fn sync(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.file.sync_data().with_context(|| format!("cannot sync the spool {}", self.path.display()))?;
+            self.unsynced = false;
+        }
+        if self.new {
+            if let Some(dir) = self.path.parent() {
+                super::sync_dir(dir)?;
+            }
+            self.new = false;
+        }
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The SQLite destination: a table per object, typed columns, upsert on the primary key.
 //!
-//! Each page is one transaction (`synchronous=FULL`): when `write_page` returns, the page is on disk.
+//! The pages of one group of the writer are one transaction (`synchronous=FULL`), each page a
+//! savepoint in it: once `commit` returns, they are on disk; a page that fails is rolled back alone.
 //! The database also keeps the run's checkpoints (the `_checkpoints` table of [`crate::state::sqlite`])
 //! unless the run names another store, and then a page and its checkpoint commit in the same
 //! transaction: exactly once, whatever moment the process dies at.
@@ -22,6 +23,8 @@ use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey};
 pub struct SqliteDestination {
     db: Connection,
     tables: HashMap<String, TableSchema>,
+    /// Whether a transaction holds pages not yet committed.
+    in_transaction: bool,
 }
 
 impl SqliteDestination {
@@ -34,7 +37,7 @@ impl SqliteDestination {
         db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
             .with_context(|| format!("cannot configure the SQLite database {}", path.display()))?;
         state::sqlite::create_table(&db)?;
-        Ok(SqliteDestination { db, tables: HashMap::new() })
+        Ok(SqliteDestination { db, tables: HashMap::new(), in_transaction: false })
     }
 }
 
@@ -108,38 +111,40 @@ impl Destination for SqliteDestination {
     ) -> Result<Option<String>> {
         let object = part.object.as_str();
         let table = self.tables.get(object).ok_or_else(|| anyhow!("table '{object}' was not prepared"))?;
-        let tx = self.db.transaction()?;
-        {
-            // Records of a page have the same fields, as a rule: one statement until they change.
-            let mut upsert_for: Option<(Vec<String>, CachedStatement<'_>)> = None;
-            for (number, line) in records.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-                let what = || format!("record {} of the page", number + 1);
-                let record = Record::parse(line).with_context(what)?;
-                let values: Vec<Scalar<'_>> =
-                    record.fields.iter().map(|(_, raw)| Scalar::of(raw)).collect::<Result<_>>().with_context(what)?;
-                let statement = match &mut upsert_for {
-                    Some((names, statement)) if same_names(names, &record) => statement,
-                    slot => {
-                        let names: Vec<String> = record.fields.iter().map(|(name, _)| name.to_string()).collect();
-                        let statement = tx.prepare_cached(&upsert(table, &names))?;
-                        &mut slot.insert((names, statement)).1
-                    }
-                };
-                statement.execute(params_from_iter(values.iter()))?;
+        if !self.in_transaction {
+            self.db.execute_batch("BEGIN")?;
+            self.in_transaction = true;
+        }
+        // The page is a savepoint of the group's transaction: a page that fails leaves nothing.
+        self.db.execute_batch("SAVEPOINT page")?;
+        let written = upsert_page(&self.db, table, records).and_then(|()| match checkpoint {
+            Some(checkpoint) => state::sqlite::save(&self.db, part, checkpoint),
+            None => Ok(()),
+        });
+        match written {
+            Ok(()) => self.db.execute_batch("RELEASE page")?,
+            Err(error) => {
+                self.db.execute_batch("ROLLBACK TO page; RELEASE page")?;
+                return Err(error);
             }
         }
-        if let Some(checkpoint) = checkpoint {
-            state::sqlite::save(&tx, part, checkpoint)?;
-        }
-        tx.commit()?;
         Ok(None)
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if self.in_transaction {
+            self.db.execute_batch("COMMIT").context("cannot commit the pages to SQLite")?;
+            self.in_transaction = false;
+        }
+        Ok(())
     }
 
     fn close_part(&mut self, _part: &PartitionKey) -> Result<()> {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<()> {
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.commit()?;
         self.db.close().map_err(|(_, e)| e)?;
         Ok(())
     }
@@ -153,6 +158,28 @@ impl CheckpointStore for SqliteDestination {
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
         state::sqlite::save(&self.db, key, checkpoint)
     }
+}
+
+/// Upsert every record of a page of NDJSON into `table`.
+fn upsert_page(db: &Connection, table: &TableSchema, records: &[u8]) -> Result<()> {
+    // Records of a page have the same fields, as a rule: one statement until they change.
+    let mut upsert_for: Option<(Vec<String>, CachedStatement<'_>)> = None;
+    for (number, line) in records.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+        let what = || format!("record {} of the page", number + 1);
+        let record = Record::parse(line).with_context(what)?;
+        let values: Vec<Scalar<'_>> =
+            record.fields.iter().map(|(_, raw)| Scalar::of(raw)).collect::<Result<_>>().with_context(what)?;
+        let statement = match &mut upsert_for {
+            Some((names, statement)) if same_names(names, &record) => statement,
+            slot => {
+                let names: Vec<String> = record.fields.iter().map(|(name, _)| name.to_string()).collect();
+                let statement = db.prepare_cached(&upsert(table, &names))?;
+                &mut slot.insert((names, statement)).1
+            }
+        };
+        statement.execute(params_from_iter(values.iter())).with_context(what)?;
+    }
+    Ok(())
 }
 
 /// Whether `record` has exactly the fields `names`, in that order.

@@ -78,6 +78,11 @@ pub trait CheckpointStore: Send {
     fn load(&mut self, key: &PartitionKey) -> Result<Option<Checkpoint>>;
     /// Durably replace the checkpoint of `key`.
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()>;
+    /// Durably replace several checkpoints, in order (a later one of the same key wins); a store
+    /// with transactions saves them all in one.
+    fn save_all(&mut self, checkpoints: &[(PartitionKey, Checkpoint)]) -> Result<()> {
+        checkpoints.iter().try_for_each(|(key, checkpoint)| self.save(key, checkpoint))
+    }
 }
 
 /// Where checkpoints are kept: a parsed `--state` value.

@@ -117,6 +117,14 @@ impl CheckpointStore for SqliteCheckpoints {
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
         save(&self.db, key, checkpoint)
     }
+
+    fn save_all(&mut self, checkpoints: &[(PartitionKey, Checkpoint)]) -> Result<()> {
+        let tx = self.db.transaction()?;
+        for (key, checkpoint) in checkpoints {
+            save(&tx, key, checkpoint)?;
+        }
+        Ok(tx.commit()?)
+    }
 }
 
 #[cfg(test)]
