@@ -50,6 +50,7 @@
 //! tokens it issued.
 
 mod auth;
+mod cache;
 mod ci;
 pub mod config;
 mod content;

@@ -57,6 +57,8 @@ fn app(world: Arc<World>, config: SimConfig, local_addr: SocketAddr) -> Arc<App>
         gzip: config.gzip,
         faults: Arc::new(FaultState::new(config.faults, config.seed)),
         connections: Arc::default(),
+        lists: Default::default(),
+        replies: Default::default(),
     })
 }
 
