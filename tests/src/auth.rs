@@ -13,7 +13,7 @@ use crate::reply::ApiError;
 use crate::world::TOKEN_USER_ID;
 
 /// The caller of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Caller {
     Anonymous,
     User(u64),

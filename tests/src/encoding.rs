@@ -21,28 +21,46 @@ fn accepts_gzip(accept_encoding: &str) -> bool {
     })
 }
 
+/// Marks a response whose body is already gzip-compressed (an answer kept by `crate::cache`):
+/// [`gzip`] gives it the headers of a compressed answer and leaves the body alone.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Gzipped;
+
+/// Whether the request accepts a gzip-compressed answer.
+pub(crate) fn accepted(parts: &Parts) -> bool {
+    parts.headers.get_all(header::ACCEPT_ENCODING).iter().any(|v| v.to_str().is_ok_and(accepts_gzip))
+}
+
+/// `body` compressed, or `None` when it is too small to be worth it (or compression failed).
+pub(crate) fn compress(body: &[u8]) -> Option<Vec<u8>> {
+    if body.len() < MIN_BYTES {
+        return None;
+    }
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 6), Compression::fast());
+    encoder.write_all(body).and_then(|()| encoder.finish()).ok()
+}
+
 /// `response`, gzip-compressed if the request accepts it and it is JSON worth compressing.
 pub(crate) async fn gzip(parts: &Parts, response: Response<Body>) -> Response<Body> {
-    let accepted = parts.headers.get_all(header::ACCEPT_ENCODING).iter().any(|v| v.to_str().is_ok_and(accepts_gzip));
     let json =
         response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !accepted || !json || response.headers().contains_key(header::CONTENT_ENCODING) {
+    if !accepted(parts) || !json || response.headers().contains_key(header::CONTENT_ENCODING) {
         return response;
     }
     let (mut head, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-    if bytes.len() < MIN_BYTES {
-        return Response::from_parts(head, Body::from(bytes));
-    }
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 6), Compression::fast());
-    let compressed = encoder.write_all(&bytes).and_then(|()| encoder.finish());
-    let Ok(compressed) = compressed else {
-        return Response::from_parts(head, Body::from(bytes));
+    let body = if head.extensions.remove::<Gzipped>().is_some() {
+        body
+    } else {
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        match compress(&bytes) {
+            Some(compressed) => Body::from(compressed),
+            None => return Response::from_parts(head, Body::from(bytes)),
+        }
     };
     head.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     head.headers.insert(header::VARY, HeaderValue::from_static("Origin, Accept-Encoding"));
     head.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(head, Body::from(compressed))
+    Response::from_parts(head, body)
 }
 
 #[cfg(test)]

@@ -289,40 +289,39 @@ pub(crate) enum RecordOrder {
     MergedAt,
 }
 
-/// The records of `set` that `keep`, in `order` (ties by id, in the same direction).
+/// The records of `set` that `keep`, in `order` (ties by id, in the same direction), as indexes
+/// into `set.items` (`key`: the value of a `due_date` or `merged_at` order).
 pub(crate) fn ordered<M: HasCommon>(
     set: &RecordSet<M>,
     order: RecordOrder,
     desc: bool,
     keep: impl Fn(&M) -> bool,
     key: impl Fn(&M) -> Option<i64>,
-) -> Vec<&[u8]> {
-    let pick = |i: usize| {
-        let item = &set.items[i];
-        keep(&item.meta).then_some(&*item.json)
-    };
+) -> Vec<u32> {
+    let kept = |i: &u32| keep(&set.items[*i as usize].meta);
+    let all = 0..set.items.len() as u32;
     match order {
-        RecordOrder::CreatedAt if desc => (0..set.items.len()).rev().filter_map(pick).collect(),
-        RecordOrder::CreatedAt => (0..set.items.len()).filter_map(pick).collect(),
-        RecordOrder::UpdatedAt if desc => set.by_updated.iter().rev().filter_map(|&i| pick(i as usize)).collect(),
-        RecordOrder::UpdatedAt => set.by_updated.iter().filter_map(|&i| pick(i as usize)).collect(),
+        RecordOrder::CreatedAt if desc => all.rev().filter(kept).collect(),
+        RecordOrder::CreatedAt => all.filter(kept).collect(),
+        RecordOrder::UpdatedAt if desc => set.by_updated.iter().rev().copied().filter(kept).collect(),
+        RecordOrder::UpdatedAt => set.by_updated.iter().copied().filter(kept).collect(),
         RecordOrder::Title => {
-            let mut kept: Vec<usize> = (0..set.items.len()).filter(|&i| keep(&set.items[i].meta)).collect();
+            let mut kept: Vec<u32> = all.filter(kept).collect();
             kept.sort_by(|&a, &b| {
-                let (a, b) = (set.items[a].meta.common(), set.items[b].meta.common());
+                let (a, b) = (set.items[a as usize].meta.common(), set.items[b as usize].meta.common());
                 (&a.title, a.id).cmp(&(&b.title, b.id))
             });
             if desc {
                 kept.reverse();
             }
-            kept.into_iter().map(|i| &*set.items[i].json).collect()
+            kept
         }
         RecordOrder::DueDate | RecordOrder::MergedAt => {
             // Records without a value come last in both directions.
-            let mut kept: Vec<(Option<i64>, u64, usize)> = (0..set.items.len())
-                .filter(|&i| keep(&set.items[i].meta))
+            let mut kept: Vec<(Option<i64>, u64, u32)> = all
+                .filter(kept)
                 .map(|i| {
-                    let meta = &set.items[i].meta;
+                    let meta = &set.items[i as usize].meta;
                     (key(meta), meta.common().id, i)
                 })
                 .collect();
@@ -338,7 +337,7 @@ pub(crate) fn ordered<M: HasCommon>(
                     if desc { o.reverse() } else { o }
                 }
             });
-            kept.into_iter().map(|(_, _, i)| &*set.items[i].json).collect()
+            kept.into_iter().map(|(_, _, i)| i).collect()
         }
     }
 }

@@ -42,6 +42,9 @@
 //!    async workers if needed, parses the query (`query`, `filters`) and answers a page of
 //!    pre-rendered records (`pagination`) or a GitLab error body (`reply`). The handlers of each
 //!    object live with its data (`repository`, `ci`, `labels`, `members`, `discussions`).
+//!    `cache` keeps the filtered record lists of issues and merge requests (a client walking pages
+//!    filters once) and whole successful list answers, gzipped as sent (a page asked again costs
+//!    a lookup); both sit below the log and the faults and change no byte of an answer.
 //!
 //! Texts come from `text`; dates are formatted and parsed by `time`. On its way out, an answer is
 //! gzip-compressed when the client accepts it (`encoding`), and `faults` may delay it, answer 429 or
@@ -50,6 +53,7 @@
 //! tokens it issued.
 
 mod auth;
+mod cache;
 mod ci;
 pub mod config;
 mod content;

@@ -1,10 +1,12 @@
 //! `gitlab-sim`: runs the GitLab simulator until killed.
 //!
-//! `gitlab-sim [--port 0] [--seed 42] [--token TOKEN] [--shape standard|small] [--no-gzip] [FAULTS]`
-//! binds 127.0.0.1:PORT, prints exactly one line, `listening on http://127.0.0.1:PORT`, and serves
+//! `gitlab-sim [--port 0] [--seed 42] [--token TOKEN] [--shape standard|small] [--big-issues N]
+//! [--big-merge-requests N] [--no-gzip] [FAULTS]` binds 127.0.0.1:PORT, prints exactly one line, `listening on http://127.0.0.1:PORT`, and serves
 //! until SIGTERM or ctrl-c, then exits 0. The fault flags (`--latency-ms`, `--fault-429`,
 //! `--fault-5xx`, `--fault-truncate`, `--fault-stall`, `--rate-limit`...) make it a hostile upstream;
-//! see `gitlab-sim --help` and `gitlab_sim::Faults`.
+//! see `gitlab-sim --help` and `gitlab_sim::Faults`. `--big-issues N` gives the standard world's
+//! `bigco/monorepo` (`gitlab_sim::BIG_PROJECT`) N issues instead of 12,345, for load tests that walk
+//! many pages of one list (`--big-merge-requests N` likewise; default 300).
 
 use std::io::Write;
 use std::time::Duration;
@@ -44,6 +46,12 @@ struct Args {
     /// Size of the world.
     #[arg(long, value_enum, default_value = "standard")]
     shape: Shape,
+    /// Issues of `bigco/monorepo` (standard shape only; default 12345): a big list for load tests.
+    #[arg(long, value_name = "N")]
+    big_issues: Option<usize>,
+    /// Merge requests of `bigco/monorepo` (standard shape only; default 300).
+    #[arg(long, value_name = "N")]
+    big_merge_requests: Option<usize>,
     /// Never gzip answers (by default JSON is compressed for clients that accept gzip).
     #[arg(long)]
     no_gzip: bool,
@@ -89,6 +97,22 @@ struct Args {
 }
 
 impl Args {
+    fn world(&self) -> anyhow::Result<WorldShape> {
+        let big = self.big_issues.is_some() || self.big_merge_requests.is_some();
+        match self.shape {
+            Shape::Small if big => anyhow::bail!("--big-issues and --big-merge-requests need --shape standard"),
+            Shape::Small => Ok(WorldShape::small()),
+            Shape::Standard => {
+                let mut shape = WorldShape::standard();
+                if let Some(bigco) = &mut shape.bigco {
+                    bigco.issues = self.big_issues.unwrap_or(bigco.issues);
+                    bigco.merge_requests = self.big_merge_requests.unwrap_or(bigco.merge_requests);
+                }
+                Ok(shape)
+            }
+        }
+    }
+
     fn faults(&self) -> anyhow::Result<Faults> {
         let faults = Faults {
             latency: Duration::from_millis(self.latency_ms),
@@ -143,16 +167,8 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let faults = args.faults()?;
-    let config = SimConfig {
-        seed: args.seed,
-        token: args.token,
-        world: match args.shape {
-            Shape::Standard => WorldShape::standard(),
-            Shape::Small => WorldShape::small(),
-        },
-        gzip: !args.no_gzip,
-        faults,
-    };
+    let world = args.world()?;
+    let config = SimConfig { seed: args.seed, token: args.token, world, gzip: !args.no_gzip, faults };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;

@@ -374,13 +374,18 @@ fn random_hex(rng: &mut ChaCha8Rng) -> String {
 }
 
 fn redirect(location: &str) -> Reply {
-    Reply { status: StatusCode::FOUND, headers: vec![(header::LOCATION, location.to_owned())], body: Vec::new() }
+    Reply {
+        status: StatusCode::FOUND,
+        headers: vec![(header::LOCATION, location.to_owned())],
+        body: Default::default(),
+        gzipped: false,
+    }
 }
 
 /// An OAuth2 error answer, `{"error": ..., "error_description": ...}`.
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Reply {
     let body = serde_json::json!({ "error": error, "error_description": description });
-    Reply { status, headers: Vec::new(), body: body.to_string().into_bytes() }
+    Reply { status, headers: Vec::new(), body: body.to_string().into_bytes().into(), gzipped: false }
 }
 
 /// GitLab's 401 for an OAuth access token it no longer accepts.

@@ -3,8 +3,11 @@
 //!
 //! A request is logged when it arrives (`Recorder::begin`, so the log is in arrival order even
 //! when answers finish out of order) and completed with its status when the answer is ready
-//! (`Recorder::finish`); until then its `status` is 0.
+//! (`Recorder::finish`); until then its `status` is 0. The `gitlab-sim` binary ([`crate::serve`])
+//! has nobody to show a log to, and keeps none (`Recorder::counting`): under a load test it would
+//! only grow.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use axum::http::request::Parts;
@@ -43,6 +46,10 @@ impl RecordedRequest {
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     entries: Mutex<Vec<RecordedRequest>>,
+    /// Keep no log, only count (see [`Recorder::counting`]).
+    counting_only: bool,
+    /// Requests counted when `counting_only`.
+    counted: AtomicUsize,
 }
 
 impl Recorder {
@@ -51,8 +58,16 @@ impl Recorder {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A recorder that keeps no log: `begin` only numbers the requests.
+    pub fn counting() -> Self {
+        Self { counting_only: true, ..Self::default() }
+    }
+
     /// Logs an arriving request; returns its index for [`Recorder::finish`].
     pub fn begin(&self, parts: &Parts) -> usize {
+        if self.counting_only {
+            return self.counted.fetch_add(1, Ordering::Relaxed);
+        }
         let uri = &parts.uri;
         let raw_path_and_query =
             uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
@@ -88,6 +103,9 @@ impl Recorder {
     }
 
     pub fn len(&self) -> usize {
+        if self.counting_only {
+            return self.counted.load(Ordering::Relaxed);
+        }
         self.lock().len()
     }
 }

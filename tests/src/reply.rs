@@ -5,7 +5,7 @@
 //! (`401 Unauthorized`, `403 Forbidden`, `404 Project Not Found`) and `{"error": "..."}` for
 //! parameter validation and unknown routes (`per_page is invalid`, `404 Not Found`).
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderName, HeaderValue, Response, StatusCode, header};
 
 /// A successful (or error) answer before it becomes an HTTP response.
@@ -13,18 +13,23 @@ use axum::http::{HeaderName, HeaderValue, Response, StatusCode, header};
 pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: Vec<(HeaderName, String)>,
-    pub body: Vec<u8>,
+    pub body: Bytes,
+    /// `body` is already gzip-compressed (see `crate::cache`): `crate::encoding` only labels it.
+    pub gzipped: bool,
 }
 
 impl Reply {
     /// 200 with a JSON body.
     pub fn json(body: Vec<u8>) -> Self {
-        Self { status: StatusCode::OK, headers: Vec::new(), body }
+        Self { status: StatusCode::OK, headers: Vec::new(), body: body.into(), gzipped: false }
     }
 
     /// Turns the reply into an HTTP response (`Content-Type: application/json`).
     pub fn into_response(self, request_id: u64) -> Response<Body> {
         let mut response = Response::new(Body::from(self.body));
+        if self.gzipped {
+            response.extensions_mut().insert(crate::encoding::Gzipped);
+        }
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -96,6 +101,11 @@ impl ApiError {
         };
         let mut body = serde_json::Map::new();
         body.insert(key.to_owned(), serde_json::Value::String(text));
-        Reply { status, headers: Vec::new(), body: serde_json::to_vec(&body).unwrap_or_default() }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: serde_json::to_vec(&body).unwrap_or_default().into(),
+            gzipped: false,
+        }
     }
 }

@@ -11,16 +11,18 @@
 //! [`crate::members`], [`crate::discussions`]. Matching the path by hand (rather than with axum's
 //! router and extractors) keeps every error in GitLab's JSON shape.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, Response, header, request::Parts};
+use axum::http::{Method, Response, StatusCode, header, request::Parts};
 use percent_encoding::percent_decode_str;
 
 use crate::auth::{Caller, authenticate, presented_token};
+use crate::cache::{ListCache, ListKey, ListKind, ReplyCache, ReplyKey};
 use crate::discussions::Noteable;
 use crate::faults::{Admission, FaultState};
 use crate::filters::{GroupQuery, IssueQuery, MergeRequestQuery, ProjectQuery};
@@ -48,6 +50,10 @@ pub(crate) struct App {
     pub faults: Arc<FaultState>,
     /// TCP connections accepted.
     pub connections: Arc<AtomicU64>,
+    /// The record lists of issues and merge requests computed lately (see [`crate::cache`]).
+    pub lists: ListCache,
+    /// Successful `GET` list answers (see [`crate::cache`]).
+    pub replies: ReplyCache,
 }
 
 /// Every API route the simulator knows. `String`s are decoded `:id` / `:iid` segments.
@@ -128,6 +134,20 @@ impl Route {
         })
     }
 
+    /// Whether the route answers a list (a page of records), which [`ReplyCache`] may keep.
+    fn is_list(&self) -> bool {
+        !matches!(
+            self,
+            Route::Version
+                | Route::User
+                | Route::Group(_)
+                | Route::Project(_)
+                | Route::Issue(..)
+                | Route::MergeRequest(..)
+                | Route::Approvals(..)
+        )
+    }
+
     /// The project this route reads, and the part of its data that must be generated first.
     fn needs(&self) -> Option<(&str, Part)> {
         Some(match self {
@@ -191,18 +211,42 @@ async fn respond(app: &Arc<App>, parts: &Parts) -> Reply {
     }
     let fallback_host = app.local_addr.to_string();
     let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or(&fallback_host);
+    // A list asked for before is answered as it was (gzipped as it was, if it was).
+    let gzip = app.gzip && crate::encoding::accepted(parts);
+    let key = (parts.method == Method::GET && route.is_list()).then(|| ReplyKey {
+        caller,
+        today: crate::time::today(),
+        host: host.to_owned(),
+        path_and_query: parts.uri.path_and_query().map_or(parts.uri.path(), |pq| pq.as_str()).to_owned(),
+        gzip,
+    });
+    if let Some(kept) = key.as_ref().and_then(|key| app.replies.get(key)) {
+        return kept;
+    }
     let ctx = Ctx {
         world: &app.world,
+        lists: &app.lists,
         query: &query,
         caller,
         url: RequestUrl { host, path: parts.uri.path(), query: parts.uri.query().unwrap_or("") },
     };
-    ctx.route(&route).unwrap_or_else(|e| e.reply())
+    let mut reply = ctx.route(&route).unwrap_or_else(|e| e.reply());
+    if let Some(key) = key
+        && reply.status == StatusCode::OK
+    {
+        if gzip && let Some(compressed) = crate::encoding::compress(&reply.body) {
+            reply.body = compressed.into();
+            reply.gzipped = true;
+        }
+        app.replies.insert(key, &reply);
+    }
+    reply
 }
 
 /// One request being answered.
 pub(crate) struct Ctx<'a> {
     pub world: &'a World,
+    pub lists: &'a ListCache,
     pub query: &'a Query,
     pub caller: Caller,
     pub url: RequestUrl<'a>,
@@ -248,6 +292,22 @@ impl Ctx<'_> {
             Route::GroupMilestones(g) => self.group_milestones(g),
             Route::GroupMembers(g) => self.group_members(g),
         }
+    }
+
+    /// The key of a list of the project at `index` for this request: everything but the page.
+    fn list_key(&self, kind: ListKind, project: usize) -> ListKey {
+        let query = self
+            .url
+            .query
+            .split('&')
+            .filter(|piece| {
+                let raw_key = piece.split_once('=').map_or(*piece, |(k, _)| k);
+                let key = form_urlencoded::parse(raw_key.as_bytes()).next().map(|(k, _)| k);
+                !matches!(key.as_deref(), Some("page" | "per_page"))
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        ListKey { kind, project, caller: self.caller, today: crate::time::today(), query }
     }
 
     /// The index of a route's project; 404 `Project Not Found` for an unknown one.
@@ -372,10 +432,14 @@ impl Ctx<'_> {
         let spec = IssueQuery::parse(self.query)?;
         let page = PageRequest::from_query(self.query)?;
         let (project, index) = self.issues_project(id_or_path)?;
-        let filter = spec.resolve(self.world, project, self.caller);
         let set = &self.world.records(index).issues;
-        let items = crate::filters::ordered(set, spec.order, spec.desc, |m| filter.matches(m), |m| m.due_date);
-        Ok(offset_page(&self.url, page, &items))
+        let kept = self.lists.get_or_compute(self.list_key(ListKind::Issues, index), || {
+            let filter = spec.resolve(self.world, project, self.caller);
+            crate::filters::ordered(set, spec.order, spec.desc, |m| filter.matches(m), |m| m.due_date)
+        });
+        Ok(offset_page_mapped(&self.url, page, &kept, Counting::UpToLimit, |&i| {
+            Cow::Borrowed(&set.items[i as usize].json)
+        }))
     }
 
     /// `GET /projects/:id/issues/:iid`.
@@ -391,23 +455,26 @@ impl Ctx<'_> {
         let spec = MergeRequestQuery::parse(self.query)?;
         let page = PageRequest::from_query(self.query)?;
         let (project, index) = self.merge_requests_project(id_or_path)?;
-        let filter = spec.resolve(self.world, project, self.caller);
         let set = &self.world.records(index).merge_requests;
-        // Deployment filters: the merge requests the project's deployments shipped.
-        let deployed: Option<Vec<u64>> = spec
-            .deployment
-            .as_ref()
-            .map(|d| self.world.ci_of(index).deployed(d.environment.as_deref(), d.after, d.before));
-        let keep = |m: &crate::content::MergeRequestMeta| {
-            filter.matches(m) && deployed.as_ref().is_none_or(|iids| iids.binary_search(&m.common.iid).is_ok())
-        };
-        let items = crate::filters::ordered(set, spec.order, spec.desc, keep, |m| m.merged_at);
+        let kept = self.lists.get_or_compute(self.list_key(ListKind::MergeRequests, index), || {
+            let filter = spec.resolve(self.world, project, self.caller);
+            // Deployment filters: the merge requests the project's deployments shipped.
+            let deployed: Option<Vec<u64>> = spec
+                .deployment
+                .as_ref()
+                .map(|d| self.world.ci_of(index).deployed(d.environment.as_deref(), d.after, d.before));
+            let keep = |m: &crate::content::MergeRequestMeta| {
+                filter.matches(m) && deployed.as_ref().is_none_or(|iids| iids.binary_search(&m.common.iid).is_ok())
+            };
+            crate::filters::ordered(set, spec.order, spec.desc, keep, |m| m.merged_at)
+        });
+        let json = |&i: &u32| &*set.items[i as usize].json;
         if spec.simple {
-            return Ok(offset_page_mapped(&self.url, page, &items, Counting::UpToLimit, |json| {
-                simple_view(json).into()
+            return Ok(offset_page_mapped(&self.url, page, &kept, Counting::UpToLimit, |i| {
+                simple_view(json(i)).into()
             }));
         }
-        Ok(offset_page(&self.url, page, &items))
+        Ok(offset_page_mapped(&self.url, page, &kept, Counting::UpToLimit, |i| Cow::Borrowed(json(i))))
     }
 
     /// `GET /projects/:id/merge_requests/:iid`.

@@ -47,16 +47,20 @@ impl std::fmt::Debug for Simulator {
     }
 }
 
-fn app(world: Arc<World>, config: SimConfig, local_addr: SocketAddr) -> Arc<App> {
+/// The shared state of a server; `recorder` is [`Recorder::default`] (a log) or
+/// [`Recorder::counting`] (none).
+fn app(world: Arc<World>, config: SimConfig, local_addr: SocketAddr, recorder: Recorder) -> Arc<App> {
     Arc::new(App {
         world,
         token: config.token,
-        recorder: Arc::new(Recorder::default()),
+        recorder: Arc::new(recorder),
         oauth: Arc::default(),
         local_addr,
         gzip: config.gzip,
         faults: Arc::new(FaultState::new(config.faults, config.seed)),
         connections: Arc::default(),
+        lists: Default::default(),
+        replies: Default::default(),
     })
 }
 
@@ -76,7 +80,8 @@ async fn run(
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
-/// Serves the simulator for `config` on `listener` until `shutdown` completes.
+/// Serves the simulator for `config` on `listener` until `shutdown` completes. It keeps no request
+/// log (there is no [`Simulator`] to read it from).
 pub async fn serve(
     listener: TcpListener,
     config: SimConfig,
@@ -84,7 +89,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let world = Arc::new(World::generate(config.seed, &config.world));
     let addr = listener.local_addr()?;
-    run(listener, app(world, config, addr), shutdown).await.context("serving the GitLab simulator")
+    // Nobody can read this server's request log: keep none.
+    run(listener, app(world, config, addr, Recorder::counting()), shutdown)
+        .await
+        .context("serving the GitLab simulator")
 }
 
 impl Simulator {
@@ -96,7 +104,7 @@ impl Simulator {
             std::net::TcpListener::bind(("127.0.0.1", 0)).context("binding 127.0.0.1:0 for the GitLab simulator")?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
-        let app = app(Arc::clone(&world), config, addr);
+        let app = app(Arc::clone(&world), config, addr, Recorder::default());
         let recorder = Arc::clone(&app.recorder);
         let faults = Arc::clone(&app.faults);
         let connections = Arc::clone(&app.connections);
@@ -164,7 +172,7 @@ impl Simulator {
         let listener =
             TcpListener::bind(("127.0.0.1", 0)).await.context("binding 127.0.0.1:0 for the GitLab simulator")?;
         let addr = listener.local_addr()?;
-        let app = app(Arc::clone(&world), config, addr);
+        let app = app(Arc::clone(&world), config, addr, Recorder::default());
         let recorder = Arc::clone(&app.recorder);
         let faults = Arc::clone(&app.faults);
         let connections = Arc::clone(&app.connections);

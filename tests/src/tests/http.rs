@@ -7,6 +7,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::auth::Caller;
+use crate::cache::ListCache;
 use crate::pagination::RequestUrl;
 use crate::query::Query;
 use crate::routes::Ctx;
@@ -420,8 +421,10 @@ fn a_page_of_100_issues_is_cheap() {
     let world = sim.world();
     let path = BIG_PROJECT;
     let query = Query::parse(Some("state=all&per_page=100&page=50"));
+    let lists = ListCache::default();
     let ctx = Ctx {
         world,
+        lists: &lists,
         query: &query,
         caller: Caller::Anonymous,
         url: RequestUrl {
