@@ -2,7 +2,7 @@
 //! simulator, each figure next to its goal.
 //!
 //! ```text
-//!  cargo run --release -p bench --bin e2e [-- --records N --runs R --only throughput|latency|rate|cold]
+//!  cargo run --release -p bench --bin e2e [-- --records N --runs R --tenants T --only SECTION]
 //!    1. throughput, 0 ms latency: host run (JSONL, SQLite) vs a raw fetch of the same pages with the
 //!       same client stack (hyper, keep-alive, gzip), no wasm, no destination
 //!    2. requests made vs the minimum (ceil(records/100) + scope resolution)
@@ -10,7 +10,12 @@
 //!    4. a simulator rate limit: requests per minute achieved, and 429s
 //!    5. peak RSS of the host over the largest sync; sandbox instantiation (from the host's debug log);
 //!       start from the on-disk component cache
+//!    6. T tenants (default 1,000), one partition each, all at once: wall time, records/s, peak RSS
 //! ```
+//!
+//! SECTION is one of `throughput`, `latency`, `rate`, `cold`, `tenants`. In section 1 the simulator
+//! is warmed by one untimed read first, so that every timed read (raw or through the host) gets the
+//! same pre-rendered pages from its answer cache.
 //!
 //! Every figure is the median of `--runs` runs (default 3). The host is the one `cargo xtask build`
 //! builds (target/release/host), so build first.
@@ -32,26 +37,29 @@ const TOKEN: &str = "glpat-bench";
 struct Options {
     records: usize,
     runs: usize,
-    /// Only this section (`throughput`, `latency`, `rate`, `cold`); all of them when `None`.
+    /// How many tenants section 6 runs at once.
+    tenants: usize,
+    /// Only this section; all of them when `None`.
     only: Option<String>,
 }
 
-const SECTIONS: [&str; 4] = ["throughput", "latency", "rate", "cold"];
+const SECTIONS: [&str; 5] = ["throughput", "latency", "rate", "cold", "tenants"];
 
 fn main() -> Result<()> {
-    let mut options = Options { records: 100_000, runs: 3, only: None };
+    let mut options = Options { records: 100_000, runs: 3, tenants: 1000, only: None };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().context("a value after the flag").and_then(|v| Ok(v.parse::<usize>()?));
         match arg.as_str() {
             "--records" => options.records = value()?,
             "--runs" => options.runs = value()?.max(1),
+            "--tenants" => options.tenants = value()?.max(1),
             "--only" => match args.next() {
                 Some(section) if SECTIONS.contains(&section.as_str()) => options.only = Some(section),
                 other => bail!("--only takes one of {SECTIONS:?}, not {other:?}"),
             },
             "--bench" => {} // what `cargo bench` passes
-            other => bail!("unknown argument {other}: use --records N, --runs R, --only SECTION"),
+            other => bail!("unknown argument {other}: use --records N, --runs R, --tenants T, --only SECTION"),
         }
     }
     // The normalize bench's component builds the connector's library without its exports, over the
@@ -80,6 +88,9 @@ fn main() -> Result<()> {
     }
     if wanted("cold") {
         bench.cold_start()?;
+    }
+    if wanted("tenants") {
+        bench.tenants(options.tenants)?;
     }
     Ok(())
 }
@@ -133,13 +144,17 @@ impl Bench {
         let project = sim.world().project_by_ref(gitlab_sim::BIG_PROJECT).unwrap().id;
         let url = format!("{}/api/v4/projects/{project}/issues?per_page=100", sim.base_url());
 
+        // Warm: the simulator renders and gzips each page once, then serves it from its cache.
+        runtime.block_on(raw_fetch(&url))?;
         let mut raw = Vec::new();
         for _ in 0..self.runs {
             raw.push(runtime.block_on(raw_fetch(&url))?);
         }
         let raw_rate = median(raw.iter().map(|(n, wall)| *n as f64 / wall.as_secs_f64()).collect());
         println!("\n## 1. throughput at 0 ms latency: {records} issues of one project");
-        println!("raw fetch (hyper, keep-alive, gzip, JSON parsed, nothing written): {raw_rate:.0} records/s");
+        println!(
+            "raw fetch (hyper, keep-alive, gzip, JSON parsed, nothing written; pages from the simulator's cache): {raw_rate:.0} records/s"
+        );
 
         let mut first = None;
         for kind in ["jsonl", "sqlite"] {
@@ -253,6 +268,68 @@ impl Bench {
         let cold = median((0..self.runs).map(|_| time(Path::new(""))).collect::<Result<_>>()?);
         println!(
             "\n## 5b. `host objects` as a whole process: {warm:.0} ms from the on-disk component cache, {cold:.0} ms compiling gitlab.wasm without it (goal ≤ 20 ms from the cache)"
+        );
+        Ok(())
+    }
+}
+
+impl Bench {
+    /// `count` tenants, each with one flow of one partition (the issues of one project of group
+    /// acme, in turn), all at once in one `host run --tenants`.
+    fn tenants(&self, count: usize) -> Result<()> {
+        let sim = Simulator::start(SimConfig { token: Some(TOKEN.into()), ..SimConfig::default() })?;
+        let world = sim.world();
+        let projects: Vec<u64> = world
+            .projects_in_group(world.group_by_ref("acme").unwrap().id, true)
+            .into_iter()
+            .filter(|p| p.issues_enabled)
+            .map(|p| p.id)
+            .collect();
+        let dir = self.work.path().join(format!("tenants-{count}"));
+        let flows = dir.join("flows");
+        std::fs::create_dir_all(&flows)?;
+        let mut tenants = String::new();
+        let mut expected = 0;
+        for n in 0..count {
+            let project = projects[n % projects.len()];
+            expected += world.issues(project).len();
+            tenants.push_str(&format!("[[tenants]]\nid = \"t{n}\"\nconcurrency = 1\n"));
+            let flow = format!(
+                "plugin = {:?}\n[tenant]\nid = \"t{n}\"\n[connection]\nbase_url = \"{}\"\n[destination]\nurl = \"jsonl:{}\"\n\
+                 [[objects]]\nobject = \"issue\"\nprojects = [\"{project}\"]\n",
+                self.plugin,
+                sim.base_url(),
+                dir.join("out").join(format!("t{n}")).display()
+            );
+            std::fs::write(flows.join(format!("t{n}.toml")), flow)?;
+        }
+        let tenants_file = dir.join("tenants.toml");
+        std::fs::write(&tenants_file, tenants)?;
+        let summary_path = dir.join("summary.json");
+        let started = Instant::now();
+        let output = Command::new(&self.host)
+            .args(["run", "--tenants", tenants_file.to_str().unwrap(), "--flows", flows.to_str().unwrap()])
+            .args(["--summary-json", summary_path.to_str().unwrap()])
+            .env("GITLAB_TOKEN", TOKEN)
+            .env("HOST_CACHE_DIR", self.work.path().join("cache"))
+            .output()
+            .context("running host")?;
+        let wall = started.elapsed().as_secs_f64();
+        if !output.status.success() {
+            bail!("host run --tenants failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
+        let records: u64 =
+            summary["tenants"].as_array().into_iter().flatten().map(|t| t["records"].as_u64().unwrap_or(0)).sum();
+        if records != expected as u64 {
+            bail!("{count} tenants wrote {records} records, not {expected}");
+        }
+        println!("\n## 6. {count} tenants, one partition each, all at once (one process, one engine)");
+        println!(
+            "{records} records in {wall:.2} s: {:.0} records/s, {:.0} partitions/s; peak RSS {:.1} MiB",
+            records as f64 / wall,
+            count as f64 / wall,
+            summary["peak_rss_bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64
         );
         Ok(())
     }
