@@ -6,12 +6,12 @@
 //! A value that cannot take its declared type is an error naming the object, record, field and value:
 //! never a silent null. Records are written straight into the page's one output buffer.
 //!
-//! Nothing is built that is not needed: each record is parsed into a map from field name to the
-//! field's JSON text, borrowed from the body ([`RawValue`]); strings, structs and lists are copied
-//! through as GitLab wrote them, and only dates, date-times and mistyped values are re-written.
+//! Nothing is built that is not needed: records are read one at a time, each into a list of its
+//! fields' names and JSON texts borrowed from the body ([`RawValue`]), found by their position in the
+//! record before (see `Lookup`); strings, structs and lists are copied through as GitLab wrote them,
+//! and only dates, date-times and mistyped values are re-written.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -24,11 +24,34 @@ use crate::types::FieldType;
 
 /// Parse an RFC 3339 / ISO 8601 date-time with any offset; return it in UTC with milliseconds.
 pub fn parse_date_time(text: &str) -> Option<String> {
+    if is_utc_millis(text) {
+        return Some(text.to_owned());
+    }
     let parsed = DateTime::parse_from_rfc3339(text)
         .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
         .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f %z"))
         .ok()?;
     Some(parsed.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// Whether `text` is already what [`parse_date_time`] writes, `YYYY-MM-DDTHH:MM:SS.mmmZ` (as GitLab
+/// sends most date-times), with a real date and time: then it needs no parsing and no rewriting.
+fn is_utc_millis(text: &str) -> bool {
+    let b = text.as_bytes();
+    let shaped = b.len() == 24
+        && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')]
+            .iter()
+            .all(|&(i, c)| b[i] == c)
+        && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22].iter().all(|&i| b[i].is_ascii_digit());
+    if !shaped {
+        return false;
+    }
+    let number = |from: usize, to: usize| b[from..to].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    let (year, month, day) = (number(0, 4) as i32, number(5, 7), number(8, 10));
+    NaiveDate::from_ymd_opt(year, month, day).is_some()
+        && number(11, 13) < 24
+        && number(14, 16) < 60
+        && number(17, 19) < 60
 }
 
 /// Parse a `YYYY-MM-DD` date; return it unchanged when valid.
@@ -61,11 +84,41 @@ pub fn projection<'s>(schema: &'s Schema, selected: &[String]) -> Result<Vec<&'s
         .collect())
 }
 
-/// One GitLab record as it arrived: each field's JSON text, borrowed from the page body.
-type RawRecord<'a> = HashMap<Key<'a>, &'a RawValue>;
+/// One GitLab record as it arrived: its fields in order, each with its JSON text, borrowed from the
+/// page body.
+type RawRecord<'a> = Vec<(Key<'a>, &'a RawValue)>;
+
+/// Where each wanted field sat in the last record: the records of a page share their key order, so a
+/// field is found with one comparison, and searched for only when the order changes.
+struct Lookup {
+    positions: Vec<usize>,
+}
+
+impl Lookup {
+    fn new(fields: usize) -> Lookup {
+        Lookup { positions: vec![0; fields] }
+    }
+
+    /// The JSON text of the `index`th wanted field, named `source` upstream, in `record`.
+    fn get<'a>(&mut self, record: &RawRecord<'a>, index: usize, source: &str) -> Option<&'a RawValue> {
+        let guess = self.positions[index];
+        if let Some((key, raw)) = record.get(guess)
+            && key.0 == source
+        {
+            return Some(raw);
+        }
+        let found = record.iter().position(|(key, _)| key.0 == source)?;
+        self.positions[index] = found;
+        Some(record[found].1)
+    }
+}
+
+/// The raw value of `name` in `record`, by search (for messages).
+fn field_of<'a>(record: &RawRecord<'a>, name: &str) -> Option<&'a RawValue> {
+    record.iter().find(|(key, _)| key.0 == name).map(|(_, raw)| *raw)
+}
 
 /// A record's key, borrowed from the body unless it holds escapes.
-#[derive(PartialEq, Eq, Hash)]
 struct Key<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
@@ -87,12 +140,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     }
 }
 
-impl std::borrow::Borrow<str> for Key<'_> {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
 /// Write one GitLab record as one NDJSON line of `fields` into `out`; `keys` are the fields' names,
 /// already JSON-encoded.
 ///
@@ -102,6 +149,7 @@ fn write_record(
     out: &mut Vec<u8>,
     schema: &Schema,
     fields: &[(&RecordField, Vec<u8>)],
+    lookup: &mut Lookup,
     record: &RawRecord<'_>,
     scope_id: Option<i64>,
 ) -> Result<Option<String>, ConnectorError> {
@@ -114,7 +162,7 @@ fn write_record(
         }
         out.extend_from_slice(key);
         out.push(b':');
-        let raw = record.get(field.source.as_str()).map(|raw| raw.get()).filter(|raw| *raw != "null");
+        let raw = lookup.get(record, i, &field.source).map(|raw| raw.get()).filter(|raw| *raw != "null");
         let Some(raw) = raw else {
             match scope_id.filter(|_| schema.spec.scope_field == Some(field.name.as_str())) {
                 Some(id) => out.extend_from_slice(id.to_string().as_bytes()),
@@ -177,6 +225,10 @@ fn write_value(out: &mut Vec<u8>, raw: &str, field_type: FieldType) -> Result<()
             write_json(out, &date.ok_or("a date (YYYY-MM-DD)")?);
         }
         FieldType::DateTime => {
+            if raw.len() == 26 && first == b'"' && is_utc_millis(&raw[1..25]) {
+                out.extend_from_slice(raw.as_bytes());
+                return Ok(());
+            }
             let text = if first == b'"' { unquote(raw) } else { None }.ok_or("an RFC 3339 date-time")?;
             write_json(out, &parse_date_time(&text).ok_or("an RFC 3339 date-time")?);
         }
@@ -219,7 +271,7 @@ fn type_error(
     raw: &str,
     expected: &str,
 ) -> ConnectorError {
-    let id = record.get("id").map_or("?", |id| id.get());
+    let id = field_of(record, "id").map_or("?", |id| id.get());
     let shown: String = raw.chars().take(80).collect();
     ConnectorError::Upstream(format!(
         "{} {id}: field '{}' should be {expected}, but GitLab sent {shown}",
@@ -228,6 +280,9 @@ fn type_error(
 }
 
 /// Write a whole page body (a JSON array of records) and return (record count, highest cursor value).
+///
+/// Records are normalized as they are parsed, one at a time, into one reused field list: the page is
+/// never held as records.
 pub fn write_page(
     out: &mut Vec<u8>,
     schema: &Schema,
@@ -235,22 +290,94 @@ pub fn write_page(
     body: &[u8],
     scope_id: Option<i64>,
 ) -> Result<(u32, Option<String>), ConnectorError> {
-    let records: Vec<RawRecord<'_>> = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::Upstream(format!("GitLab sent a body that is not a JSON array of objects: {e}"))
-    })?;
     let keys: Vec<(&RecordField, Vec<u8>)> =
         fields.iter().map(|f| (*f, serde_json::to_vec(&f.name).unwrap_or_default())).collect();
     out.reserve(body.len());
-    let mut high: Option<String> = None;
-    for record in &records {
-        if let Some(value) = write_record(out, schema, &keys, record, scope_id)?
-            && high.as_ref().is_none_or(|h| value > *h)
-        {
-            high = Some(value);
-        }
+    let mut page = PageWriter {
+        out,
+        schema,
+        keys: &keys,
+        lookup: Lookup::new(keys.len()),
+        scope_id,
+        count: 0,
+        high: None,
+        failure: None,
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = de.deserialize_seq(&mut page).and_then(|()| de.end());
+    if let Some(failure) = page.failure {
+        return Err(failure);
     }
-    let count = u32::try_from(records.len()).map_err(|_| invalid("page too large"))?;
-    Ok((count, high))
+    parsed.map_err(|e| {
+        ConnectorError::Upstream(format!("GitLab sent a body that is not a JSON array of objects: {e}"))
+    })?;
+    let count = u32::try_from(page.count).map_err(|_| invalid("page too large"))?;
+    Ok((count, page.high))
+}
+
+/// Normalizes a page's records as serde reads them.
+struct PageWriter<'p, 'f> {
+    out: &'p mut Vec<u8>,
+    schema: &'p Schema,
+    keys: &'p [(&'f RecordField, Vec<u8>)],
+    lookup: Lookup,
+    scope_id: Option<i64>,
+    count: usize,
+    high: Option<String>,
+    /// The error that stopped the page, when it was the record's (not the JSON's).
+    failure: Option<ConnectorError>,
+}
+
+impl<'de> Visitor<'de> for &mut PageWriter<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of objects")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut record: RawRecord<'de> = Vec::new();
+        while seq.next_element_seed(RecordSeed(&mut record))?.is_some() {
+            let written = write_record(self.out, self.schema, self.keys, &mut self.lookup, &record, self.scope_id);
+            match written {
+                Ok(Some(value)) if self.high.as_ref().is_none_or(|h| value > *h) => self.high = Some(value),
+                Ok(_) => {}
+                Err(failure) => {
+                    self.failure = Some(failure);
+                    return Err(de::Error::custom("a record could not be normalized"));
+                }
+            }
+            self.count += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one record into a reused field list.
+struct RecordSeed<'r, 'de>(&'r mut RawRecord<'de>);
+
+impl<'de> de::DeserializeSeed<'de> for RecordSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.clear();
+        while let Some(entry) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+            self.0.push(entry);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +409,12 @@ mod tests {
         assert_eq!(parse_date_time("2024-03-05T10:12:13Z").unwrap(), "2024-03-05T10:12:13.000Z");
         assert_eq!(parse_date_time("2012-09-20T09:06:12+03:00").unwrap(), "2012-09-20T06:06:12.000Z");
         assert!(parse_date_time("yesterday").is_none());
+        // GitLab's own form passes as it is, when it is a real moment.
+        assert_eq!(parse_date_time("2024-02-29T23:59:59.999Z").unwrap(), "2024-02-29T23:59:59.999Z");
+        for unreal in ["2023-02-29T10:00:00.000Z", "2024-13-01T10:00:00.000Z", "2024-01-01T24:00:00.000Z"] {
+            assert!(!is_utc_millis(unreal), "{unreal}");
+            assert!(parse_date_time(unreal).is_none(), "{unreal}");
+        }
     }
 
     #[test]
