@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::format::{self, FileFormat};
+use super::format::{self, FileFormat, SeenFields};
 use super::manifest::{ManifestColumn, PartEntry, RunLog};
 use super::spool::{Marker, Spool};
 use super::{Destination, TableSchema, path_component, sync_dir};
@@ -137,6 +137,8 @@ struct OpenPart {
     /// The run that started the part.
     run: String,
     spool: Spool,
+    /// The field names its records have so far.
+    seen: SeenFields,
 }
 
 /// A file destination: parts of one format, spooled locally, published to a [`Target`].
@@ -206,7 +208,7 @@ impl FileDestination {
     fn publish(&mut self, part: &PartitionKey, open: &OpenPart) -> Result<()> {
         let table = self.tables.get(&part.object).ok_or_else(|| anyhow!("table '{}' was not prepared", part.object))?;
         let spool = open.spool.path();
-        let columns = format::present_columns(spool, table)?;
+        let columns = open.seen.columns(table);
         let rendered = match self.format {
             FileFormat::Jsonl => None,
             format => {
@@ -273,7 +275,7 @@ impl Destination for FileDestination {
                 // were published) or were never checkpointed: nothing refers to them any more.
                 Self::clear_dir(&dir, None)?;
                 let run = self.run.id.clone();
-                OpenPart { spool: Spool::create(&dir.join(format!("{run}.ndjson")))?, run }
+                OpenPart { spool: Spool::create(&dir.join(format!("{run}.ndjson")))?, run, seen: SeenFields::default() }
             }
             Some(marker) => {
                 let marker: Marker = marker.parse()?;
@@ -284,7 +286,10 @@ impl Destination for FileDestination {
                     .remove(&name)
                     .with_context(|| format!("cannot unpublish {name} from {}", self.target.location()))?;
                 Self::clear_dir(&dir, Some(&path))?;
-                OpenPart { spool: Spool::resume(&path, &marker)?, run: marker.run }
+                let spool = Spool::resume(&path, &marker)?;
+                let mut seen = SeenFields::default();
+                seen.spool(&path)?;
+                OpenPart { spool, run: marker.run, seen }
             }
         };
         self.open.insert(part.clone(), open);
@@ -293,6 +298,8 @@ impl Destination for FileDestination {
 
     fn write_page(&mut self, part: &PartitionKey, records: &[u8], _: Option<&Checkpoint>) -> Result<Option<String>> {
         let open = self.open.get_mut(part).ok_or_else(|| anyhow!("{part} was not opened"))?;
+        // A page with a line that is not a record is refused before any of it is written.
+        open.seen.page(records)?;
         open.spool.append(records)?;
         Ok(Some(open.spool.marker(&open.run).to_string()))
     }

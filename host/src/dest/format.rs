@@ -97,21 +97,47 @@ fn for_each_record(path: &Path, mut each: impl FnMut(usize, Map<String, Value>) 
     })
 }
 
-/// The columns of `table` that appear in at least one record of the spool at `path`, in the table's
-/// order (every column when the spool is empty). Only the records' keys are read.
-pub fn present_columns(path: &Path, table: &TableSchema) -> Result<Vec<Column>> {
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut any = false;
-    for_each_line(path, |number, line| {
-        any = true;
+/// The field names seen in a part's records, gathered page by page as the part is written (so
+/// that publishing it does not read it again), from which its columns follow.
+#[derive(Debug, Default)]
+pub struct SeenFields {
+    names: HashSet<String>,
+    any: bool,
+}
+
+impl SeenFields {
+    /// Note the field names of every record of a page of NDJSON; an error names the first line that
+    /// is not a JSON object.
+    pub fn page(&mut self, records: &[u8]) -> Result<()> {
+        let lines = records.split(|b| *b == b'\n').filter(|line| !line.is_empty());
+        for (number, line) in lines.enumerate() {
+            self.line(line).with_context(|| format!("record {} of the page is not a JSON object", number + 1))?;
+        }
+        Ok(())
+    }
+
+    /// Note the field names of every record of the spool at `path` (a resumed part's earlier pages).
+    pub fn spool(&mut self, path: &Path) -> Result<()> {
+        for_each_line(path, |number, line| {
+            self.line(line).with_context(|| format!("line {number} of {} is not a JSON object", path.display()))
+        })
+    }
+
+    fn line(&mut self, line: &[u8]) -> Result<()> {
+        self.any = true;
+        let names = &mut self.names;
         record::keys(line, |key| {
-            if !seen.contains(key) {
-                seen.insert(key.to_owned());
+            if !names.contains(key) {
+                names.insert(key.to_owned());
             }
         })
-        .with_context(|| format!("line {number} of {} is not a JSON object", path.display()))
-    })?;
-    Ok(table.columns.iter().filter(|c| !any || seen.contains(&c.name)).cloned().collect())
+    }
+
+    /// The columns of `table` that appear in at least one record, in the table's order (every column
+    /// when there was no record).
+    pub fn columns(&self, table: &TableSchema) -> Vec<Column> {
+        table.columns.iter().filter(|c| !self.any || self.names.contains(&c.name)).cloned().collect()
+    }
 }
 
 /// Render the spool at `spool` as `format` into `out` (durably), with `columns`.
@@ -233,6 +259,13 @@ fn render_parquet(spool: &Path, columns: &[Column], file: File) -> Result<File> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The columns of `table` that appear in the spool at `path`.
+    fn present_columns(path: &Path, table: &TableSchema) -> Result<Vec<Column>> {
+        let mut seen = SeenFields::default();
+        seen.spool(path)?;
+        Ok(seen.columns(table))
+    }
     use arrow_array::{Array, Date32Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
