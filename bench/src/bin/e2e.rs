@@ -218,7 +218,9 @@ impl Bench {
             let wall = median(walls);
             let speedup = base.get_or_insert(wall).to_owned() / wall;
             println!(
-                "{concurrency:>3} at once: {wall:.2} s, {speedup:.1}× the speed of 1 (ideal {concurrency}×); sandbox instantiation median {:.0} µs over {} sandboxes",
+                "{concurrency:>3} at once: {wall:.2} s, {speedup:.1}× the speed of 1 (ideal {:.0}×: {partitions} partitions in {} rounds); sandbox instantiation median {:.0} µs over {} sandboxes",
+                partitions as f64 / partitions.div_ceil(concurrency) as f64,
+                partitions.div_ceil(concurrency),
                 median(instantiation.clone()),
                 instantiation.len()
             );
@@ -293,7 +295,9 @@ impl Bench {
         for n in 0..count {
             let project = projects[n % projects.len()];
             expected += world.issues(project).len();
-            tenants.push_str(&format!("[[tenants]]\nid = \"t{n}\"\nconcurrency = 1\n"));
+            tenants.push_str(&format!(
+                "[[tenants]]\nid = \"t{n}\"\nconcurrency = 1\ncredential = {{ source = \"env\", var = \"GITLAB_TOKEN\" }}\n"
+            ));
             let flow = format!(
                 "plugin = {:?}\n[tenant]\nid = \"t{n}\"\n[connection]\nbase_url = \"{}\"\n[destination]\nurl = \"jsonl:{}\"\n\
                  [[objects]]\nobject = \"issue\"\nprojects = [\"{project}\"]\n",
@@ -316,7 +320,11 @@ impl Bench {
             .context("running host")?;
         let wall = started.elapsed().as_secs_f64();
         if !output.status.success() {
-            bail!("host run --tenants failed: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "host run --tenants failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
         let records: u64 =
