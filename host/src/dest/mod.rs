@@ -318,7 +318,7 @@ impl Sink {
     fn answer(&mut self) {
         let committed = self.commit();
         for reply in self.unanswered.drain(..) {
-            let _ = reply.send(committed.as_ref().map(|()| ()).map_err(|e| anyhow!("{e:#}")));
+            let _ = reply.send(committed.as_ref().copied().map_err(|e| anyhow!("{e:#}")));
         }
     }
 
