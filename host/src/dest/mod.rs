@@ -469,7 +469,111 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// What the fake destination and store were asked, in order.
+    type Journal = Arc<Mutex<Vec<String>>>;
+
+    /// A destination that notes its calls and fails its commit when told to.
+    struct Noting {
+        journal: Journal,
+        fail_commit: bool,
+    }
+
+    impl Destination for Noting {
+        fn prepare(&mut self, _: &TableSchema) -> Result<()> {
+            Ok(())
+        }
+        fn open_part(&mut self, part: &PartitionKey, _: Option<&str>) -> Result<()> {
+            self.journal.lock().unwrap().push(format!("open {}", part.scope));
+            Ok(())
+        }
+        fn write_page(&mut self, part: &PartitionKey, _: &[u8], _: Option<&Checkpoint>) -> Result<Option<String>> {
+            self.journal.lock().unwrap().push(format!("write {}", part.scope));
+            Ok(None)
+        }
+        fn commit(&mut self) -> Result<()> {
+            self.journal.lock().unwrap().push("commit".into());
+            if self.fail_commit { Err(anyhow!("the disk is full")) } else { Ok(()) }
+        }
+        fn close_part(&mut self, _: &PartitionKey) -> Result<()> {
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A checkpoint store that notes what it saves.
+    struct NotingStore(Journal);
+
+    impl CheckpointStore for NotingStore {
+        fn load(&mut self, _: &PartitionKey) -> Result<Option<Checkpoint>> {
+            Ok(None)
+        }
+        fn save(&mut self, key: &PartitionKey, _: &Checkpoint) -> Result<()> {
+            self.0.lock().unwrap().push(format!("save {}", key.scope));
+            Ok(())
+        }
+    }
+
+    fn key(scope: &str) -> PartitionKey {
+        PartitionKey { flow: "f".into(), object: "issue".into(), scope: scope.into() }
+    }
+
+    fn in_progress() -> Checkpoint {
+        Checkpoint { page_token: Some("/next".into()), ..Checkpoint::default() }
+    }
+
+    /// Several partitions' pages sent at once, with the writer busy meanwhile: written, committed
+    /// once, then every checkpoint saved, and only then answered.
+    async fn group(fail_commit: bool) -> (Vec<String>, Vec<Result<()>>) {
+        let journal = Journal::default();
+        let destination = Noting { journal: journal.clone(), fail_commit };
+        let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone()))));
+        // Keep the writer thread on the opens while the pages queue up behind them.
+        for scope in ["a", "b", "c"] {
+            writer.open(&key(scope), None).await.unwrap();
+        }
+        let mut pending = Vec::new();
+        for scope in ["a", "b", "c"] {
+            pending.push(writer.send_page(&key(scope), b"{}\n".to_vec(), in_progress()).await.unwrap());
+        }
+        let mut answers = Vec::new();
+        for page in pending {
+            answers.push(page.durable().await);
+        }
+        writer.abort().await.unwrap();
+        let journal = journal.lock().unwrap().clone();
+        (journal, answers)
+    }
+
+    #[tokio::test]
+    async fn pages_are_committed_before_their_checkpoints_are_saved() {
+        let (journal, answers) = group(false).await;
+        assert!(answers.iter().all(Result::is_ok));
+        let writes: Vec<&str> = journal.iter().map(String::as_str).filter(|j| !j.starts_with("open")).collect();
+        // However the pages were grouped, each checkpoint follows a commit that follows its page.
+        for scope in ["a", "b", "c"] {
+            let written = writes.iter().position(|j| *j == format!("write {scope}")).unwrap();
+            let saved = writes.iter().position(|j| *j == format!("save {scope}")).unwrap();
+            let committed = writes[written..saved].iter().any(|j| *j == "commit");
+            assert!(committed, "{scope}: no commit between its page and its checkpoint in {writes:?}");
+        }
+        assert!(writes.iter().filter(|j| **j == "commit").count() <= 4, "{writes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_page_of_its_group_and_saves_no_checkpoint() {
+        let (journal, answers) = group(true).await;
+        for answer in &answers {
+            let error = answer.as_ref().unwrap_err();
+            assert!(format!("{error:#}").contains("the disk is full"), "{error:#}");
+        }
+        assert!(journal.iter().all(|j| !j.starts_with("save")), "{journal:?}");
+    }
 
     #[test]
     fn parses_every_kind_of_destination() {
