@@ -559,7 +559,7 @@ mod tests {
         for scope in ["a", "b", "c"] {
             let written = writes.iter().position(|j| *j == format!("write {scope}")).unwrap();
             let saved = writes.iter().position(|j| *j == format!("save {scope}")).unwrap();
-            let committed = writes[written..saved].iter().any(|j| *j == "commit");
+            let committed = writes[written..saved].contains(&"commit");
             assert!(committed, "{scope}: no commit between its page and its checkpoint in {writes:?}");
         }
         assert!(writes.iter().filter(|j| **j == "commit").count() <= 4, "{writes:?}");
