@@ -109,8 +109,7 @@ impl SeenFields {
     /// Note the field names of every record of a page of NDJSON; an error names the first line that
     /// is not a JSON object.
     pub fn page(&mut self, records: &[u8]) -> Result<()> {
-        let lines = records.split(|b| *b == b'\n').filter(|line| !line.is_empty());
-        for (number, line) in lines.enumerate() {
+        for (number, line) in record::lines(records).enumerate() {
             self.line(line).with_context(|| format!("record {} of the page is not a JSON object", number + 1))?;
         }
         Ok(())
@@ -259,6 +258,8 @@ fn render_parquet(spool: &Path, columns: &[Column], file: File) -> Result<File> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::{Array, Date32Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     /// The columns of `table` that appear in the spool at `path`.
     fn present_columns(path: &Path, table: &TableSchema) -> Result<Vec<Column>> {
@@ -266,8 +267,6 @@ mod tests {
         seen.spool(path)?;
         Ok(seen.columns(table))
     }
-    use arrow_array::{Array, Date32Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn table() -> TableSchema {
         let column = |name: &str, field_type| Column { name: name.into(), field_type };

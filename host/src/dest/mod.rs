@@ -253,7 +253,7 @@ struct Sink {
     store: Option<Box<dyn CheckpointStore>>,
     /// Checkpoints for the separate store, saved once the pages they follow are committed.
     unsaved: Vec<(PartitionKey, Checkpoint)>,
-    /// The answers to the page writes and checkpoint saves of the group being committed.
+    /// The answers to the page writes, checkpoint saves and part closes of the group being committed.
     unanswered: Vec<Reply<()>>,
 }
 
@@ -314,8 +314,8 @@ impl Sink {
         Ok(())
     }
 
-    /// Commit the group and answer its page writes and checkpoint saves (a group without any has
-    /// nothing to commit).
+    /// Commit the group and answer its page writes, checkpoint saves and part closes (a group without
+    /// any has nothing to commit).
     fn answer(&mut self) {
         if self.unanswered.is_empty() {
             return;
@@ -330,9 +330,9 @@ impl Sink {
         match job {
             Job::Prepare(table, done) => drop(done.send(self.destination.prepare(&table))),
             Job::Load(part, done) => {
-                // A checkpoint saved earlier in this group is visible to a load.
-                let loaded = self.commit().and_then(|()| self.store()).and_then(|s| s.load(&part));
-                drop(done.send(loaded))
+                // A checkpoint of this group still waiting for its commit is saved before a load.
+                let ready = if self.unsaved.is_empty() { Ok(()) } else { self.commit() };
+                drop(done.send(ready.and_then(|()| self.store()).and_then(|s| s.load(&part))))
             }
             Job::Open(part, resume, done) => drop(done.send(self.destination.open_part(&part, resume.as_deref()))),
             Job::Write { part, records, checkpoint, done } => match self.write(&part, &records, *checkpoint) {
@@ -343,7 +343,11 @@ impl Sink {
                 Ok(()) => self.unanswered.push(done),
                 Err(error) => drop(done.send(Err(error))),
             },
-            Job::Close(part, done) => drop(done.send(self.destination.close_part(&part))),
+            // A part published here is durable with the group's commit.
+            Job::Close(part, done) => match self.destination.close_part(&part) {
+                Ok(()) => self.unanswered.push(done),
+                Err(error) => drop(done.send(Err(error))),
+            },
         }
     }
 }

@@ -127,7 +127,7 @@ struct Load {
 /// records (a projection keeps only the selected fields), each record's row starting with its number.
 fn page_load(table: &TableSchema, records: &[u8]) -> Result<Load> {
     let mut rows: Vec<Map<String, Value>> = Vec::new();
-    for (number, line) in records.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+    for (number, line) in super::record::lines(records).enumerate() {
         let record: Map<String, Value> = serde_json::from_slice(line)
             .with_context(|| format!("record {} of the page is not a JSON object", number + 1))?;
         if let Some(unknown) = record.keys().find(|k| !table.columns.iter().any(|c| &c.name == *k)) {

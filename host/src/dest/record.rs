@@ -4,7 +4,7 @@
 //! each value still the JSON text it was written as (a [`RawValue`] borrowed from the page). A field a
 //! destination stores as JSON text (a struct, a list) is copied as it is, never parsed and
 //! re-serialized; a scalar is read into a [`Scalar`] only when its column needs one. [`keys`] reads a
-//! record's field names alone, skipping the values.
+//! record's field names alone, skipping the values; [`lines`] splits a page into its records.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -30,6 +30,11 @@ impl<'a> Record<'a> {
     pub fn get(&self, name: &str) -> Option<&'a RawValue> {
         self.fields.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
     }
+}
+
+/// The records of a page of NDJSON: its non-empty lines.
+pub fn lines(page: &[u8]) -> impl Iterator<Item = &[u8]> {
+    page.split(|b| *b == b'\n').filter(|line| !line.is_empty())
 }
 
 /// Call `each` with every field name of one NDJSON record, without reading the values into anything.

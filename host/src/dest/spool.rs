@@ -113,7 +113,7 @@ impl Spool {
         }
         self.unsynced = true;
         self.bytes += records.len() as u64 + u64::from(newline);
-        self.records += records.split(|b| *b == b'\n').filter(|line| !line.is_empty()).count() as u64;
+        self.records += super::record::lines(records).count() as u64;
         Ok(())
     }
 

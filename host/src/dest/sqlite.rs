@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{CachedStatement, Connection, ToSql, params_from_iter};
 
-use super::record::{Record, Scalar};
+use super::record::{self, Record, Scalar};
 use super::{Destination, TableSchema};
 use crate::sandbox::wit::FieldType;
 use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey};
@@ -164,7 +164,7 @@ impl CheckpointStore for SqliteDestination {
 fn upsert_page(db: &Connection, table: &TableSchema, records: &[u8]) -> Result<()> {
     // Records of a page have the same fields, as a rule: one statement until they change.
     let mut upsert_for: Option<(Vec<String>, CachedStatement<'_>)> = None;
-    for (number, line) in records.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+    for (number, line) in record::lines(records).enumerate() {
         let what = || format!("record {} of the page", number + 1);
         let record = Record::parse(line).with_context(what)?;
         let values: Vec<Scalar<'_>> =
