@@ -273,9 +273,7 @@ impl Bench {
         );
         Ok(())
     }
-}
 
-impl Bench {
     /// `count` tenants, each with one flow of one partition (the issues of one project of group
     /// acme, in turn), all at once in one `host run --tenants`.
     fn tenants(&self, count: usize) -> Result<()> {
