@@ -168,6 +168,37 @@ async fn a_body_that_stops_coming_times_out() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+#[tokio::test]
+async fn a_body_read_later_than_its_headers_came_is_timed_from_when_it_is_read() {
+    // Headers at once, the body 900 ms later; the reader starts reading 700 ms after the headers
+    // (as a page read ahead is read by the next call). The 500 ms between-bytes timeout runs from
+    // 700 ms, not from the headers: the body is read whole.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut chunk).await.unwrap();
+            head.extend_from_slice(&chunk[..n]);
+        }
+        socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        socket.write_all(b"[1,2,3]").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let origin = Origin::of_url(&format!("http://{addr}")).unwrap();
+    let policy = Arc::new(GatePolicy::new(settings(vec![origin.clone()], Some(origin), None)));
+    let mut gate = Gate { policy, stats: Arc::new(GateStats::default()) };
+    let body = Empty::new().map_err(|never| match never {}).boxed_unsync();
+    let request = http::Request::get(format!("http://{addr}/")).body(body).unwrap();
+    let (response, _io) = Pin::from(gate.send_request(request, None, Box::new(async { Ok(()) }))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"[1,2,3]");
+}
+
 /// A credential whose token is `v1`, then `v2` after a refresh (if it may refresh).
 struct Rotating {
     version: AtomicU32,

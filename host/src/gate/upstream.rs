@@ -326,7 +326,11 @@ pub struct GateBody {
     /// Body bytes received so far (before decompression).
     received: u64,
     idle: Duration,
+    /// When waiting for the next bytes ends in a timeout. Armed when the reader starts waiting, not
+    /// when the bytes before arrived: a body read later than its headers came (a page read ahead)
+    /// is not timed for the time nobody was reading it.
     timer: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
     gzip: Option<Gunzip>,
     done: bool,
 }
@@ -346,6 +350,7 @@ impl GateBody {
             received: 0,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            armed: false,
             gzip: gzip.then(Gunzip::default),
             done: false,
         }
@@ -369,6 +374,10 @@ impl Body for GateBody {
             if this.done {
                 return Poll::Ready(None);
             }
+            if !this.armed {
+                this.timer.as_mut().reset(tokio::time::Instant::now() + this.idle);
+                this.armed = true;
+            }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(None) => {
                     this.done = true;
@@ -384,8 +393,7 @@ impl Body for GateBody {
                     return Poll::Ready(Some(Err(body_error(&error))));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
-                    let deadline = tokio::time::Instant::now() + this.idle;
-                    this.timer.as_mut().reset(deadline);
+                    this.armed = false;
                     if let Some(data) = frame.data_ref() {
                         this.received += data.len() as u64;
                         if let Some(reason) = this.policy.receive(data.len() as u64, this.received) {
