@@ -15,6 +15,10 @@
 //! | connection failed, timed out, body cut short (`transport`) | exponential with full jitter |
 //! | refused by the gate, any other status, a malformed body, a trap, a deadline | not retried |
 //!
+//! What the gate saw is the latest failed response of the sandbox, not the responses of the call: a
+//! call may report the answer to a request sent by the call before (the connector reads the next
+//! page ahead), so a failure is forgotten only when a call that began after it succeeds.
+//!
 //! Exponential: `backoff × 2^(n-1)` for the n-th retry, capped at [`RetryPolicy::max_backoff`]; full
 //! jitter draws the wait uniformly below that, equal jitter in its upper half (a 429 is never retried at
 //! once). A call is tried at most [`RetryPolicy::max_attempts`] times and waits at most
@@ -155,6 +159,8 @@ pub struct Attempts<'a> {
     failed: u32,
     waited: Duration,
     refusals: usize,
+    /// When the current attempt began.
+    began: tokio::time::Instant,
 }
 
 impl Retrier {
@@ -169,7 +175,14 @@ impl Retrier {
 
     /// The attempts of the call `what` (named so in messages).
     pub fn attempts(&self, what: &str) -> Attempts<'_> {
-        Attempts { retrier: self, what: what.to_owned(), failed: 0, waited: Duration::ZERO, refusals: 0 }
+        Attempts {
+            retrier: self,
+            what: what.to_owned(),
+            failed: 0,
+            waited: Duration::ZERO,
+            refusals: 0,
+            began: tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -179,8 +192,8 @@ impl Attempts<'_> {
         let stats = &self.retrier.stats;
         let turn = self.retrier.policy.pacer.turn().await;
         stats.prepay(turn);
-        stats.clear_last();
         self.refusals = stats.refusal_count();
+        self.began = tokio::time::Instant::now();
     }
 
     /// After an attempt: its value (`Some`), or `None` after waiting when it is worth another attempt, or
@@ -192,7 +205,10 @@ impl Attempts<'_> {
         let retrier = self.retrier;
         drop(retrier.stats.unused_turn());
         let error = match result {
-            Ok(Ok(value)) => return Ok(Some(value)),
+            Ok(Ok(value)) => {
+                retrier.stats.forget_failure_before(self.began);
+                return Ok(Some(value));
+            }
             Ok(Err(error)) => error,
             Err(failure) => return Err(Ended::Call(failure)),
         };
@@ -228,16 +244,16 @@ impl Attempts<'_> {
 impl Retrier {
     /// Whether `error` is worth retrying, judged with what the gate saw.
     fn cause(&self, error: &ConnectorError) -> Option<Cause> {
-        let last = self.stats.last();
+        let failure = self.stats.failure();
         match error {
             ConnectorError::RateLimited(limit) => {
                 let asked = limit.retry_after_seconds.map(|s| Duration::from_secs(s.into()));
                 // The gate's reading of the headers also knows `RateLimit-Reset`; count from when it saw them.
-                let seen = last.filter(|o| o.status == 429).and_then(|o| o.limits.wait().map(|w| (w, o.at)));
+                let seen = failure.filter(|o| o.status == 429).and_then(|o| o.limits.wait().map(|w| (w, o.at)));
                 let seen = seen.map(|(wait, at)| wait.saturating_sub(at.elapsed()));
                 Some(Cause::RateLimited(asked.or(seen)))
             }
-            ConnectorError::Upstream(_) => match last.map(|o| o.status) {
+            ConnectorError::Upstream(_) => match failure.map(|o| o.status) {
                 Some(status @ (500 | 502 | 503 | 504)) => Some(Cause::Server(status)),
                 _ => None,
             },

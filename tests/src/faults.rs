@@ -76,7 +76,8 @@ pub struct Faults {
     pub rate_limit: Option<RateLimit>,
     /// Close the connection after every answer (`Connection: close`): no keep-alive.
     pub close_connections: bool,
-    /// Only requests whose path contains this meet the random faults (default: all requests).
+    /// Only requests whose path (with its query) contains this meet the random faults (default: all
+    /// requests): `/issues` for one endpoint, `page=2` for one page.
     pub path_contains: Option<String>,
 }
 
@@ -257,7 +258,10 @@ impl FaultState {
                 return Admission::Refuse(too_many_requests(headers), 429);
             }
         }
-        let targeted = faults.path_contains.as_deref().is_none_or(|part| parts.uri.path().contains(part));
+        let targeted = faults
+            .path_contains
+            .as_deref()
+            .is_none_or(|part| parts.uri.path_and_query().is_some_and(|p| p.as_str().contains(part)));
         if !targeted || faults.table().iter().all(|(percent, _)| *percent == 0) {
             return Admission::Answer(Admitted { headers, body: None, close: faults.close_connections });
         }

@@ -91,7 +91,7 @@ struct Args {
     /// Close the connection after every answer (no keep-alive).
     #[arg(long)]
     close_connections: bool,
-    /// Only requests whose path contains this meet the random faults.
+    /// Only requests whose path (with its query) contains this meet the random faults.
     #[arg(long, value_name = "TEXT")]
     fault_path_contains: Option<String>,
 }

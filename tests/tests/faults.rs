@@ -153,6 +153,22 @@ fn storms_of_429_are_waited_out_as_their_headers_say_or_backed_off_without_them(
 }
 
 #[test]
+fn a_server_error_on_a_page_read_ahead_is_retried_by_the_call_that_reads_it() {
+    // The GET of page 2 leaves during the call that reads page 1; its 500 is seen by the gate then, and
+    // reported by the next call. The host must still know it for a 500 and try again.
+    let sim = simulator(Faults {
+        server_error_percent: 100,
+        max_in_a_row: Some(1),
+        path_contains: Some("page=2".into()),
+        ..Faults::default()
+    });
+    let result = run(&sim, &["--object", "issue", "--object", "project_merge_request", "--group", "demo"]);
+    assert_exact(&sim, &result, &["issue", "project_merge_request"]);
+    let counts = sim.faults_injected();
+    assert!(counts.server_errors >= 2, "too few pages 2 to prove anything: {counts:?}");
+}
+
+#[test]
 fn stalled_responses_time_out_and_are_retried() {
     let sim = simulator(Faults {
         stall_percent: 40,

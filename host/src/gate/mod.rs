@@ -215,7 +215,7 @@ impl GatePolicy {
     }
 }
 
-/// The last response the gate saw for a sandbox.
+/// A failed response the gate saw for a sandbox: its status, its rate-limit headers, and when.
 #[derive(Clone, Copy, Debug)]
 pub struct Observed {
     pub status: u16,
@@ -242,8 +242,9 @@ pub struct GateStats {
     pub plugin_cpu_nanos: AtomicU64,
     /// The tenant's byte limit the sandbox broke, if it broke one (its partition ends, alone).
     exceeded: Mutex<Option<String>>,
-    /// The last response.
-    last: Mutex<Option<Observed>>,
+    /// The latest response with a failing status (4xx, 5xx): what the retry loop checks a plugin's
+    /// report of an upstream failure against.
+    failure: Mutex<Option<Observed>>,
     /// A turn the page loop took for the next request.
     prepaid: Mutex<Option<Turn>>,
 }
@@ -293,22 +294,29 @@ impl GateStats {
         self.prepaid.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    /// Forget the last response (before a call).
-    pub fn clear_last(&self) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// Forget a failed response seen before `instant` (a call that began then has since succeeded, so
+    /// that failure is behind it). One seen later stays: it may be the answer to a request read ahead
+    /// during that call, which the next call will report.
+    pub fn forget_failure_before(&self, instant: tokio::time::Instant) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_some_and(|f| f.at < instant) {
+            *failure = None;
+        }
     }
 
-    /// The last response since [`GateStats::clear_last`].
-    pub fn last(&self) -> Option<Observed> {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    /// The latest failed response not forgotten by [`GateStats::forget_failure_before`].
+    pub fn failure(&self) -> Option<Observed> {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn observe(&self, status: u16, limits: RateLimitHeaders) {
         if status == 429 {
             self.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
-        let observed = Observed { status, limits, at: tokio::time::Instant::now() };
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(observed);
+        if status >= 400 {
+            let observed = Observed { status, limits, at: tokio::time::Instant::now() };
+            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(observed);
+        }
     }
 }
 
