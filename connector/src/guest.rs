@@ -1,7 +1,7 @@
 //! The component boundary: the generated WIT bindings, and conversions between them and [`crate::types`].
 //!
-//! `read-page` is plan (check and build the URL) → one GET through `wasi:http` → interpret (status,
-//! `Link`, records). This module only translates; the logic lives in the modules it calls.
+//! `read-page` is plan (check and build the URL) → one GET through `wasi:http` (perhaps read ahead by
+//! the previous call, see `read_ahead`) → interpret (status, `Link`, records). This module only translates; the logic lives in the modules it calls.
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -13,7 +13,7 @@ use dataflow::connector::types as wit;
 use exports::dataflow::connector::source::Guest;
 
 use crate::error::ConnectorError;
-use crate::{catalogue, fanout, http, identity, request, response, scopes, types};
+use crate::{catalogue, fanout, http, identity, read_ahead, request, response, scopes, types};
 
 struct GitLab;
 
@@ -72,7 +72,12 @@ impl Guest for GitLab {
         let page = if plan.per_parent.is_some() {
             fanout::read_page(&plan, &mut |urls| http::get_all(urls))
         } else {
-            http::get(&plan.url).and_then(|answer| answer.view(|r| response::interpret(&plan, r)))
+            read_ahead::get(&plan.url).and_then(|answer| {
+                if let Some(next) = answer.view(|r| response::ahead_url(&plan, r)) {
+                    read_ahead::send(next);
+                }
+                answer.view(|r| response::interpret(&plan, r))
+            })
         }
         .map_err(error)?;
         Ok(wit::Page {

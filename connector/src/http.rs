@@ -26,7 +26,7 @@ pub fn get_all(urls: &[String]) -> Vec<Result<Answer, ConnectorError>> {
 }
 
 /// Start a GET of `url`.
-fn send(url: &str) -> Result<FutureIncomingResponse, ConnectorError> {
+pub fn send(url: &str) -> Result<FutureIncomingResponse, ConnectorError> {
     let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
         (Scheme::Https, rest)
     } else if let Some(rest) = url.strip_prefix("http://") {
@@ -52,7 +52,7 @@ fn send(url: &str) -> Result<FutureIncomingResponse, ConnectorError> {
 }
 
 /// Wait for the answer to a GET of `url` and read it whole.
-fn receive(url: &str, future: FutureIncomingResponse) -> Result<Answer, ConnectorError> {
+pub fn receive(url: &str, future: FutureIncomingResponse) -> Result<Answer, ConnectorError> {
     future.subscribe().block();
     let response = match future.get() {
         Some(Ok(Ok(response))) => response,

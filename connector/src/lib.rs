@@ -10,7 +10,8 @@
 //!  read-request ──► catalogue (which object, which endpoint, which fields)
 //!               ──► filters   (validate each filter, turn it into GitLab query parameters)
 //!               ──► request   (the URL of this page: first page from the plan, later pages from the token)
-//!               ──► [guest: GET through wasi:http]
+//!               ──► [guest: GET through wasi:http; the next page's GET sent before this one is
+//!                    normalized, see `read_ahead`]
 //!               ──► response  (status → typed error; Link header → next token; body → records)
 //!               ──► normalize (GitLab JSON → typed, projected NDJSON, one buffer per page)
 //! ```
@@ -21,7 +22,9 @@
 //! Objects read per parent (the notes of each issue) go through [`fanout`], which reads several
 //! parents' children per call.
 //!
-//! Nothing here keeps state between calls: everything a page needs is in the request and its token.
+//! Nothing a page holds depends on state kept between calls: everything it needs is in the request and
+//! its token. The one thing a sandbox keeps is a head start, the next page's request in flight, used
+//! only when the next call asks for exactly that URL.
 
 pub mod catalogue;
 pub mod error;
@@ -39,5 +42,7 @@ pub mod types;
 mod guest;
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod http;
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
+mod read_ahead;
 
 pub use error::ConnectorError;

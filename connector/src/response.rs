@@ -87,6 +87,17 @@ pub fn next_page_token(plan: &Plan, response: &Response<'_>) -> Result<Option<St
         .transpose()
 }
 
+/// The URL the next `read-page` call will GET after `response`, when it is worth reading ahead: a
+/// successful, non-empty page that links on. (The next call's plan builds the same URL from the token.)
+pub fn ahead_url(plan: &Plan, response: &Response<'_>) -> Option<String> {
+    let empty = response.body.trim_ascii() == b"[]";
+    if !(200..300).contains(&response.status) || empty {
+        return None;
+    }
+    let token = next_page_token(plan, response).ok()??;
+    Some(format!("{}{token}", plan.api_root))
+}
+
 fn status_error(plan: &Plan, response: &Response<'_>) -> ConnectorError {
     status_error_for(&format!("{} at {}", plan.schema.spec.name, without_query(&plan.url)), response)
 }

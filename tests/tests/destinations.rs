@@ -435,8 +435,8 @@ fn kill_and_resume_with(
     assert!(ids.len() > 10_000);
     let total = pages(sim);
     // One read is ids/100 pages; each kill costs at most the pages of the pipeline: the one in the
-    // writer's hands (its checkpoint not saved yet) and the one being read, and a request that may be
-    // on its way as the kill lands. Starting over would cost the kills' pages again.
+    // writer's hands (its checkpoint not saved yet), the one the plugin is returning, and the one it
+    // reads ahead. Starting over would cost the kills' pages again.
     let one_read = ids.len().div_ceil(100);
     assert!(total <= one_read + 3 * kills.len(), "{total} pages for a read of {one_read}: it did not resume");
     (ids, total)
