@@ -122,11 +122,14 @@ fn hostile_partitions_end_alone_naming_their_limit_while_healthy_ones_read_every
         assert!(reason.contains("panicked at tests/plugins/hostile/src/lib.rs:"), "where it panicked: {reason}");
         assert!(reason.ends_with(": the hostile plugin panics on purpose)"), "why it panicked: {reason}");
 
-        // The flood started 5,000 requests and was stopped at 1,000 handles: at most 16 at a time left
-        // the host (the next test proves the cap exactly, against a server that never answers), so only
-        // the few that the fast simulator answered while the handles piled up reached it.
-        let reached = sim.requests().iter().filter(|r| r.path == format!("/api/v4/projects/{id}")).count();
-        assert!(reached <= 4 * REQUESTS_IN_FLIGHT, "{reached} flood requests reached the simulator");
+        // The flood started 5,000 requests and was stopped at 1,000 handles (each request it started
+        // holds one): at most 16 at a time left the host (the next test proves the cap exactly, against a
+        // server that never answers), and every one that left was counted. How many the fast simulator
+        // answered while the handles piled up is a matter of timing, not a promise.
+        let reached = sim.requests().iter().filter(|r| r.path == format!("/api/v4/projects/{id}")).count() as u64;
+        let counted = partition("flood", id)["requests"].as_u64().unwrap();
+        assert!(reached <= counted, "{reached} flood requests reached the simulator, {counted} were counted");
+        assert!(counted < 1000, "{counted} flood requests left the host");
     }
 
     // The plugin wrote 2 GiB to stdout; the host logged at most its budget of 1 MiB per call.
