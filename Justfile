@@ -18,8 +18,9 @@ check:
     cargo clippy --release --all-targets -- -D warnings
     cargo clippy --release --target wasm32-wasip2 -p gitlab-connector -p token-thief -- -D warnings
 
-# benchmarks: criterion (the connector natively vs in wasm), then the end-to-end figures
+# benchmarks: criterion (the connector natively vs in wasm; creating a sandbox), then the end-to-end figures
 bench:
     cargo xtask build
     cargo bench -p bench --bench normalize
+    cargo bench -p bench --bench instantiate
     cargo run --release -p bench --bin e2e

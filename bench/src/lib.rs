@@ -3,6 +3,8 @@
 //!
 //! - `benches/normalize.rs` (criterion): the connector's parse-and-normalize path, natively and in
 //!   wasm, on the same pages.
+//! - `benches/instantiate.rs` (criterion): a fresh store and instance of `gitlab.wasm` from the
+//!   pooling allocator, as the host makes one per partition.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
