@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
 use super::SandboxState;
 use super::bindings::ConnectorPre;
@@ -36,6 +36,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 pub const MEMORIES_PER_COMPONENT: u32 = 2;
 pub const TABLES_PER_COMPONENT: u32 = 8;
+
+/// How much of a freed slot's memory, table and stack stays resident for the next sandbox.
+const KEEP_RESIDENT: usize = 128 << 10;
 
 /// Set (to anything) to write /tmp/perf-PID.map, so that `perf` can name the plugin's compiled functions.
 pub const PERF_MAP_VARIABLE: &str = "HOST_PERF_MAP";
@@ -166,7 +169,17 @@ fn config(instances: u32) -> Config {
         // may, so that hitting the limit is named as such, and a plugin whose memory starts above
         // the limit is refused at instantiation, not compiled again. Nothing of this is resident
         // until used.
-        .max_memory_size(1 << 32);
+        .max_memory_size(1 << 32)
+        // A freed slot is reset for its next sandbox. By default every dirty page is given back to
+        // the kernel (madvise), which then page-faults in again at the next instantiation; instead,
+        // the first `KEEP_RESIDENT` bytes of each memory, table and stack stay resident and are
+        // reset in place, and `PAGEMAP_SCAN` (Linux 6.7+, ignored elsewhere) finds which pages
+        // were dirtied, so only those are copied back. Instantiation: 16.9 → 12.0 µs in the
+        // `instantiate` bench, for at most 3 × 128 KiB resident per slot.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .async_stack_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(Enabled::Auto);
     let mut config = Config::new();
     config
         .wasm_component_model(true)
