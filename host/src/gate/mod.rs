@@ -10,11 +10,13 @@
 //!                     (except the tenant's own GitLab origin), connect, send
 //!                 ──► response: status and `RateLimit-*` headers noted (pace, 429 count, retry advice);
 //!                     a 401 lets a refreshable credential refresh once and the request go again;
-//!                     the body counted, timed and gzip-decoded on its way to the plugin
+//!                     the body counted, timed and gzip-decoded by a task of its own as it arrives,
+//!                     queued for the plugin (`buffered`)
 //! ```
 //!
 //! - [`address`]: which IP addresses are not global.
 //! - [`upstream`]: the pooled client and its checking connector, the response body.
+//! - [`buffered`]: response bodies drained off the connection while the plugin works.
 //! - [`pacing`]: when each request may start.
 //!
 //! Per-tenant state ([`GatePolicy`]: settings, pooled client, pacer) is shared by the tenant's sandboxes;
@@ -23,6 +25,7 @@
 //! (`crate::retry`), outside the plugin's call deadline.
 
 mod address;
+mod buffered;
 mod pacing;
 mod upstream;
 
@@ -40,6 +43,7 @@ use wasmtime_wasi_http::{
 
 use crate::credential::CredentialProvider;
 use crate::retry::RetryPolicy;
+use buffered::{BodyBudget, BufferedBody};
 pub use pacing::{Pacer, RateLimitHeaders, Turn};
 pub use upstream::Timeouts;
 use upstream::{GateBody, SendError, Upstream};
@@ -247,6 +251,8 @@ pub struct GateStats {
     failure: Mutex<Option<Observed>>,
     /// A turn the page loop took for the next request.
     prepaid: Mutex<Option<Turn>>,
+    /// How much of its response bodies the sandbox may have drained and not read yet.
+    body_budget: BodyBudget,
 }
 
 impl std::fmt::Debug for GateStats {
@@ -412,7 +418,10 @@ async fn send(
         response.headers_mut().remove(header::CONTENT_ENCODING);
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
-    let response = response.map(|body| GateBody::new(body, policy, stats, timeouts.between_bytes, gzip).boxed_unsync());
+    let budget = stats.body_budget.clone();
+    let response = response.map(|body| {
+        BufferedBody::new(GateBody::new(body, policy, stats, timeouts.between_bytes, gzip), budget).boxed_unsync()
+    });
     Ok((response, Box::new(async { Ok(()) }) as IoFuture))
 }
 

@@ -168,35 +168,59 @@ async fn a_body_that_stops_coming_times_out() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
-#[tokio::test]
-async fn a_body_read_later_than_its_headers_came_is_timed_from_when_it_is_read() {
-    // Headers at once, the body 900 ms later; the reader starts reading 700 ms after the headers
-    // (as a page read ahead is read by the next call). The 500 ms between-bytes timeout runs from
-    // 700 ms, not from the headers: the body is read whole.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = socket.read(&mut chunk).await.unwrap();
-            head.extend_from_slice(&chunk[..n]);
-        }
-        socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(900)).await;
-        socket.write_all(b"[1,2,3]").await.unwrap();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    });
-    let origin = Origin::of_url(&format!("http://{addr}")).unwrap();
-    let policy = Arc::new(GatePolicy::new(settings(vec![origin.clone()], Some(origin), None)));
-    let mut gate = Gate { policy, stats: Arc::new(GateStats::default()) };
+/// Send a GET of `url` through `gate`: the response, its body not read yet.
+async fn send(gate: &mut Gate, url: &str) -> http::Response<WasiBody> {
     let body = Empty::new().map_err(|never| match never {}).boxed_unsync();
-    let request = http::Request::get(format!("http://{addr}/")).body(body).unwrap();
-    let (response, _io) = Pin::from(gate.send_request(request, None, Box::new(async { Ok(()) }))).await.unwrap();
+    let request = http::Request::get(url).body(body).unwrap();
+    Pin::from(gate.send_request(request, None, Box::new(async { Ok(()) }))).await.unwrap().0
+}
+
+#[tokio::test]
+async fn a_body_is_drained_as_it_arrives_and_read_whenever_the_plugin_reads_it() {
+    // The body comes with its headers; the reader reads it 700 ms later (as a page read ahead is read
+    // by the next call), longer than the 500 ms between-bytes timeout: it was drained meanwhile, and
+    // the timeout measures the upstream's gaps, not the reader's.
+    let json = br#"[{"id":1,"title":"a title that repeats, a title that repeats"}]"#;
+    let server = Server::start(|_| {
+        let json = br#"[{"id":1,"title":"a title that repeats, a title that repeats"}]"#;
+        ok(&gzip(json), "content-encoding: gzip\r\n")
+    })
+    .await;
+    let policy = Arc::new(GatePolicy::new(settings(vec![server.origin()], Some(server.origin()), None)));
+    let stats = Arc::new(GateStats::default());
+    let mut gate = Gate { policy, stats: stats.clone() };
+    let response = send(&mut gate, &server.url("/")).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(stats.bytes_in.load(Ordering::Relaxed), gzip(json).len() as u64, "drained before it is read");
+    assert_eq!(stats.body_budget.queued(), json.len(), "decoded and queued");
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"[1,2,3]");
+    assert_eq!(&body[..], json);
+    assert_eq!(stats.body_budget.queued(), 0, "reading gives the budget back");
+}
+
+#[tokio::test]
+async fn bodies_beyond_the_budget_are_read_from_the_connection_whole_in_any_order() {
+    // Two bodies of 3 MiB each, and a 4 MiB budget: the second read first, while the first holds
+    // the budget, then the first.
+    let server = Server::start(|_| ok(&big_body(), "")).await;
+    let policy = Arc::new(GatePolicy::new(settings(vec![server.origin()], Some(server.origin()), None)));
+    let stats = Arc::new(GateStats::default());
+    let mut gate = Gate { policy, stats: stats.clone() };
+    let first = send(&mut gate, &server.url("/1")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = send(&mut gate, &server.url("/2")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = stats.body_budget.queued();
+    assert!((2 << 20..=buffered::BODY_BUDGET_BYTES).contains(&queued), "{queued} bytes queued");
+    let second = second.into_body().collect().await.unwrap().to_bytes();
+    let first = first.into_body().collect().await.unwrap().to_bytes();
+    assert!(first == big_body() && second == big_body());
+    assert_eq!(stats.body_budget.queued(), 0);
+}
+
+/// 3 MiB of distinct lines.
+fn big_body() -> Vec<u8> {
+    (0..).flat_map(|n: u32| format!("{n:031}\n").into_bytes()).take(3 << 20).collect()
 }
 
 /// A credential whose token is `v1`, then `v2` after a refresh (if it may refresh).

@@ -327,8 +327,8 @@ pub struct GateBody {
     received: u64,
     idle: Duration,
     /// When waiting for the next bytes ends in a timeout. Armed when the reader starts waiting, not
-    /// when the bytes before arrived: a body read later than its headers came (a page read ahead)
-    /// is not timed for the time nobody was reading it.
+    /// when the bytes before arrived: its reader (the drain task of `buffered`, or the plugin once
+    /// that hands it over) is not timed for the time it was not reading.
     timer: Pin<Box<tokio::time::Sleep>>,
     armed: bool,
     gzip: Option<Gunzip>,
