@@ -33,7 +33,7 @@ impl WasiHttpView for State {
     }
 }
 
-/// The host's engine (`host/src/sandbox/engine.rs`) for 64 sandboxes; `keep_resident` and
+/// The host's engine (`host/src/sandbox/engine.rs`) for 64 sandboxes; `table_keep_resident` and
 /// `PAGEMAP_SCAN` as the host sets them, or wasmtime's defaults (every dirty page given back to the
 /// kernel when a slot is freed).
 fn engine(host_reset: bool) -> Engine {
@@ -49,10 +49,7 @@ fn engine(host_reset: bool) -> Engine {
         .total_stacks(64)
         .max_memory_size(1 << 32);
     if host_reset {
-        pool.linear_memory_keep_resident(128 << 10)
-            .table_keep_resident(128 << 10)
-            .async_stack_keep_resident(128 << 10)
-            .pagemap_scan(wasmtime::Enabled::Auto);
+        pool.table_keep_resident(128 << 10).pagemap_scan(wasmtime::Enabled::Auto);
     }
     let mut config = Config::new();
     config

@@ -37,8 +37,8 @@ pub const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 pub const MEMORIES_PER_COMPONENT: u32 = 2;
 pub const TABLES_PER_COMPONENT: u32 = 8;
 
-/// How much of a freed slot's memory, table and stack stays resident for the next sandbox.
-const KEEP_RESIDENT: usize = 128 << 10;
+/// How much of a freed slot's tables stays resident for the next sandbox.
+const TABLE_KEEP_RESIDENT: usize = 128 << 10;
 
 /// Set (to anything) to write /tmp/perf-PID.map, so that `perf` can name the plugin's compiled functions.
 pub const PERF_MAP_VARIABLE: &str = "HOST_PERF_MAP";
@@ -171,14 +171,13 @@ fn config(instances: u32) -> Config {
         // until used.
         .max_memory_size(1 << 32)
         // A freed slot is reset for its next sandbox. By default every dirty page is given back to
-        // the kernel (madvise), which then page-faults in again at the next instantiation; instead,
-        // the first `KEEP_RESIDENT` bytes of each memory, table and stack stay resident and are
-        // reset in place, and `PAGEMAP_SCAN` (Linux 6.7+, ignored elsewhere) finds which pages
-        // were dirtied, so only those are copied back. Instantiation: 16.9 → 12.0 µs in the
-        // `instantiate` bench, for at most 3 × 128 KiB resident per slot.
-        .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT)
-        .async_stack_keep_resident(KEEP_RESIDENT)
+        // the kernel (madvise) and faulted in again by the next instance; for the tables (the
+        // plugin's function tables, a few pages written at every instantiation) the first
+        // `TABLE_KEEP_RESIDENT` bytes stay resident and are reset in place instead, `PAGEMAP_SCAN`
+        // (Linux 6.7+, ignored elsewhere) finding the pages written. Instantiation 17.1 -> 12.1 µs
+        // in the `instantiate` bench; keeping linear memory or stacks resident gained nothing
+        // there and would keep up to as much resident per slot.
+        .table_keep_resident(TABLE_KEEP_RESIDENT)
         .pagemap_scan(Enabled::Auto);
     let mut config = Config::new();
     config
