@@ -30,6 +30,8 @@ const LONGEST_WAIT: Duration = Duration::from_secs(3600);
 const SKEW_TOLERANCE: Duration = Duration::from_secs(2);
 /// Waiting for a window's reset, wait this much longer, so as not to arrive a hair early.
 const RESET_MARGIN: Duration = Duration::from_millis(100);
+/// A window's length until two resets have been seen.
+const SHORTEST_WINDOW: Duration = Duration::from_secs(1);
 
 /// What one response said about the tenant's rate limit; every field optional, as GitLab sends them
 /// only on some responses.
@@ -100,6 +102,10 @@ struct State {
     window: Option<Window>,
     /// Turns taken and not yet handed back.
     in_flight: u64,
+    /// The reset of the last window a response told of, and the shortest time seen between two
+    /// such resets: the window's length, to carry the budget across a reset.
+    last_reset: Option<Instant>,
+    window_length: Option<Duration>,
 }
 
 /// The upstream's current rate-limit window, as estimated.
@@ -146,7 +152,14 @@ impl Pacer {
     /// `longest_block`.
     pub fn new(per_minute: Option<u32>, longest_block: Duration) -> Pacer {
         let min_spacing = per_minute.filter(|n| *n > 0).map_or(Duration::ZERO, |n| Duration::from_secs(60) / n);
-        let state = State { next_start: None, blocked_until: None, window: None, in_flight: 0 };
+        let state = State {
+            next_start: None,
+            blocked_until: None,
+            window: None,
+            in_flight: 0,
+            last_reset: None,
+            window_length: None,
+        };
         Pacer { min_spacing, longest_block, state: Mutex::new(state) }
     }
 
@@ -174,20 +187,32 @@ impl Pacer {
             None => {}
         }
         let mut spacing = self.min_spacing;
+        let length = state.window_length.unwrap_or(SHORTEST_WINDOW);
         if let Some(window) = &mut state.window {
-            if start >= window.reset_at + RESET_MARGIN {
-                // A new window whose budget is unknown until a response tells.
-                state.window = None;
-            } else if window.remaining == 0 {
-                start = window.reset_at + RESET_MARGIN;
-                state.window = None;
-            } else {
-                if window.remaining <= window.low() {
-                    let left = window.reset_at - start;
-                    spacing = spacing.max(left / u32::try_from(window.remaining).unwrap_or(u32::MAX));
-                }
-                window.remaining -= 1;
+            if window.remaining == 0 {
+                start = start.max(window.reset_at + RESET_MARGIN);
             }
+            if start >= window.reset_at + RESET_MARGIN {
+                // The next window. With the limit known, it starts with the whole limit and ends a
+                // window's length later (a response of it corrects both at once); else its budget is
+                // unknown until a response tells.
+                match window.limit {
+                    Some(limit) => {
+                        while start >= window.reset_at + RESET_MARGIN {
+                            window.reset_at += length;
+                        }
+                        window.remaining = limit;
+                    }
+                    None => state.window = None,
+                }
+            }
+        }
+        if let Some(window) = &mut state.window {
+            if window.remaining <= window.low() {
+                let left = window.reset_at.saturating_duration_since(start);
+                spacing = spacing.max(left / u32::try_from(window.remaining.max(1)).unwrap_or(u32::MAX));
+            }
+            window.remaining = window.remaining.saturating_sub(1);
         }
         state.next_start = Some(start + spacing);
         state.in_flight += 1;
@@ -211,7 +236,16 @@ impl Pacer {
                     window.remaining = window.remaining.min(estimate);
                     window.limit = headers.limit.or(window.limit);
                 }
-                _ => state.window = Some(Window { limit: headers.limit, remaining: estimate, reset_at }),
+                _ => {
+                    if let Some(last) = state.last_reset
+                        && reset_at > last + half
+                    {
+                        let length = reset_at - last;
+                        state.window_length = Some(state.window_length.map_or(length, |l| l.min(length)));
+                    }
+                    state.last_reset = Some(reset_at);
+                    state.window = Some(Window { limit: headers.limit, remaining: estimate, reset_at });
+                }
             }
         }
         if status == 429 {
@@ -294,9 +328,33 @@ mod tests {
         // one every 2.5 s.
         let starts: Vec<u128> = (0..6).map(|_| (pacer.reserve(t0) - t0).as_millis()).collect();
         assert_eq!(starts, [0, 0, 0, 2500, 5000, 7500]);
-        // None left: the next waits for the reset (and a margin); then the budget is unknown again.
+        // None left: the next waits for the reset (and a margin); the new window has the whole limit.
         assert_eq!((pacer.reserve(t0) - t0).as_millis(), 10_100);
         assert_eq!((pacer.reserve(t0) - t0).as_millis(), 10_100);
+    }
+
+    #[test]
+    fn the_limit_carries_across_a_reset_into_a_window_as_long_as_the_last() {
+        let pacer = Pacer::new(None, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let told = |at: Instant, remaining: u64, reset_in: u64| {
+            pacer.reserve(at);
+            let reset_in = Some(Duration::from_secs(reset_in));
+            pacer.observe(
+                at,
+                200,
+                &RateLimitHeaders { limit: Some(10), remaining: Some(remaining), reset_in, retry_after: None },
+            );
+        };
+        // Two windows' answers, 5 s apart: windows are 5 s long.
+        told(t0, 9, 2);
+        told(t0 + Duration::from_secs(3), 0, 4);
+        // This window is spent: the next request waits for its reset (7 s and a margin), and the 9
+        // after it go at once in the new window (no spreading yet: 10 left of 10), the last of the
+        // fifth spread until its reset at 12 s; then the window after.
+        let starts: Vec<u128> = (0..11).map(|_| (pacer.reserve(t0) - t0).as_millis()).collect();
+        assert_eq!(starts[..8], [7_100; 8]);
+        assert_eq!(starts[8..], [7_100, 9_550, 12_100]);
     }
 
     #[test]
