@@ -379,7 +379,10 @@ impl WasiHttpHooks for Gate {
             between_bytes: shorter(options.and_then(|o| o.between_bytes_timeout), settings.timeouts.between_bytes),
         };
         let credential = settings.credential.clone().filter(|_| settings.gitlab.as_ref() == Some(&origin));
-        Box::new(send(self.policy.clone(), self.stats.clone(), request, credential, timeouts))
+        // The page loop's turn is taken now, in the plugin's call: the request itself leaves in a task
+        // of its own, perhaps after the call returned (a page read ahead) and its turn was handed back.
+        let prepaid = self.stats.unused_turn();
+        Box::new(send(self.policy.clone(), self.stats.clone(), request, credential, timeouts, prepaid))
     }
 }
 
@@ -390,6 +393,7 @@ async fn send(
     mut request: http::Request<WasiBody>,
     credential: Option<Arc<dyn CredentialHeader>>,
     timeouts: Timeouts,
+    prepaid: Option<Turn>,
 ) -> GateResult {
     let gzip = !request.headers().contains_key(header::ACCEPT_ENCODING);
     if gzip {
@@ -403,7 +407,7 @@ async fn send(
         *copy.headers_mut() = request.headers().clone();
         copy
     });
-    let mut response = exchange(&policy, &stats, request, credential.as_deref(), timeouts).await?;
+    let mut response = exchange(&policy, &stats, request, credential.as_deref(), timeouts, prepaid).await?;
     if response.status() == http::StatusCode::UNAUTHORIZED
         && let (Some(credential), Some(again)) = (&credential, resend)
         && let Some(rejected) = response.extensions().get::<SentCredential>()
@@ -411,7 +415,7 @@ async fn send(
     {
         tracing::info!("GitLab refused the credential; it was refreshed and the request is sent again");
         let again = again.map(|()| Empty::new().map_err(|never| match never {}).boxed_unsync());
-        response = exchange(&policy, &stats, again, Some(credential.as_ref()), timeouts).await?;
+        response = exchange(&policy, &stats, again, Some(credential.as_ref()), timeouts, None).await?;
     }
     let gzip = gzip && response.headers().get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() == b"gzip");
     if gzip {
@@ -444,6 +448,7 @@ async fn exchange(
     mut request: http::Request<WasiBody>,
     credential: Option<&dyn CredentialHeader>,
     timeouts: Timeouts,
+    prepaid: Option<Turn>,
 ) -> Result<http::Response<hyper::body::Incoming>, HttpError> {
     let sent = match credential {
         Some(credential) => {
@@ -453,7 +458,7 @@ async fn exchange(
         }
         None => None,
     };
-    let turn = match stats.unused_turn() {
+    let turn = match prepaid {
         Some(turn) => turn,
         None => policy.pacer.turn().await,
     };
