@@ -9,7 +9,9 @@
 //! - an estimate of the current window: the requests left (the last `RateLimit-Remaining` less the
 //!   requests still in flight, counted down at each turn) and when it resets. While plenty are left,
 //!   requests go at once; once at most a fifth of the limit is left, the remaining requests are spread
-//!   evenly until the reset; none left, the next request waits for the reset;
+//!   evenly until the reset; none left, the next request waits for the reset. A new window starts
+//!   with the whole limit (once a response told it), ending a window's length later (the shortest
+//!   time seen between two resets); its first response corrects both;
 //! - after a 429 that says how long (`Retry-After`, else `RateLimit-Reset`), a block of the whole tenant
 //!   until then, bounded by the tenant's retry budget.
 //!
