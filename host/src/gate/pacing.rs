@@ -200,9 +200,10 @@ impl Pacer {
                 // unknown until a response tells.
                 match window.limit {
                     Some(limit) => {
-                        while start >= window.reset_at + RESET_MARGIN {
-                            window.reset_at += length;
-                        }
+                        // The window that `start` falls in (an idle tenant may have skipped several).
+                        let behind = start - (window.reset_at + RESET_MARGIN);
+                        let windows = u32::try_from(behind.as_nanos() / length.as_nanos() + 1).unwrap_or(u32::MAX);
+                        window.reset_at += length.saturating_mul(windows);
                         window.remaining = limit;
                     }
                     None => state.window = None,
@@ -357,6 +358,10 @@ mod tests {
         let starts: Vec<u128> = (0..11).map(|_| (pacer.reserve(t0) - t0).as_millis()).collect();
         assert_eq!(starts[..8], [7_100; 8]);
         assert_eq!(starts[8..], [7_100, 9_550, 12_100]);
+        // Idle for a while: a request at 30 s falls in the window ending at 32 s, with the whole limit.
+        assert_eq!((pacer.reserve(t0 + Duration::from_secs(30)) - t0).as_millis(), 30_000);
+        let after: Vec<u128> = (0..9).map(|_| (pacer.reserve(t0 + Duration::from_secs(30)) - t0).as_millis()).collect();
+        assert_eq!(after[..7], [30_000; 7]);
     }
 
     #[test]
