@@ -103,6 +103,9 @@ fn for_each_record(path: &Path, mut each: impl FnMut(usize, Map<String, Value>) 
 pub struct SeenFields {
     names: HashSet<String>,
     any: bool,
+    /// The previous record's field names, in order (each one in `names`): a record with the same
+    /// field at the same place costs a comparison, not a hash.
+    last: Vec<String>,
 }
 
 impl SeenFields {
@@ -124,11 +127,19 @@ impl SeenFields {
 
     fn line(&mut self, line: &[u8]) -> Result<()> {
         self.any = true;
-        let names = &mut self.names;
+        let (names, last) = (&mut self.names, &mut self.last);
+        let mut at = 0;
         record::keys(line, |key| {
-            if !names.contains(key) {
-                names.insert(key.to_owned());
+            if last.get(at).is_none_or(|previous| previous != key) {
+                if !names.contains(key) {
+                    names.insert(key.to_owned());
+                }
+                match last.get_mut(at) {
+                    Some(previous) => key.clone_into(previous),
+                    None => last.push(key.to_owned()),
+                }
             }
+            at += 1;
         })
     }
 
@@ -310,6 +321,18 @@ mod tests {
         std::fs::write(&empty, "").unwrap();
         assert_eq!(present_columns(&empty, &table()).unwrap().len(), 9);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn fields_are_noted_whatever_their_order_from_record_to_record() {
+        let mut seen = SeenFields::default();
+        // The same fields in another order, a field replaced at the same place, one more at the end.
+        seen.page(b"{\"id\":1,\"title\":\"a\"}\n{\"title\":\"b\",\"id\":2}\n{\"id\":3,\"weight\":1}\n").unwrap();
+        seen.page(b"{\"id\":4,\"weight\":2,\"labels\":[]}\n").unwrap();
+        let names: Vec<String> = seen.columns(&table()).into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["id", "title", "weight", "labels"]);
+        let error = seen.page(b"{\"id\":5}\n[1]\n").unwrap_err();
+        assert!(format!("{error:#}").contains("record 2 of the page is not a JSON object"), "{error:#}");
     }
 
     #[test]

@@ -32,9 +32,21 @@ impl<'a> Record<'a> {
     }
 }
 
-/// The records of a page of NDJSON: its non-empty lines.
+/// The records of a page of NDJSON: its non-empty lines (line breaks found with `memchr`'s SIMD
+/// search, not byte by byte: a page is ~270 KB and every destination splits it).
 pub fn lines(page: &[u8]) -> impl Iterator<Item = &[u8]> {
-    page.split(|b| *b == b'\n').filter(|line| !line.is_empty())
+    let mut rest = page;
+    std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            let line = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or_default();
+            if !line.is_empty() {
+                return Some(line);
+            }
+        }
+        None
+    })
 }
 
 /// Call `each` with every field name of one NDJSON record, without reading the values into anything.
@@ -152,6 +164,15 @@ mod tests {
         assert_eq!(scalar("x"), Scalar::Null);
         assert_eq!(scalar("ok"), Scalar::Bool(true));
         assert!(record.get("missing").is_none());
+    }
+
+    #[test]
+    fn lines_are_the_non_empty_ones() {
+        let page = b"\n{\"a\":1}\n\n{\"b\":2}\n{\"c\":3}";
+        let found: Vec<&[u8]> = lines(page).collect();
+        assert_eq!(found, [&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]);
+        assert_eq!(lines(b"").count(), 0);
+        assert_eq!(lines(b"\n\n").count(), 0);
     }
 
     #[test]
