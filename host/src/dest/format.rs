@@ -112,7 +112,7 @@ impl SeenFields {
     /// Note the field names of every record of a page of NDJSON; an error names the first line that
     /// is not a JSON object.
     pub fn page(&mut self, records: &[u8]) -> Result<()> {
-        for (number, line) in record::lines(records).enumerate() {
+        for (number, line) in record::text_lines(record::text(records)?).enumerate() {
             self.line(line).with_context(|| format!("record {} of the page is not a JSON object", number + 1))?;
         }
         Ok(())
@@ -121,11 +121,13 @@ impl SeenFields {
     /// Note the field names of every record of the spool at `path` (a resumed part's earlier pages).
     pub fn spool(&mut self, path: &Path) -> Result<()> {
         for_each_line(path, |number, line| {
-            self.line(line).with_context(|| format!("line {number} of {} is not a JSON object", path.display()))
+            let line = std::str::from_utf8(line).map_err(anyhow::Error::from);
+            line.and_then(|line| self.line(line))
+                .with_context(|| format!("line {number} of {} is not a JSON object", path.display()))
         })
     }
 
-    fn line(&mut self, line: &[u8]) -> Result<()> {
+    fn line(&mut self, line: &str) -> Result<()> {
         self.any = true;
         let (names, last) = (&mut self.names, &mut self.last);
         let mut at = 0;
@@ -179,7 +181,10 @@ fn render_csv(spool: &Path, columns: &[Column], file: File) -> Result<File> {
     let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
     writer.write_record(columns.iter().map(|c| c.name.as_str()))?;
     for_each_line(spool, |number, line| {
-        let record = Record::parse(line).with_context(|| format!("line {number} of {}", spool.display()))?;
+        let record = std::str::from_utf8(line)
+            .map_err(anyhow::Error::from)
+            .and_then(Record::parse)
+            .with_context(|| format!("line {number} of {}", spool.display()))?;
         let mut cells = Vec::with_capacity(columns.len());
         for column in columns {
             cells.push(
