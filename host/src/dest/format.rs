@@ -69,8 +69,9 @@ impl FileFormat {
     }
 }
 
-/// Call `each` with every non-empty line of the spool at `path` (1-based line number, line).
-fn for_each_line(path: &Path, mut each: impl FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
+/// Call `each` with every non-empty line of the spool at `path` (1-based line number, line as text:
+/// validated as UTF-8 here, once, so that serde_json reads it without validating it again).
+fn for_each_line(path: &Path, mut each: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open the spool {}", path.display()))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut line = Vec::new();
@@ -83,7 +84,9 @@ fn for_each_line(path: &Path, mut each: impl FnMut(usize, &[u8]) -> Result<()>) 
         number += 1;
         let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
         if !trimmed.is_empty() {
-            each(number, trimmed)?;
+            let text = std::str::from_utf8(trimmed)
+                .with_context(|| format!("line {number} of {} is not UTF-8 text", path.display()))?;
+            each(number, text)?;
         }
     }
 }
@@ -91,7 +94,7 @@ fn for_each_line(path: &Path, mut each: impl FnMut(usize, &[u8]) -> Result<()>) 
 /// Call `each` with every record of the spool at `path` (1-based line number, record as a tree).
 fn for_each_record(path: &Path, mut each: impl FnMut(usize, Map<String, Value>) -> Result<()>) -> Result<()> {
     for_each_line(path, |number, line| {
-        let record: Map<String, Value> = serde_json::from_slice(line)
+        let record: Map<String, Value> = serde_json::from_str(line)
             .with_context(|| format!("line {number} of {} is not a JSON object", path.display()))?;
         each(number, record)
     })
@@ -121,9 +124,7 @@ impl SeenFields {
     /// Note the field names of every record of the spool at `path` (a resumed part's earlier pages).
     pub fn spool(&mut self, path: &Path) -> Result<()> {
         for_each_line(path, |number, line| {
-            let line = std::str::from_utf8(line).map_err(anyhow::Error::from);
-            line.and_then(|line| self.line(line))
-                .with_context(|| format!("line {number} of {} is not a JSON object", path.display()))
+            self.line(line).with_context(|| format!("line {number} of {} is not a JSON object", path.display()))
         })
     }
 
@@ -181,10 +182,7 @@ fn render_csv(spool: &Path, columns: &[Column], file: File) -> Result<File> {
     let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
     writer.write_record(columns.iter().map(|c| c.name.as_str()))?;
     for_each_line(spool, |number, line| {
-        let record = std::str::from_utf8(line)
-            .map_err(anyhow::Error::from)
-            .and_then(Record::parse)
-            .with_context(|| format!("line {number} of {}", spool.display()))?;
+        let record = Record::parse(line).with_context(|| format!("line {number} of {}", spool.display()))?;
         let mut cells = Vec::with_capacity(columns.len());
         for column in columns {
             cells.push(
