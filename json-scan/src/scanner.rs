@@ -1,0 +1,424 @@
+//! The scanner: JSON's grammar (RFC 8259) walked over a text, one value at a time, building nothing.
+//!
+//! A caller reads a page of records with [`Scanner::open_array`], [`Scanner::next_element`] and
+//! [`Scanner::object`], or one record with [`Scanner::object`] alone, then [`Scanner::finish`].
+//! Values are skipped by [`Scanner::value`] without recursion: the containers still open are kept as
+//! one bit each (object or array) in a `u128`, which is also what bounds nesting to 128 levels.
+
+use std::borrow::Cow;
+
+use crate::error::Error;
+use crate::strings::next_special;
+
+/// One field of an object: its name (borrowed unless written with escapes) and its value's JSON text.
+pub type Field<'a> = (Cow<'a, str>, &'a str);
+
+/// How deep values may nest (serde_json's default recursion limit).
+const MAX_DEPTH: u32 = 128;
+
+/// Reads one JSON text from the start.
+pub struct Scanner<'a> {
+    text: &'a str,
+    /// The next byte to read.
+    pos: usize,
+    array: ArrayState,
+}
+
+/// Where the scanner is in the array opened by [`Scanner::open_array`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ArrayState {
+    NotOpen,
+    BeforeFirst,
+    AfterElement,
+    Closed,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(text: &'a str) -> Scanner<'a> {
+        Scanner { text, pos: 0, array: ArrayState::NotOpen }
+    }
+
+    /// Expect the text to be an array, and enter it: its elements are then read one by one, each
+    /// after a [`Scanner::next_element`] that said there is one.
+    pub fn open_array(&mut self) -> Result<(), Error> {
+        self.skip_whitespace();
+        self.expect(b'[', "expected '[' (a JSON array)")?;
+        self.array = ArrayState::BeforeFirst;
+        Ok(())
+    }
+
+    /// Whether the open array has another element: reads the `,` before it, or the closing `]`.
+    pub fn next_element(&mut self) -> Result<bool, Error> {
+        self.skip_whitespace();
+        let more = match (self.array, self.peek()) {
+            (ArrayState::BeforeFirst, Some(b']')) | (ArrayState::AfterElement, Some(b']')) => {
+                self.pos += 1;
+                false
+            }
+            (ArrayState::BeforeFirst, _) => true,
+            (ArrayState::AfterElement, Some(b',')) => {
+                self.pos += 1;
+                true
+            }
+            (ArrayState::AfterElement, _) => return Err(self.error("expected ',' or ']' after an element")),
+            (ArrayState::NotOpen | ArrayState::Closed, _) => return Err(self.error("no array is open here")),
+        };
+        self.array = if more { ArrayState::AfterElement } else { ArrayState::Closed };
+        Ok(more)
+    }
+
+    /// Read one object into `fields` (cleared first): each field's name and value text, in order.
+    pub fn object(&mut self, fields: &mut Vec<Field<'a>>) -> Result<(), Error> {
+        fields.clear();
+        self.skip_whitespace();
+        self.expect(b'{', "expected '{' (a JSON object)")?;
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_whitespace();
+            let name = self.name()?;
+            self.skip_whitespace();
+            self.expect(b':', "expected ':' after a field name")?;
+            let value = self.value()?;
+            fields.push((name, value));
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or '}' after a field")),
+            }
+        }
+    }
+
+    /// Read one value, checking that it is well-formed, and return its JSON text.
+    pub fn value(&mut self) -> Result<&'a str, Error> {
+        self.skip_whitespace();
+        let start = self.pos;
+        self.skip_value()?;
+        Ok(&self.text[start..self.pos])
+    }
+
+    /// Expect nothing but whitespace from here to the end.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        self.skip_whitespace();
+        match self.pos < self.text.len() {
+            true => Err(self.error("unexpected characters after the JSON value")),
+            false => Ok(()),
+        }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.pos).copied()
+    }
+
+    fn error(&self, what: &'static str) -> Error {
+        Error::at(self.bytes(), self.pos, what)
+    }
+
+    fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), Error> {
+        match self.peek() == Some(byte) {
+            true => {
+                self.pos += 1;
+                Ok(())
+            }
+            false => Err(self.error(what)),
+        }
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// A field name: borrowed from the text unless it holds escapes, then unescaped by serde_json.
+    fn name(&mut self) -> Result<Cow<'a, str>, Error> {
+        if self.peek() != Some(b'"') {
+            return Err(self.error("expected '\"' (a field name)"));
+        }
+        let start = self.pos;
+        let escaped = self.string()?;
+        let quoted = &self.text[start..self.pos];
+        if !escaped {
+            return Ok(Cow::Borrowed(&quoted[1..quoted.len() - 1]));
+        }
+        serde_json::from_str::<String>(quoted)
+            .map(Cow::Owned)
+            .map_err(|_| Error::at(self.bytes(), start, "a field name whose escapes are not a valid string"))
+    }
+
+    /// From a `"` to just past the closing one; says whether the string held escapes.
+    fn string(&mut self) -> Result<bool, Error> {
+        let bytes = self.bytes();
+        let mut at = self.pos + 1;
+        let mut escaped = false;
+        loop {
+            at = next_special(bytes, at);
+            match bytes.get(at) {
+                Some(b'"') => {
+                    self.pos = at + 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    match bytes.get(at + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at += 2,
+                        Some(b'u')
+                            if bytes.get(at + 2..at + 6).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
+                        {
+                            at += 6
+                        }
+                        _ => {
+                            self.pos = at;
+                            return Err(self.error("an invalid escape in a string"));
+                        }
+                    }
+                }
+                Some(_) => {
+                    self.pos = at;
+                    return Err(self.error("a control character in a string (it must be escaped)"));
+                }
+                None => return Err(self.error("a string that is never closed")),
+            }
+        }
+    }
+
+    /// `true`, `false` or `null`, its first letter at `pos`.
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Error> {
+        match self.bytes()[self.pos..].starts_with(word) {
+            true => {
+                self.pos += word.len();
+                Ok(())
+            }
+            false => Err(self.error("expected a value (true, false and null are the only words)")),
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, its first character at `pos`.
+    fn number(&mut self) -> Result<(), Error> {
+        let bytes = self.bytes();
+        let digits = |mut at: usize| {
+            while let Some(b'0'..=b'9') = bytes.get(at) {
+                at += 1;
+            }
+            at
+        };
+        let mut at = self.pos;
+        if bytes.get(at) == Some(&b'-') {
+            at += 1;
+        }
+        at = match bytes.get(at) {
+            Some(b'0') => at + 1,
+            Some(b'1'..=b'9') => digits(at + 1),
+            _ => {
+                self.pos = at;
+                return Err(self.error("expected a digit in a number"));
+            }
+        };
+        if bytes.get(at) == Some(&b'.') {
+            let after = digits(at + 1);
+            if after == at + 1 {
+                self.pos = after;
+                return Err(self.error("expected a digit after a number's '.'"));
+            }
+            at = after;
+        }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            at += 1;
+            if let Some(b'+' | b'-') = bytes.get(at) {
+                at += 1;
+            }
+            let after = digits(at);
+            if after == at {
+                self.pos = after;
+                return Err(self.error("expected a digit in a number's exponent"));
+            }
+            at = after;
+        }
+        self.pos = at;
+        Ok(())
+    }
+
+    /// After `"` `name` `"` of an object's member: the `:`.
+    fn member_name(&mut self) -> Result<(), Error> {
+        self.skip_whitespace();
+        if self.peek() != Some(b'"') {
+            return Err(self.error("expected '\"' (a field name)"));
+        }
+        self.string()?;
+        self.skip_whitespace();
+        self.expect(b':', "expected ':' after a field name")
+    }
+
+    /// One whole value from `pos` (whitespace already skipped), nested containers and all.
+    fn skip_value(&mut self) -> Result<(), Error> {
+        // The containers open inside this value, innermost in bit 0: 1 for an object, 0 for an array.
+        let mut objects: u128 = 0;
+        let mut depth: u32 = 0;
+        loop {
+            // A value starts here.
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(open @ (b'{' | b'[')) => {
+                    if depth == MAX_DEPTH {
+                        return Err(self.error("values nested more than 128 levels deep"));
+                    }
+                    self.pos += 1;
+                    self.skip_whitespace();
+                    let close = if open == b'{' { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.pos += 1;
+                    } else {
+                        objects = (objects << 1) | u128::from(open == b'{');
+                        depth += 1;
+                        if open == b'{' {
+                            self.member_name()?;
+                        }
+                        continue;
+                    }
+                }
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(_) => return Err(self.error("expected a value")),
+                None => return Err(self.error("the text ends where a value should be")),
+            }
+            // After a value: close the containers that end here, then on to the next member/element.
+            loop {
+                if depth == 0 {
+                    return Ok(());
+                }
+                self.skip_whitespace();
+                let in_object = objects & 1 == 1;
+                match (self.peek(), in_object) {
+                    (Some(b','), _) => {
+                        self.pos += 1;
+                        if in_object {
+                            self.member_name()?;
+                        }
+                        break;
+                    }
+                    (Some(b'}'), true) | (Some(b']'), false) => {
+                        self.pos += 1;
+                        objects >>= 1;
+                        depth -= 1;
+                    }
+                    (_, true) => return Err(self.error("expected ',' or '}' in an object")),
+                    (_, false) => return Err(self.error("expected ',' or ']' in an array")),
+                }
+            }
+        }
+    }
+}
+
+/// Check that `text` is one well-formed JSON value, with nothing but whitespace around it.
+pub fn validate(text: &str) -> Result<(), Error> {
+    let mut scanner = Scanner::new(text);
+    scanner.value()?;
+    scanner.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(text: &str) -> Result<Vec<Vec<(String, String)>>, Error> {
+        let mut scanner = Scanner::new(text);
+        scanner.open_array()?;
+        let mut all = Vec::new();
+        let mut fields = Vec::new();
+        while scanner.next_element()? {
+            scanner.object(&mut fields)?;
+            all.push(fields.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect());
+        }
+        scanner.finish()?;
+        Ok(all)
+    }
+
+    #[test]
+    fn a_page_is_read_as_records_of_raw_values() {
+        let page = r#" [ {"id": 1, "title":"a \"b\"", "author":{"id":3,"tags":[1,{"x":null}]},"labels":[] ,"w":-1.5e3},
+            {} , {"\u0069d" : true} ] "#;
+        let got = records(page).unwrap();
+        let field = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+        assert_eq!(
+            got,
+            [
+                vec![
+                    field("id", "1"),
+                    field("title", r#""a \"b\"""#),
+                    field("author", r#"{"id":3,"tags":[1,{"x":null}]}"#),
+                    field("labels", "[]"),
+                    field("w", "-1.5e3"),
+                ],
+                vec![],
+                vec![field("id", "true")],
+            ]
+        );
+        assert_eq!(records("[]").unwrap(), Vec::<Vec<_>>::new());
+    }
+
+    #[test]
+    fn each_mistake_is_named_where_it_is() {
+        let cases = [
+            ("", "expected '[' (a JSON array) at line 1 column 1"),
+            ("{}", "expected '[' (a JSON array) at line 1 column 1"),
+            ("[1]", "expected '{' (a JSON object) at line 1 column 2"),
+            ("[{}{}]", "expected ',' or ']' after an element at line 1 column 4"),
+            ("[{},]", "expected '{' (a JSON object) at line 1 column 5"),
+            ("[{\"a\" 1}]", "expected ':' after a field name at line 1 column 7"),
+            ("[{\"a\":1,}]", "expected '\"' (a field name) at line 1 column 9"),
+            ("[{\"a\":01}]", "expected ',' or '}' after a field at line 1 column 8"),
+            ("[{\"a\":\"x\ny\"}]", "a control character in a string (it must be escaped) at line 1 column 9"),
+            ("[{\"a\":\"\\x\"}]", "an invalid escape in a string at line 1 column 8"),
+            ("[{\"a\":\"\\u12G4\"}]", "an invalid escape in a string at line 1 column 8"),
+            ("[{\"a\":\"abc", "a string that is never closed at line 1 column 7"),
+            ("[{\"a\":tru}]", "expected a value (true, false and null are the only words) at line 1 column 7"),
+            ("[{\"a\":1.}]", "expected a digit after a number's '.' at line 1 column 9"),
+            ("[{\"a\":1e+}]", "expected a digit in a number's exponent at line 1 column 10"),
+            ("[{\"a\":-}]", "expected a digit in a number at line 1 column 8"),
+            ("[{\"a\":[1,]}]", "expected a value at line 1 column 10"),
+            ("[{\"a\":{\"b\":1]}]", "expected ',' or '}' in an object at line 1 column 13"),
+            ("[{\"a\":[1}]}]", "expected ',' or ']' in an array at line 1 column 9"),
+            ("[{\"a\":", "the text ends where a value should be at line 1 column 7"),
+            ("[{}] x", "unexpected characters after the JSON value at line 1 column 6"),
+            ("[\n{},\n{\"a\":+1}]", "expected a value at line 3 column 6"),
+        ];
+        for (text, message) in cases {
+            assert_eq!(records(text).unwrap_err().to_string(), message, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_stops_at_128_levels() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(validate(&nested(128)).is_ok());
+        let error = validate(&nested(129)).unwrap_err();
+        assert_eq!(error.what(), "values nested more than 128 levels deep");
+        assert_eq!(error.column(), 129);
+        let objects = |depth: usize| format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        assert!(validate(&objects(128)).is_ok());
+        assert!(validate(&objects(129)).is_err());
+    }
+
+    #[test]
+    fn a_field_name_with_a_broken_escape_is_refused() {
+        // A lone surrogate: serde_json will not make a string of it.
+        let error = records(r#"[{"\ud800":1}]"#).unwrap_err();
+        assert_eq!(error.to_string(), "a field name whose escapes are not a valid string at line 1 column 3");
+    }
+}
