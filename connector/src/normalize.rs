@@ -6,17 +6,18 @@
 //! A value that cannot take its declared type is an error naming the object, record, field and value:
 //! never a silent null. Records are written straight into the page's one output buffer.
 //!
-//! Nothing is built that is not needed: records are read one at a time, each into a list of its
-//! fields' names and JSON texts borrowed from the body ([`RawValue`]), found by their position in the
-//! record before (see `Lookup`); strings, structs and lists are copied through as GitLab wrote them,
-//! and only dates, date-times and mistyped values are re-written.
+//! Nothing is built that is not needed: records are read one at a time by `json_scan` (which checks
+//! the JSON and finds a string's end 16 bytes at a time, in wasm too), each into a list of its
+//! fields' names and JSON texts borrowed from the body, found by their position in the record before
+//! (see `Lookup`); strings, structs and lists are copied through as GitLab wrote them, and only
+//! dates, date-times and mistyped values are re-written.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use json_scan::Scanner;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::catalogue::{RecordField, Schema};
 use crate::error::{ConnectorError, invalid};
@@ -85,8 +86,8 @@ pub fn projection<'s>(schema: &'s Schema, selected: &[String]) -> Result<Vec<&'s
 }
 
 /// One GitLab record as it arrived: its fields in order, each with its JSON text, borrowed from the
-/// page body.
-type RawRecord<'a> = Vec<(Key<'a>, &'a RawValue)>;
+/// page body (a name is owned only when GitLab wrote it with escapes).
+type RawRecord<'a> = Vec<json_scan::Field<'a>>;
 
 /// Where each wanted field sat in the last record: the records of a page share their key order, so a
 /// field is found with one comparison, and searched for only when the order changes.
@@ -100,51 +101,31 @@ impl Lookup {
     }
 
     /// The JSON text of the `index`th wanted field, named `source` upstream, in `record`.
-    fn get<'a>(&mut self, record: &RawRecord<'a>, index: usize, source: &str) -> Option<&'a RawValue> {
+    fn get<'a>(&mut self, record: &RawRecord<'a>, index: usize, source: &str) -> Option<&'a str> {
         let guess = self.positions[index];
         if let Some((key, raw)) = record.get(guess)
-            && key.0 == source
+            && key == source
         {
             return Some(raw);
         }
-        let found = record.iter().position(|(key, _)| key.0 == source)?;
+        let found = record.iter().position(|(key, _)| key == source)?;
         self.positions[index] = found;
         Some(record[found].1)
     }
 }
 
 /// The raw value of `name` in `record`, by search (for messages).
-fn field_of<'a>(record: &RawRecord<'a>, name: &str) -> Option<&'a RawValue> {
-    record.iter().find(|(key, _)| key.0 == name).map(|(_, raw)| *raw)
-}
-
-/// A record's key, borrowed from the body unless it holds escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
+fn field_of<'a>(record: &RawRecord<'a>, name: &str) -> Option<&'a str> {
+    record.iter().find(|(key, _)| key == name).map(|(_, raw)| *raw)
 }
 
 /// Write one GitLab record as one NDJSON line of `fields` into `out`; `keys` are the fields' names,
 /// already JSON-encoded.
 ///
-/// `scope_id` fills the object's scope field when GitLab leaves it out. Returns the record's
-/// normalized cursor value, when the object has a cursor and the record a value for it.
+/// `scope_id` fills the object's scope field when GitLab leaves it out. `cursor` is the index in
+/// `fields` of the object's cursor field, if it has one and it is read; then the record's normalized
+/// cursor value is returned, as where it was written in `out`, when the record has one.
+#[allow(clippy::too_many_arguments)]
 fn write_record(
     out: &mut Vec<u8>,
     schema: &Schema,
@@ -152,10 +133,10 @@ fn write_record(
     lookup: &mut Lookup,
     record: &RawRecord<'_>,
     scope_id: Option<i64>,
+    cursor: Option<usize>,
     line_breaks: bool,
-) -> Result<Option<String>, ConnectorError> {
-    let cursor_field = schema.spec.cursor.as_ref().map(|c| c.field);
-    let mut cursor = None;
+) -> Result<Option<Range<usize>>, ConnectorError> {
+    let mut cursor_at = None;
     out.push(b'{');
     for (i, (field, key)) in fields.iter().enumerate() {
         if i > 0 {
@@ -163,7 +144,7 @@ fn write_record(
         }
         out.extend_from_slice(key);
         out.push(b':');
-        let raw = lookup.get(record, i, &field.source).map(|raw| raw.get()).filter(|raw| *raw != "null");
+        let raw = lookup.get(record, i, &field.source).filter(|raw| *raw != "null");
         let Some(raw) = raw else {
             match scope_id.filter(|_| schema.spec.scope_field == Some(field.name.as_str())) {
                 Some(id) => out.extend_from_slice(id.to_string().as_bytes()),
@@ -174,15 +155,14 @@ fn write_record(
         let start = out.len();
         write_value(out, raw, field.field_type, line_breaks)
             .map_err(|expected| type_error(schema, record, field, raw, expected))?;
-        if cursor_field == Some(field.name.as_str()) {
-            // A date-time cursor is written as a JSON string without escapes; keep its text.
-            let written = &out[start..];
-            let text = written.strip_prefix(b"\"").and_then(|t| t.strip_suffix(b"\"")).unwrap_or(written);
-            cursor = Some(String::from_utf8_lossy(text).into_owned());
+        if cursor == Some(i) {
+            // A date-time cursor is written as a JSON string without escapes: its text is inside the quotes.
+            let quoted = out[start] == b'"' && out.len() - start >= 2;
+            cursor_at = Some(if quoted { start + 1..out.len() - 1 } else { start..out.len() });
         }
     }
     out.extend_from_slice(b"}\n");
-    Ok(cursor)
+    Ok(cursor_at)
 }
 
 /// Write `raw` (GitLab's JSON text of one non-null value) as `field_type`, or say which type it
@@ -197,6 +177,10 @@ fn write_value(out: &mut Vec<u8>, raw: &str, field_type: FieldType, line_breaks:
             "false" | "\"false\"" => out.extend_from_slice(b"false"),
             _ => return Err("a boolean"),
         },
+        // GitLab's integers come as JSON integers, which the scanner has checked: a short run of digits
+        // (no leading zero, at most 18 digits: within i64) is written as it came, neither parsed nor
+        // formatted again.
+        FieldType::Integer if is_plain_integer(raw) => out.extend_from_slice(raw.as_bytes()),
         FieldType::Integer => {
             let text = if first == b'"' { unquote(raw).ok_or("an integer")? } else { Cow::Borrowed(raw) };
             let integer = match text.trim().parse::<i64>() {
@@ -244,6 +228,15 @@ fn write_value(out: &mut Vec<u8>, raw: &str, field_type: FieldType, line_breaks:
     Ok(())
 }
 
+/// Whether `raw` is `-?[0-9]{1,18}` with no leading zero (`-0` aside): an i64 written as i64s are.
+fn is_plain_integer(raw: &str) -> bool {
+    let digits = raw.strip_prefix('-').unwrap_or(raw).as_bytes();
+    (1..=18).contains(&digits.len())
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.len() == 1)
+        && raw != "-0"
+}
+
 /// The text of a JSON string literal, unescaped only when it holds escapes.
 fn unquote(raw: &str) -> Option<Cow<'_, str>> {
     let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
@@ -281,7 +274,7 @@ fn type_error(
     raw: &str,
     expected: &str,
 ) -> ConnectorError {
-    let id = field_of(record, "id").map_or("?", |id| id.get());
+    let id = field_of(record, "id").unwrap_or("?");
     let shown: String = raw.chars().take(80).collect();
     ConnectorError::Upstream(format!(
         "{} {id}: field '{}' should be {expected}, but GitLab sent {shown}",
@@ -291,8 +284,8 @@ fn type_error(
 
 /// Write a whole page body (a JSON array of records) and return (record count, highest cursor value).
 ///
-/// Records are normalized as they are parsed, one at a time, into one reused field list: the page is
-/// never held as records.
+/// Records are normalized as they are scanned, one at a time, into one reused field list: the page
+/// is never held as records.
 pub fn write_page(
     out: &mut Vec<u8>,
     schema: &Schema,
@@ -303,106 +296,33 @@ pub fn write_page(
     let keys: Vec<(&RecordField, Vec<u8>)> =
         fields.iter().map(|f| (*f, serde_json::to_vec(&f.name).unwrap_or_default())).collect();
     out.reserve(body.len());
-    let mut page = PageWriter {
-        out,
-        schema,
-        keys: &keys,
-        lookup: Lookup::new(keys.len()),
-        scope_id,
-        // GitLab sends compact JSON: one look at the whole body spares one per object and list.
-        line_breaks: has_line_breaks(body),
-        count: 0,
-        high: None,
-        failure: None,
-    };
-    // UTF-8 is checked once for the whole body, not again for every key and value.
+    // GitLab sends compact JSON: one look at the whole body spares one per object and list.
+    let line_breaks = has_line_breaks(body);
+    // UTF-8 is checked once for the whole body, with SIMD; the scanner then reads it as text.
     let text = simdutf8::compat::from_utf8(body)
         .map_err(|e| ConnectorError::Upstream(format!("GitLab sent a body that is not UTF-8 text: {e}")))?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = de.deserialize_seq(&mut page).and_then(|()| de.end());
-    if let Some(failure) = page.failure {
-        return Err(failure);
-    }
-    parsed.map_err(|e| {
+    let not_records = |e: json_scan::Error| {
         ConnectorError::Upstream(format!("GitLab sent a body that is not a JSON array of objects: {e}"))
-    })?;
-    let count = u32::try_from(page.count).map_err(|_| invalid("page too large"))?;
-    Ok((count, page.high))
-}
-
-/// Normalizes a page's records as serde reads them.
-struct PageWriter<'p, 'f> {
-    out: &'p mut Vec<u8>,
-    schema: &'p Schema,
-    keys: &'p [(&'f RecordField, Vec<u8>)],
-    lookup: Lookup,
-    scope_id: Option<i64>,
-    /// Whether the body holds line breaks (a pretty-printed upstream).
-    line_breaks: bool,
-    count: usize,
-    high: Option<String>,
-    /// The error that stopped the page, when it was the record's (not the JSON's).
-    failure: Option<ConnectorError>,
-}
-
-impl<'de> Visitor<'de> for &mut PageWriter<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON array of objects")
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut record: RawRecord<'de> = Vec::new();
-        while seq.next_element_seed(RecordSeed(&mut record))?.is_some() {
-            let written = write_record(
-                self.out,
-                self.schema,
-                self.keys,
-                &mut self.lookup,
-                &record,
-                self.scope_id,
-                self.line_breaks,
-            );
-            match written {
-                Ok(Some(value)) if self.high.as_ref().is_none_or(|h| value > *h) => self.high = Some(value),
-                Ok(_) => {}
-                Err(failure) => {
-                    self.failure = Some(failure);
-                    return Err(de::Error::custom("a record could not be normalized"));
-                }
-            }
-            self.count += 1;
+    };
+    let cursor = schema.spec.cursor.as_ref().and_then(|c| fields.iter().position(|f| f.name == c.field));
+    let mut lookup = Lookup::new(keys.len());
+    let (mut count, mut high) = (0usize, None::<String>);
+    let mut record: RawRecord<'_> = Vec::new();
+    let mut scanner = Scanner::new(text);
+    scanner.open_array().map_err(not_records)?;
+    while scanner.next_element().map_err(not_records)? {
+        scanner.object(&mut record).map_err(not_records)?;
+        let written = write_record(out, schema, &keys, &mut lookup, &record, scope_id, cursor, line_breaks)?;
+        if let Some(value) = written.map(|at| &out[at])
+            && high.as_ref().is_none_or(|h| value > h.as_bytes())
+        {
+            high = Some(String::from_utf8_lossy(value).into_owned());
         }
-        Ok(())
+        count += 1;
     }
-}
-
-/// Reads one record into a reused field list.
-struct RecordSeed<'r, 'de>(&'r mut RawRecord<'de>);
-
-impl<'de> de::DeserializeSeed<'de> for RecordSeed<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.0.clear();
-        while let Some(entry) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-            self.0.push(entry);
-        }
-        Ok(())
-    }
+    scanner.finish().map_err(not_records)?;
+    let count = u32::try_from(count).map_err(|_| invalid("page too large"))?;
+    Ok((count, high))
 }
 
 #[cfg(test)]
@@ -481,6 +401,31 @@ mod tests {
         write_value(&mut out, "\"2024-02-29T23:30:00-02:00\"", FieldType::Date, false).unwrap();
         write_value(&mut out, "\"2024-02-29\"", FieldType::Date, false).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "\"2024-03-01\"\"2024-02-29\"");
+    }
+
+    #[test]
+    fn integers_are_written_as_i64s_are() {
+        let integer = |raw: &str| {
+            let mut out = Vec::new();
+            write_value(&mut out, raw, FieldType::Integer, false).map(|()| String::from_utf8(out).unwrap())
+        };
+        for (raw, written) in [
+            ("0", "0"),
+            ("-0", "0"),
+            ("42", "42"),
+            ("-7", "-7"),
+            ("123456789012345678", "123456789012345678"),
+            ("9223372036854775807", "9223372036854775807"),
+            ("-9223372036854775808", "-9223372036854775808"),
+            ("12.0", "12"),
+            ("1e3", "1000"),
+            ("\" 12 \"", "12"),
+        ] {
+            assert_eq!(integer(raw).as_deref(), Ok(written), "{raw}");
+        }
+        for raw in ["9223372036854775808", "1.5", "\"x\"", "true"] {
+            assert_eq!(integer(raw), Err("an integer"), "{raw}");
+        }
     }
 
     #[test]
