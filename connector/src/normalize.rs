@@ -311,7 +311,8 @@ pub fn write_page(
     let mut scanner = Scanner::new(text);
     scanner.open_array().map_err(not_records)?;
     while scanner.next_element().map_err(not_records)? {
-        scanner.object(&mut record).map_err(not_records)?;
+        record.clear();
+        scanner.object(|field| record.push(field)).map_err(not_records)?;
         let written = write_record(out, schema, &keys, &mut lookup, &record, scope_id, cursor, line_breaks)?;
         if let Some(value) = written.map(|at| &out[at])
             && high.as_ref().is_none_or(|h| value > h.as_bytes())

@@ -1,7 +1,8 @@
 //! The scanner: JSON's grammar (RFC 8259) walked over a text, one value at a time, building nothing.
 //!
 //! A caller reads a page of records with [`Scanner::open_array`], [`Scanner::next_element`] and
-//! [`Scanner::object`], or one record with [`Scanner::object`] alone, then [`Scanner::finish`].
+//! [`Scanner::object`] (which hands each field to a closure: into a reused list, or looked at and
+//! dropped), or one record with [`Scanner::object`] alone, then [`Scanner::finish`].
 //! Values are skipped by [`Scanner::value`] without recursion: the containers still open are kept as
 //! one bit each (object or array) in a `u128`, which is also what bounds nesting to 128 levels.
 
@@ -67,9 +68,8 @@ impl<'a> Scanner<'a> {
         Ok(more)
     }
 
-    /// Read one object into `fields` (cleared first): each field's name and value text, in order.
-    pub fn object(&mut self, fields: &mut Vec<Field<'a>>) -> Result<(), Error> {
-        fields.clear();
+    /// Read one object, handing `each` every field's name and value text, in order.
+    pub fn object(&mut self, mut each: impl FnMut(Field<'a>)) -> Result<(), Error> {
         self.skip_whitespace();
         self.expect(b'{', "expected '{' (a JSON object)")?;
         self.skip_whitespace();
@@ -83,7 +83,7 @@ impl<'a> Scanner<'a> {
             self.skip_whitespace();
             self.expect(b':', "expected ':' after a field name")?;
             let value = self.value()?;
-            fields.push((name, value));
+            each((name, value));
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => self.pos += 1,
@@ -340,10 +340,10 @@ mod tests {
         let mut scanner = Scanner::new(text);
         scanner.open_array()?;
         let mut all = Vec::new();
-        let mut fields = Vec::new();
         while scanner.next_element()? {
-            scanner.object(&mut fields)?;
-            all.push(fields.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect());
+            let mut fields = Vec::new();
+            scanner.object(|(name, value)| fields.push((name.to_string(), value.to_owned())))?;
+            all.push(fields);
         }
         scanner.finish()?;
         Ok(all)

@@ -13,10 +13,11 @@ type Record = Vec<(String, String)>;
 fn scanned(text: &str) -> Result<Vec<Record>, json_scan::Error> {
     let mut scanner = json_scan::Scanner::new(text);
     scanner.open_array()?;
-    let (mut records, mut fields) = (Vec::new(), Vec::new());
+    let mut records = Vec::new();
     while scanner.next_element()? {
-        scanner.object(&mut fields)?;
-        records.push(fields.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect());
+        let mut fields = Vec::new();
+        scanner.object(|(name, value)| fields.push((name.into_owned(), value.to_owned())))?;
+        records.push(fields);
     }
     scanner.finish()?;
     Ok(records)

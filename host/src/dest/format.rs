@@ -29,7 +29,6 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::record::{self, Record, Scalar};
@@ -170,11 +169,11 @@ pub fn render(format: FileFormat, spool: &Path, columns: &[Column], out: &Path) 
 
 /// A CSV cell for `value` in a column of `field_type`: a string unescaped (unless the column holds
 /// JSON), null or missing as nothing, anything else as the JSON text the plugin wrote.
-fn csv_cell(value: Option<&RawValue>, field_type: FieldType) -> Result<Cow<'_, str>> {
+fn csv_cell(value: Option<&str>, field_type: FieldType) -> Result<Cow<'_, str>> {
     Ok(match value.map(Scalar::of).transpose()? {
         None | Some(Scalar::Null) => Cow::Borrowed(""),
         Some(Scalar::Text(text)) if !is_json(field_type) => text,
-        Some(_) => Cow::Borrowed(value.map_or("", |raw| raw.get())),
+        Some(_) => Cow::Borrowed(value.unwrap_or("")),
     })
 }
 

@@ -1,33 +1,33 @@
 //! One NDJSON record, read without building a tree of it.
 //!
 //! Destinations take records as the plugin wrote them: a [`Record`] is the record's fields in order,
-//! each value still the JSON text it was written as (a [`RawValue`] borrowed from the page). A field a
-//! destination stores as JSON text (a struct, a list) is copied as it is, never parsed and
-//! re-serialized; a scalar is read into a [`Scalar`] only when its column needs one. [`keys`] reads a
-//! record's field names alone, skipping the values; [`lines`] splits a page into its records.
+//! each value still the JSON text it was written as (borrowed from the page, found and checked by
+//! `json_scan`, 16 bytes at a time). A field a destination stores as JSON text (a struct, a list)
+//! is copied as it is, never parsed and re-serialized; a scalar is read into a [`Scalar`] only when
+//! its column needs one. [`keys`] reads a record's field names alone, skipping the values; [`lines`]
+//! splits a page into its records.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use anyhow::{Context, Result};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use json_scan::{Field, Scanner};
 
 /// A record's fields, in the order written, values as raw JSON.
 pub struct Record<'a> {
-    pub fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    pub fields: Vec<Field<'a>>,
 }
 
 impl<'a> Record<'a> {
     /// Read one line of NDJSON, which must be a JSON object.
     pub fn parse(line: &'a str) -> Result<Record<'a>> {
-        let mut de = serde_json::Deserializer::from_str(line);
-        let fields = de.deserialize_map(FieldsVisitor).and_then(|fields| de.end().map(|()| fields));
-        Ok(Record { fields: fields.context("not a JSON object")? })
+        let mut fields = Vec::with_capacity(32);
+        let mut scanner = Scanner::new(line);
+        scanner.object(|field| fields.push(field)).and_then(|()| scanner.finish()).context("not a JSON object")?;
+        Ok(Record { fields })
     }
 
     /// The raw value of field `name`, if the record has it.
-    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+    pub fn get(&self, name: &str) -> Option<&'a str> {
         self.fields.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
     }
 }
@@ -66,10 +66,11 @@ pub fn text_lines(page: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Call `each` with every field name of one NDJSON record, without reading the values into anything.
+/// Call `each` with every field name of one NDJSON record, checking the values without reading
+/// them into anything.
 pub fn keys(line: &str, mut each: impl FnMut(&str)) -> Result<()> {
-    let mut de = serde_json::Deserializer::from_str(line);
-    de.deserialize_map(KeysVisitor(&mut each)).and_then(|()| de.end()).context("not a JSON object")
+    let mut scanner = Scanner::new(line);
+    scanner.object(|(key, _)| each(&key)).and_then(|()| scanner.finish()).context("not a JSON object")
 }
 
 /// A JSON value as a column takes it.
@@ -86,15 +87,20 @@ pub enum Scalar<'a> {
 }
 
 impl<'a> Scalar<'a> {
-    /// Read `raw` by its first character: a string is unescaped, a number parsed, an object or array
-    /// left as the JSON text it is.
-    pub fn of(raw: &'a RawValue) -> Result<Scalar<'a>> {
-        let text = raw.get();
+    /// Read `text` (one value's JSON text, as a [`Record`] holds it) by its first character: a string
+    /// is unescaped (borrowed when it holds no escape), a number parsed, an object or array left as
+    /// the JSON text it is.
+    pub fn of(text: &'a str) -> Result<Scalar<'a>> {
         Ok(match text.as_bytes().first() {
             Some(b'n') => Scalar::Null,
             Some(b't') => Scalar::Bool(true),
             Some(b'f') => Scalar::Bool(false),
-            Some(b'"') => Scalar::Text(serde_json::from_str::<Key<'a>>(text)?.0),
+            Some(b'"')
+                if text.len() >= 2 && text.ends_with('"') && memchr::memchr(b'\\', text.as_bytes()).is_none() =>
+            {
+                Scalar::Text(Cow::Borrowed(&text[1..text.len() - 1]))
+            }
+            Some(b'"') => Scalar::Text(Cow::Owned(serde_json::from_str::<String>(text)?)),
             Some(b'{' | b'[') => Scalar::Json(text),
             _ => match text.parse::<i64>() {
                 Ok(integer) => Scalar::Integer(integer),
@@ -104,77 +110,20 @@ impl<'a> Scalar<'a> {
     }
 }
 
-/// A string borrowed from the input when it has no escapes, owned when it had to be unescaped.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(32));
-        while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-            fields.push((key, value));
-        }
-        Ok(fields)
-    }
-}
-
-struct KeysVisitor<'f, F>(&'f mut F);
-
-impl<'de, F: FnMut(&str)> Visitor<'de> for KeysVisitor<'_, F> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            (self.0)(&key);
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn reads_fields_in_order_with_values_as_written() {
-        let line = r#"{"id":7,"title":"a \"b\"","weight":1.50,"author":{"id":1, "name":"Ann"},"labels":[],"x":null,"ok":true}"#;
+        let line = r#"{"id":7,"title":"a \"b\"","plain":"no escapes","weight":1.50,"author":{"id":1, "name":"Ann"},"labels":[],"x":null,"ok":true}"#;
         let record = Record::parse(line).unwrap();
         let names: Vec<&str> = record.fields.iter().map(|(k, _)| k.as_ref()).collect();
-        assert_eq!(names, ["id", "title", "weight", "author", "labels", "x", "ok"]);
+        assert_eq!(names, ["id", "title", "plain", "weight", "author", "labels", "x", "ok"]);
         let scalar = |name| Scalar::of(record.get(name).unwrap()).unwrap();
         assert_eq!(scalar("id"), Scalar::Integer(7));
         assert_eq!(scalar("title"), Scalar::Text("a \"b\"".into()));
+        assert_eq!(scalar("plain"), Scalar::Text(Cow::Borrowed("no escapes")));
         assert_eq!(scalar("weight"), Scalar::Real(1.5));
         assert_eq!(scalar("author"), Scalar::Json(r#"{"id":1, "name":"Ann"}"#));
         assert_eq!(scalar("labels"), Scalar::Json("[]"));
