@@ -119,8 +119,8 @@ fn field_of<'a>(record: &RawRecord<'a>, name: &str) -> Option<&'a str> {
     record.iter().find(|(key, _)| key == name).map(|(_, raw)| *raw)
 }
 
-/// Write one GitLab record as one NDJSON line of `fields` into `out`; `keys` are the fields' names,
-/// already JSON-encoded.
+/// Write one GitLab record as one NDJSON line of `fields` into `out`; each field comes with what
+/// precedes its value, written once per page: `{"name":` for the first, `,"name":` for the others.
 ///
 /// `scope_id` fills the object's scope field when GitLab leaves it out. `cursor` is the index in
 /// `fields` of the object's cursor field, if it has one and it is read; then the record's normalized
@@ -137,13 +137,11 @@ fn write_record(
     line_breaks: bool,
 ) -> Result<Option<Range<usize>>, ConnectorError> {
     let mut cursor_at = None;
-    out.push(b'{');
-    for (i, (field, key)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(key);
-        out.push(b':');
+    if fields.is_empty() {
+        out.push(b'{');
+    }
+    for (i, (field, prefix)) in fields.iter().enumerate() {
+        out.extend_from_slice(prefix);
         let raw = lookup.get(record, i, &field.source).filter(|raw| *raw != "null");
         let Some(raw) = raw else {
             match scope_id.filter(|_| schema.spec.scope_field == Some(field.name.as_str())) {
@@ -293,8 +291,16 @@ pub fn write_page(
     body: &[u8],
     scope_id: Option<i64>,
 ) -> Result<(u32, Option<String>), ConnectorError> {
-    let keys: Vec<(&RecordField, Vec<u8>)> =
-        fields.iter().map(|f| (*f, serde_json::to_vec(&f.name).unwrap_or_default())).collect();
+    let keys: Vec<(&RecordField, Vec<u8>)> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let mut prefix = vec![if i == 0 { b'{' } else { b',' }];
+            write_json(&mut prefix, &f.name);
+            prefix.push(b':');
+            (*f, prefix)
+        })
+        .collect();
     out.reserve(body.len());
     // GitLab sends compact JSON: one look at the whole body spares one per object and list.
     let line_breaks = has_line_breaks(body);

@@ -117,14 +117,19 @@ impl<'a> Scanner<'a> {
         self.text.as_bytes()
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes().get(self.pos).copied()
     }
 
+    // Out of the way of the hot paths, so that `expect` and its callers stay small enough to inline.
+    #[cold]
+    #[inline(never)]
     fn error(&self, what: &'static str) -> Error {
         Error::at(self.bytes(), self.pos, what)
     }
 
+    #[inline]
     fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), Error> {
         match self.peek() == Some(byte) {
             true => {
@@ -135,6 +140,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.pos += 1;
@@ -142,6 +148,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A field name: borrowed from the text unless it holds escapes, then unescaped by serde_json.
+    #[inline(always)]
     fn name(&mut self) -> Result<Cow<'a, str>, Error> {
         if self.peek() != Some(b'"') {
             return Err(self.error("expected '\"' (a field name)"));
@@ -158,6 +165,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// From a `"` to just past the closing one; says whether the string held escapes.
+    #[inline(always)]
     fn string(&mut self) -> Result<bool, Error> {
         let bytes = self.bytes();
         let mut at = self.pos + 1;
@@ -250,6 +258,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// After `"` `name` `"` of an object's member: the `:`.
+    #[inline(always)]
     fn member_name(&mut self) -> Result<(), Error> {
         self.skip_whitespace();
         if self.peek() != Some(b'"') {
