@@ -16,7 +16,7 @@ test:
 check:
     cargo fmt --all -- --check
     cargo clippy --release --all-targets -- -D warnings
-    cargo clippy --release --target wasm32-wasip2 -p gitlab-connector -p token-thief -- -D warnings
+    cargo clippy --release --target wasm32-wasip2 -p gitlab-connector -p json-scan -p token-thief -- -D warnings
 
 # benchmarks: criterion (the connector natively vs in wasm; creating a sandbox), then the end-to-end figures
 bench:

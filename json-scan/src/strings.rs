@@ -61,6 +61,13 @@ fn special_mask(chunk: &[u8; 16]) -> u32 {
 /// Bit `i` set when `chunk[i]` is special.
 #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
 fn special_mask(chunk: &[u8; 16]) -> u32 {
+    special_mask_bytewise(chunk)
+}
+
+/// Bit `i` set when `chunk[i]` is special, byte by byte: the fallback, and the reference the SIMD
+/// versions are tested against.
+#[cfg_attr(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
+fn special_mask_bytewise(chunk: &[u8; 16]) -> u32 {
     chunk.iter().enumerate().fold(0, |mask, (i, &byte)| mask | (u32::from(is_special(byte)) << i))
 }
 
@@ -78,6 +85,24 @@ mod tests {
                     assert_eq!(next_special(&bytes, 0), at, "byte {special:#x} at {at} of {len}");
                     assert_eq!(next_special(&bytes, at), at);
                     assert_eq!(next_special(&bytes, at + 1), len);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_simd_mask_is_the_bytewise_one() {
+        // Every byte value at every place, among neighbours that are and are not special.
+        for byte in 0..=255u8 {
+            for at in 0..16 {
+                for fill in [b'a', b'"', 0x80, 0x1f, 0x20, 0xff] {
+                    let mut chunk = [fill; 16];
+                    chunk[at] = byte;
+                    assert_eq!(
+                        special_mask(&chunk),
+                        special_mask_bytewise(&chunk),
+                        "{byte:#x} at {at} among {fill:#x}"
+                    );
                 }
             }
         }
