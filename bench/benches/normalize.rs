@@ -33,8 +33,7 @@ impl WasiView for Wasi {
 }
 
 fn wasm_normalizer() -> (Store<Wasi>, NormalizePage) {
-    bench::build_wasm(&["normalizer"]).unwrap();
-    let path = bench::target_dir().join("wasm32-wasip2/release/normalizer.wasm");
+    let path = bench::build_wasm_apart("normalizer").unwrap();
     let engine = Engine::new(Config::new().wasm_component_model(true)).unwrap();
     let component = Component::from_file(&engine, &path).unwrap();
     let mut store = Store::new(&engine, Wasi { ctx: WasiCtx::builder().build(), table: ResourceTable::new() });

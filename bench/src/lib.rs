@@ -24,9 +24,25 @@ pub fn target_dir() -> PathBuf {
 
 /// Build the wasm32-wasip2 packages `packages` in release (a no-op when fresh).
 pub fn build_wasm(packages: &[&str]) -> Result<()> {
+    build_wasm_in(packages, &target_dir())
+}
+
+/// Build the benchmark-only component `package` in a target folder of its own, and return its path.
+///
+/// The normalizer links the connector without its component exports, and cargo writes a library's
+/// cdylib even when it builds it as a dependency: in the shared target folder that would overwrite
+/// `gitlab.wasm` with one the host refuses.
+pub fn build_wasm_apart(package: &str) -> Result<PathBuf> {
+    let target = target_dir().join("bench-wasm");
+    build_wasm_in(&[package], &target)?;
+    Ok(target.join("wasm32-wasip2/release").join(format!("{}.wasm", package.replace('-', "_"))))
+}
+
+fn build_wasm_in(packages: &[&str], target: &Path) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(&cargo);
     command.args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"]).current_dir(workspace());
+    command.arg("--target-dir").arg(target);
     for package in packages {
         command.args(["-p", package]);
     }
