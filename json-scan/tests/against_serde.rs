@@ -2,26 +2,13 @@
 //! the same texts broken one byte at a time, both must accept the same texts and find the same
 //! fields with the same raw values.
 
+mod support;
+
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-
-/// A record as both read it: (name, raw value text) per field, in order.
-type Record = Vec<(String, String)>;
-
-fn scanned(text: &str) -> Result<Vec<Record>, json_scan::Error> {
-    let mut scanner = json_scan::Scanner::new(text);
-    scanner.open_array()?;
-    let mut records = Vec::new();
-    while scanner.next_element()? {
-        let mut fields = Vec::new();
-        scanner.object(|(name, value)| fields.push((name.into_owned(), value.to_owned())))?;
-        records.push(fields);
-    }
-    scanner.finish()?;
-    Ok(records)
-}
+use support::{Record, scanned};
 
 fn by_serde(text: &str) -> Result<Vec<Record>, serde_json::Error> {
     struct Page;
