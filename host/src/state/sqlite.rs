@@ -64,8 +64,11 @@ pub fn load(db: &Connection, key: &PartitionKey) -> Result<Option<Checkpoint>> {
 
 /// Replace the checkpoint of `key` in `db` (inside the caller's transaction, if any).
 pub fn save(db: &Connection, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
-    db.execute(
-        "INSERT INTO _checkpoints
+    // Cached: a checkpoint is saved after every page, and parsing the statement each time was 1.5 %
+    // of the destination writer's time.
+    let mut statement = db
+        .prepare_cached(
+            "INSERT INTO _checkpoints
             (flow, object, scope, page_token, read_high, watermark, dest_marker, selection, read_mode)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (flow, object, scope) DO UPDATE SET
@@ -73,7 +76,10 @@ pub fn save(db: &Connection, key: &PartitionKey, checkpoint: &Checkpoint) -> Res
             watermark = excluded.watermark, dest_marker = excluded.dest_marker,
             selection = excluded.selection, read_mode = excluded.read_mode,
             saved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-        params![
+        )
+        .with_context(|| format!("cannot save the checkpoint of {key}"))?;
+    statement
+        .execute(params![
             key.flow,
             key.object,
             key.scope,
@@ -83,9 +89,8 @@ pub fn save(db: &Connection, key: &PartitionKey, checkpoint: &Checkpoint) -> Res
             checkpoint.dest_marker,
             checkpoint.selection,
             checkpoint.read_mode
-        ],
-    )
-    .with_context(|| format!("cannot save the checkpoint of {key}"))?;
+        ])
+        .with_context(|| format!("cannot save the checkpoint of {key}"))?;
     Ok(())
 }
 
