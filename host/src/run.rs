@@ -17,6 +17,7 @@
 //! budget; any other failure fails its partition and the run goes on. A partition's watermark (the
 //! highest cursor value it read) moves only when its read completes.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -26,7 +27,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::dest::{self, PendingPage, Writer};
+use crate::dest::{self, PAGES_IN_WRITER, PendingPage, Writer};
 use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
 use crate::plan::{self, Partition, Plan};
@@ -230,17 +231,19 @@ async fn read_pages(
     report.incremental_since = start.incremental_since;
     report.start = start.note;
     shared.writer.open(part, checkpoint.dest_marker.clone()).await.map_err(fatal)?;
-    // The page the writer has while the next one is read, and its record count.
-    let mut in_writer: Option<(PendingPage, u64)> = None;
+    // The pages the writer has while the next one is read (at most PAGES_IN_WRITER), oldest first,
+    // with their record counts.
+    let mut in_writer: VecDeque<(PendingPage, u64)> = VecDeque::with_capacity(PAGES_IN_WRITER);
     loop {
         let page = if shared.stop.load(Ordering::Relaxed) {
             Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()))
         } else {
             fetch_page(shared, partition, &mut sandbox, &retrier, &request, report).await
         };
-        // The page handed over before is durable before this one is handed over, or the partition
-        // ends; a failed write outranks a failed read.
-        settle(in_writer.take(), progress).await.map_err(fatal)?;
+        // Room for this page in the writer's hands; or, when the read failed, every page handed
+        // over settled first: a failed write outranks a failed read.
+        let keep = if page.is_ok() { PAGES_IN_WRITER - 1 } else { 0 };
+        settle(&mut in_writer, keep, progress).await.map_err(fatal)?;
         let page = page?;
         report.pages += 1;
         report.records += u64::from(page.record_count);
@@ -253,7 +256,7 @@ async fn read_pages(
         }
         if page.record_count > 0 {
             let pending = shared.writer.send_page(part, page.records, checkpoint.clone()).await.map_err(fatal)?;
-            in_writer = Some((pending, u64::from(page.record_count)));
+            in_writer.push_back((pending, u64::from(page.record_count)));
         } else {
             shared.writer.save(part, checkpoint.clone()).await.map_err(fatal)?;
             if let Some(progress) = progress {
@@ -263,7 +266,7 @@ async fn read_pages(
         match page.next_page_token {
             Some(token) => request.page_token = Some(token),
             None => {
-                settle(in_writer.take(), progress).await.map_err(fatal)?;
+                settle(&mut in_writer, 0, progress).await.map_err(fatal)?;
                 return shared.writer.close(part).await.map_err(fatal);
             }
         }
@@ -295,9 +298,15 @@ async fn fetch_page(
     }
 }
 
-/// Wait until the page the writer has, if any, is durable; then count it as progress.
-async fn settle(in_writer: Option<(PendingPage, u64)>, progress: Option<&ObjectProgress>) -> anyhow::Result<()> {
-    if let Some((pending, records)) = in_writer {
+/// Wait until the writer has at most `keep` of the partition's pages, the oldest durable first; count
+/// each as progress.
+async fn settle(
+    in_writer: &mut VecDeque<(PendingPage, u64)>,
+    keep: usize,
+    progress: Option<&ObjectProgress>,
+) -> anyhow::Result<()> {
+    while in_writer.len() > keep {
+        let Some((pending, records)) = in_writer.pop_front() else { break };
         pending.durable().await?;
         if let Some(progress) = progress {
             progress.page(records);

@@ -3,9 +3,11 @@
 //! A destination is opened from a URL (see [`DestinationUrl`]), told each object's table schema once,
 //! then handed pages of NDJSON records, partition by partition (see [`Destination`]). All writes and
 //! checkpoint saves go through one [`Writer`] thread per run, so a destination is only ever used from
-//! one thread. A partition hands a page over ([`Writer::send_page`]) and reads the next one while it
-//! is written; before handing over the next, it waits for the first to be durable and its checkpoint
-//! saved ([`PendingPage::durable`]): at most one page per partition is in the writer's hands.
+//! one thread. A partition hands a page over ([`Writer::send_page`]) and reads on while it is
+//! written, with at most [`PAGES_IN_WRITER`] of its pages in the writer's hands: before handing over
+//! another, it waits for the oldest to be durable and its checkpoint saved ([`PendingPage::durable`]).
+//! Once a page or a commit of a partition fails, the writer refuses that partition's later pages
+//! and checkpoints, so no checkpoint ever passes a page that was not written.
 //!
 //! - databases, which upsert by primary key and keep their checkpoints beside their tables, so a page
 //!   and its checkpoint commit together: [`sqlite`], [`postgres`];
@@ -22,6 +24,7 @@ pub mod s3;
 pub mod spool;
 pub mod sqlite;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -232,6 +235,11 @@ enum Message {
 /// The most page writes and checkpoint saves one commit of the writer covers.
 pub const MOST_JOBS_PER_COMMIT: usize = 256;
 
+/// The most pages of one partition in the writer's hands at once. With one, the writer idled while
+/// each partition waited for its page to be answered before sending the next (a third of a
+/// single-partition run into JSONL); with two it has the next page queued when it answers one.
+pub const PAGES_IN_WRITER: usize = 2;
+
 /// The one thread that writes to a run's destination and saves its checkpoints.
 ///
 /// It owns the destination and, unless the destination keeps its own, the separate checkpoint store,
@@ -253,8 +261,12 @@ struct Sink {
     store: Option<Box<dyn CheckpointStore>>,
     /// Checkpoints for the separate store, saved once the pages they follow are committed.
     unsaved: Vec<(PartitionKey, Checkpoint)>,
-    /// The answers to the page writes, checkpoint saves and part closes of the group being committed.
-    unanswered: Vec<Reply<()>>,
+    /// The answers to the page writes, checkpoint saves and part closes of the group being committed,
+    /// with the partition each is for.
+    unanswered: Vec<(PartitionKey, Reply<()>)>,
+    /// The partitions a page write, checkpoint save, close or commit failed for since they were
+    /// opened: their later jobs, already queued behind the failed one, are refused.
+    failed: HashSet<PartitionKey>,
 }
 
 impl Sink {
@@ -321,9 +333,28 @@ impl Sink {
             return;
         }
         let committed = self.commit();
-        for reply in self.unanswered.drain(..) {
+        for (part, reply) in self.unanswered.drain(..) {
+            if committed.is_err() {
+                self.failed.insert(part.clone());
+            }
             let _ = reply.send(committed.as_ref().copied().map_err(|e| anyhow!("{e:#}")));
         }
+    }
+
+    /// Answer a job of `part` with `done`: at the group's commit when it succeeded, at once when not.
+    fn queue_answer(&mut self, part: PartitionKey, result: Result<()>, done: Reply<()>) {
+        match result {
+            Ok(()) => self.unanswered.push((part, done)),
+            Err(error) => {
+                self.failed.insert(part);
+                drop(done.send(Err(error)));
+            }
+        }
+    }
+
+    /// Refuse a job of `part` queued after one of its jobs failed.
+    fn refused(&self, part: &PartitionKey) -> Option<anyhow::Error> {
+        self.failed.contains(part).then(|| anyhow!("not written: an earlier page of {part} could not be written"))
     }
 
     fn handle(&mut self, job: Job) {
@@ -334,20 +365,32 @@ impl Sink {
                 let ready = if self.unsaved.is_empty() { Ok(()) } else { self.commit() };
                 drop(done.send(ready.and_then(|()| self.store()).and_then(|s| s.load(&part))))
             }
-            Job::Open(part, resume, done) => drop(done.send(self.destination.open_part(&part, resume.as_deref()))),
-            Job::Write { part, records, checkpoint, done } => match self.write(&part, &records, *checkpoint) {
-                Ok(()) => self.unanswered.push(done),
-                Err(error) => drop(done.send(Err(error))),
-            },
-            Job::Save(part, checkpoint, done) => match self.save(&part, *checkpoint) {
-                Ok(()) => self.unanswered.push(done),
-                Err(error) => drop(done.send(Err(error))),
-            },
+            Job::Open(part, resume, done) => {
+                self.failed.remove(&part);
+                drop(done.send(self.destination.open_part(&part, resume.as_deref())))
+            }
+            Job::Write { part, records, checkpoint, done } => {
+                let written = match self.refused(&part) {
+                    Some(refused) => Err(refused),
+                    None => self.write(&part, &records, *checkpoint),
+                };
+                self.queue_answer(part, written, done);
+            }
+            Job::Save(part, checkpoint, done) => {
+                let saved = match self.refused(&part) {
+                    Some(refused) => Err(refused),
+                    None => self.save(&part, *checkpoint),
+                };
+                self.queue_answer(part, saved, done);
+            }
             // A part published here is durable with the group's commit.
-            Job::Close(part, done) => match self.destination.close_part(&part) {
-                Ok(()) => self.unanswered.push(done),
-                Err(error) => drop(done.send(Err(error))),
-            },
+            Job::Close(part, done) => {
+                let closed = match self.refused(&part) {
+                    Some(refused) => Err(refused),
+                    None => self.destination.close_part(&part),
+                };
+                self.queue_answer(part, closed, done);
+            }
         }
     }
 }
@@ -378,7 +421,8 @@ impl Writer {
         std::thread::Builder::new()
             .name("destination-writer".into())
             .spawn(move || {
-                let mut sink = Sink { destination, store, unsaved: Vec::new(), unanswered: Vec::new() };
+                let mut sink =
+                    Sink { destination, store, unsaved: Vec::new(), unanswered: Vec::new(), failed: HashSet::new() };
                 while let Some(mut message) = queue.blocking_recv() {
                     // A group: this message and whatever else is waiting, committed together.
                     loop {
@@ -484,10 +528,12 @@ mod tests {
     /// What the fake destination and store were asked, in order.
     type Journal = Arc<Mutex<Vec<String>>>;
 
-    /// A destination that notes its calls and fails its commit when told to.
+    /// A destination that notes its calls and fails its commit, or the first page write of one
+    /// partition, when told to.
     struct Noting {
         journal: Journal,
         fail_commit: bool,
+        fail_first_write_of: Option<&'static str>,
     }
 
     impl Destination for Noting {
@@ -499,6 +545,9 @@ mod tests {
             Ok(())
         }
         fn write_page(&mut self, part: &PartitionKey, _: &[u8], _: Option<&Checkpoint>) -> Result<Option<String>> {
+            if self.fail_first_write_of.take_if(|scope| *scope == part.scope).is_some() {
+                return Err(anyhow!("the spool of {} is corrupt", part.scope));
+            }
             self.journal.lock().unwrap().push(format!("write {}", part.scope));
             Ok(None)
         }
@@ -539,7 +588,7 @@ mod tests {
     /// once, then every checkpoint saved, and only then answered.
     async fn group(fail_commit: bool) -> (Vec<String>, Vec<Result<()>>) {
         let journal = Journal::default();
-        let destination = Noting { journal: journal.clone(), fail_commit };
+        let destination = Noting { journal: journal.clone(), fail_commit, fail_first_write_of: None };
         let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone()))));
         // Keep the writer thread on the opens while the pages queue up behind them.
         for scope in ["a", "b", "c"] {
@@ -582,6 +631,37 @@ mod tests {
             assert!(format!("{error:#}").contains("the disk is full"), "{error:#}");
         }
         assert!(journal.iter().all(|j| !j.starts_with("save")), "{journal:?}");
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_page_the_partitions_later_pages_are_refused_until_it_is_opened_again() {
+        let journal = Journal::default();
+        let destination = Noting { journal: journal.clone(), fail_commit: false, fail_first_write_of: Some("a") };
+        let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone()))));
+        for scope in ["a", "b"] {
+            writer.open(&key(scope), None).await.unwrap();
+        }
+        // Two pages of `a` in the writer's hands at once (PAGES_IN_WRITER), and one of `b`.
+        let first = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
+        let second = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
+        let other = writer.send_page(&key("b"), b"{}\n".to_vec(), in_progress()).await.unwrap();
+        let error = format!("{:#}", first.durable().await.unwrap_err());
+        assert!(error.contains("the spool of a is corrupt"), "{error}");
+        let error = format!("{:#}", second.durable().await.unwrap_err());
+        assert!(error.contains("an earlier page of"), "{error}");
+        other.durable().await.unwrap();
+        // Nothing of `a` written or saved; `b` unaffected. A checkpoint of `a` is refused too.
+        let error = format!("{:#}", writer.save(&key("a"), in_progress()).await.unwrap_err());
+        assert!(error.contains("an earlier page of"), "{error}");
+        assert_eq!(
+            journal.lock().unwrap().iter().filter(|j| !j.starts_with("open")).cloned().collect::<Vec<_>>(),
+            ["write b", "commit", "save b"]
+        );
+        // Opened again (a resumed read), `a` is written as any partition.
+        writer.open(&key("a"), None).await.unwrap();
+        writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap().durable().await.unwrap();
+        writer.abort().await.unwrap();
+        assert!(journal.lock().unwrap().ends_with(&["write a".into(), "commit".into(), "save a".into()]));
     }
 
     #[test]
