@@ -6,8 +6,9 @@
 //!       ──► partitions (object × scope), at most `concurrency` at once, each in its own sandbox:
 //!             checkpoint ──► where the read starts (see `resume`: resume, incremental, full)
 //!             loop { read-page (retried, see `retry`) ──► writer (page durable, then checkpoint)
-//!                    ──► next token } until no token; page n is written while page n+1 is read
-//!             (one page per partition in the writer's hands; the next waits until it is durable)
+//!                    ──► next token } until no token; pages n−1 and n are written while n+1 is
+//!             read (two pages per partition in the writer's hands, see `dest::PAGES_IN_WRITER`; the
+//!             next waits until the oldest is durable)
 //!       ──► summary (records, pages, requests, retries, 429s, bytes and how each read started, per
 //!           partition)
 //! ```
