@@ -119,23 +119,54 @@ fn field_of<'a>(record: &RawRecord<'a>, name: &str) -> Option<&'a str> {
     record.iter().find(|(key, _)| key == name).map(|(_, raw)| *raw)
 }
 
-/// Write one GitLab record as one NDJSON line of `fields` into `out`; each field comes with what
-/// precedes its value, written once per page: `{"name":` for the first, `,"name":` for the others.
-///
-/// `scope_id` fills the object's scope field when GitLab leaves it out. `cursor` is the index in
-/// `fields` of the object's cursor field, if it has one and it is read; then the record's normalized
-/// cursor value is returned, as where it was written in `out`, when the record has one.
-#[allow(clippy::too_many_arguments)]
+/// What every record of a page is written with, worked out once per page.
+struct PageShape<'s> {
+    schema: &'s Schema,
+    /// The fields to write, in order, each with what precedes its value: `{"name":` for the first,
+    /// `,"name":` for the others.
+    fields: Vec<(&'s RecordField, Vec<u8>)>,
+    /// Fills the object's scope field when GitLab leaves it out.
+    scope_id: Option<i64>,
+    /// The index in `fields` of the object's cursor field, if it has one and it is read.
+    cursor: Option<usize>,
+    /// Whether the body holds line breaks (a pretty-printed upstream): then an object or a list
+    /// may need compacting onto one line.
+    line_breaks: bool,
+}
+
+impl<'s> PageShape<'s> {
+    fn new(schema: &'s Schema, fields: &[&'s RecordField], scope_id: Option<i64>, body: &[u8]) -> PageShape<'s> {
+        let prefixed = fields
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let mut prefix = vec![if i == 0 { b'{' } else { b',' }];
+                write_json(&mut prefix, &field.name);
+                prefix.push(b':');
+                (*field, prefix)
+            })
+            .collect();
+        PageShape {
+            schema,
+            fields: prefixed,
+            scope_id,
+            cursor: schema.spec.cursor.as_ref().and_then(|c| fields.iter().position(|f| f.name == c.field)),
+            // GitLab sends compact JSON: one look at the whole body spares one per object and list.
+            line_breaks: has_line_breaks(body),
+        }
+    }
+}
+
+/// Write one GitLab record as one NDJSON line of the page's fields into `out`. Returns where the
+/// record's normalized cursor value was written in `out`, when the page reads a cursor and the
+/// record has a value for it.
 fn write_record(
     out: &mut Vec<u8>,
-    schema: &Schema,
-    fields: &[(&RecordField, Vec<u8>)],
+    page: &PageShape<'_>,
     lookup: &mut Lookup,
     record: &RawRecord<'_>,
-    scope_id: Option<i64>,
-    cursor: Option<usize>,
-    line_breaks: bool,
 ) -> Result<Option<Range<usize>>, ConnectorError> {
+    let PageShape { schema, ref fields, scope_id, cursor, line_breaks } = *page;
     let mut cursor_at = None;
     if fields.is_empty() {
         out.push(b'{');
@@ -291,27 +322,15 @@ pub fn write_page(
     body: &[u8],
     scope_id: Option<i64>,
 ) -> Result<(u32, Option<String>), ConnectorError> {
-    let keys: Vec<(&RecordField, Vec<u8>)> = fields
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let mut prefix = vec![if i == 0 { b'{' } else { b',' }];
-            write_json(&mut prefix, &f.name);
-            prefix.push(b':');
-            (*f, prefix)
-        })
-        .collect();
+    let shape = PageShape::new(schema, fields, scope_id, body);
     out.reserve(body.len());
-    // GitLab sends compact JSON: one look at the whole body spares one per object and list.
-    let line_breaks = has_line_breaks(body);
     // UTF-8 is checked once for the whole body, with SIMD; the scanner then reads it as text.
     let text = simdutf8::compat::from_utf8(body)
         .map_err(|e| ConnectorError::Upstream(format!("GitLab sent a body that is not UTF-8 text: {e}")))?;
     let not_records = |e: json_scan::Error| {
         ConnectorError::Upstream(format!("GitLab sent a body that is not a JSON array of objects: {e}"))
     };
-    let cursor = schema.spec.cursor.as_ref().and_then(|c| fields.iter().position(|f| f.name == c.field));
-    let mut lookup = Lookup::new(keys.len());
+    let mut lookup = Lookup::new(fields.len());
     let (mut count, mut high) = (0usize, None::<String>);
     let mut record: RawRecord<'_> = Vec::new();
     let mut scanner = Scanner::new(text);
@@ -319,7 +338,7 @@ pub fn write_page(
     while scanner.next_element().map_err(not_records)? {
         record.clear();
         scanner.object(|field| record.push(field)).map_err(not_records)?;
-        let written = write_record(out, schema, &keys, &mut lookup, &record, scope_id, cursor, line_breaks)?;
+        let written = write_record(out, &shape, &mut lookup, &record)?;
         if let Some(value) = written.map(|at| &out[at])
             && high.as_ref().is_none_or(|h| value > h.as_bytes())
         {
