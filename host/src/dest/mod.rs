@@ -353,8 +353,11 @@ impl Sink {
     }
 
     /// Refuse a job of `part` queued after one of its jobs failed.
-    fn refused(&self, part: &PartitionKey) -> Option<anyhow::Error> {
-        self.failed.contains(part).then(|| anyhow!("not written: an earlier page of {part} could not be written"))
+    fn not_failed(&self, part: &PartitionKey) -> Result<()> {
+        match self.failed.contains(part) {
+            true => Err(anyhow!("not written: an earlier page of {part} could not be written")),
+            false => Ok(()),
+        }
     }
 
     fn handle(&mut self, job: Job) {
@@ -370,25 +373,16 @@ impl Sink {
                 drop(done.send(self.destination.open_part(&part, resume.as_deref())))
             }
             Job::Write { part, records, checkpoint, done } => {
-                let written = match self.refused(&part) {
-                    Some(refused) => Err(refused),
-                    None => self.write(&part, &records, *checkpoint),
-                };
+                let written = self.not_failed(&part).and_then(|()| self.write(&part, &records, *checkpoint));
                 self.queue_answer(part, written, done);
             }
             Job::Save(part, checkpoint, done) => {
-                let saved = match self.refused(&part) {
-                    Some(refused) => Err(refused),
-                    None => self.save(&part, *checkpoint),
-                };
+                let saved = self.not_failed(&part).and_then(|()| self.save(&part, *checkpoint));
                 self.queue_answer(part, saved, done);
             }
             // A part published here is durable with the group's commit.
             Job::Close(part, done) => {
-                let closed = match self.refused(&part) {
-                    Some(refused) => Err(refused),
-                    None => self.destination.close_part(&part),
-                };
+                let closed = self.not_failed(&part).and_then(|()| self.destination.close_part(&part));
                 self.queue_answer(part, closed, done);
             }
         }
