@@ -52,7 +52,7 @@ impl<'a> Scanner<'a> {
     pub fn next_element(&mut self) -> Result<bool, Error> {
         self.skip_whitespace();
         let more = match (self.array, self.peek()) {
-            (ArrayState::BeforeFirst, Some(b']')) | (ArrayState::AfterElement, Some(b']')) => {
+            (ArrayState::BeforeFirst | ArrayState::AfterElement, Some(b']')) => {
                 self.pos += 1;
                 false
             }

@@ -69,7 +69,7 @@ impl FileFormat {
 }
 
 /// Call `each` with every non-empty line of the spool at `path` (1-based line number, line as text:
-/// validated as UTF-8 here, once, so that serde_json reads it without validating it again).
+/// validated as UTF-8 here, once, so that what reads the record does not validate it again).
 fn for_each_line(path: &Path, mut each: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open the spool {}", path.display()))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
