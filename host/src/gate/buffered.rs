@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!  connection ──► GateBody (count, between-bytes timeout, gunzip) ──► drain task ──► queue ──► plugin
-//!                                 on any worker thread, while the plugin      (at most the sandbox's
+//!                                 on the network runtime, while the plugin    (at most the sandbox's
 //!                                 normalizes the page before                   buffer budget queued)
 //! ```
 //!
