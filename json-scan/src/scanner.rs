@@ -9,7 +9,8 @@
 use std::borrow::Cow;
 
 use crate::error::Error;
-use crate::strings::next_special;
+use crate::runs::{digits_end, next_special};
+use crate::short_eq::short_eq;
 
 /// One field of an object: its name (borrowed unless written with escapes) and its value's JSON text.
 pub type Field<'a> = (Cow<'a, str>, &'a str);
@@ -23,6 +24,8 @@ pub struct Scanner<'a> {
     /// The next byte to read.
     pos: usize,
     array: ArrayState,
+    /// Whether the whitespace read so far held a line break.
+    line_breaks: bool,
 }
 
 /// Where the scanner is in the array opened by [`Scanner::open_array`].
@@ -36,7 +39,7 @@ enum ArrayState {
 
 impl<'a> Scanner<'a> {
     pub fn new(text: &'a str) -> Scanner<'a> {
-        Scanner { text, pos: 0, array: ArrayState::NotOpen }
+        Scanner { text, pos: 0, array: ArrayState::NotOpen, line_breaks: false }
     }
 
     /// Expect the text to be an array, and enter it: its elements are then read one by one, each
@@ -104,6 +107,13 @@ impl<'a> Scanner<'a> {
         Ok(&self.text[start..self.pos])
     }
 
+    /// Whether the text read so far held a line break (between tokens: JSON strings cannot hold one),
+    /// so that a value just read, pretty-printed over several lines, can be told from the compact
+    /// JSON most APIs send without searching it again.
+    pub fn saw_line_breaks(&self) -> bool {
+        self.line_breaks
+    }
+
     /// Expect nothing but whitespace from here to the end.
     pub fn finish(&mut self) -> Result<(), Error> {
         self.skip_whitespace();
@@ -145,7 +155,8 @@ impl<'a> Scanner<'a> {
     // stack in linear memory); 15 % of a page's time, natively and in wasm alike.
     #[inline(always)]
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+        while let Some(byte @ (b' ' | b'\n' | b'\r' | b'\t')) = self.peek() {
+            self.line_breaks |= byte == b'\n' || byte == b'\r';
             self.pos += 1;
         }
     }
@@ -168,13 +179,26 @@ impl<'a> Scanner<'a> {
     }
 
     /// From a `"` to just past the closing one; says whether the string held escapes.
+    ///
+    /// A string without escapes (nearly all of them) is read without a loop here: in the plugin
+    /// every loop turn costs an epoch check (see `runs`).
     #[inline(always)]
     fn string(&mut self) -> Result<bool, Error> {
         let bytes = self.bytes();
-        let mut at = self.pos + 1;
+        let at = next_special(bytes, self.pos + 1);
+        if bytes.get(at) == Some(&b'"') {
+            self.pos = at + 1;
+            return Ok(false);
+        }
+        self.string_from(at)
+    }
+
+    /// The rest of a string from `at`, its first escape (or an error).
+    #[inline(never)]
+    fn string_from(&mut self, mut at: usize) -> Result<bool, Error> {
+        let bytes = self.bytes();
         let mut escaped = false;
         loop {
-            at = next_special(bytes, at);
             match bytes.get(at) {
                 Some(b'"') => {
                     self.pos = at + 1;
@@ -201,12 +225,15 @@ impl<'a> Scanner<'a> {
                 }
                 None => return Err(self.error("a string that is never closed")),
             }
+            at = next_special(bytes, at);
         }
     }
 
     /// `true`, `false` or `null`, its first letter at `pos`.
     fn literal(&mut self, word: &'static [u8]) -> Result<(), Error> {
-        match self.bytes()[self.pos..].starts_with(word) {
+        let bytes = self.bytes();
+        let here = &bytes[self.pos..bytes.len().min(self.pos + word.len())];
+        match short_eq(here, word) {
             true => {
                 self.pos += word.len();
                 Ok(())
@@ -218,12 +245,7 @@ impl<'a> Scanner<'a> {
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, its first character at `pos`.
     fn number(&mut self) -> Result<(), Error> {
         let bytes = self.bytes();
-        let digits = |mut at: usize| {
-            while let Some(b'0'..=b'9') = bytes.get(at) {
-                at += 1;
-            }
-            at
-        };
+        let digits = |at: usize| digits_end(bytes, at);
         let mut at = self.pos;
         if bytes.get(at) == Some(&b'-') {
             at += 1;
@@ -310,6 +332,19 @@ impl<'a> Scanner<'a> {
                 None => return Err(self.error("the text ends where a value should be")),
             }
             // After a value: close the containers that end here, then on to the next member/element.
+            if depth == 0 {
+                return Ok(());
+            }
+            // Most values are followed by a `,`: taken here, without entering the loop below (in the
+            // plugin, every loop turn costs an epoch check).
+            self.skip_whitespace();
+            if self.peek() == Some(b',') {
+                self.pos += 1;
+                if objects & 1 == 1 {
+                    self.member_name()?;
+                }
+                continue;
+            }
             loop {
                 if depth == 0 {
                     return Ok(());

@@ -78,3 +78,24 @@ fn a_field_name_with_a_broken_escape_is_refused() {
     let error = scanned(r#"[{"\ud800":1}]"#).unwrap_err();
     assert_eq!(error.to_string(), "a field name whose escapes are not a valid string at line 1 column 3");
 }
+
+#[test]
+fn line_breaks_are_noted_as_the_whitespace_holding_them_is_read() {
+    let page = "[{\"a\":\"x\\ny\", \"b\":1},\n{\"c\":{\r\"d\":[2,\n3]}}]";
+    let mut scanner = json_scan::Scanner::new(page);
+    scanner.open_array().unwrap();
+    // An escaped `\n` inside a string is not a line break of the text.
+    assert!(scanner.next_element().unwrap());
+    scanner.object(drop).unwrap();
+    assert!(!scanner.saw_line_breaks());
+    assert!(scanner.next_element().unwrap());
+    scanner.object(drop).unwrap();
+    assert!(scanner.saw_line_breaks());
+    let mut nested = json_scan::Scanner::new("{\"c\":{\"d\":[2,\n3]}}");
+    nested.object(drop).unwrap();
+    assert!(nested.saw_line_breaks());
+    let mut compact = json_scan::Scanner::new("{\"c\":{\"d\":[2, 3]}}\t ");
+    compact.object(drop).unwrap();
+    compact.finish().unwrap();
+    assert!(!compact.saw_line_breaks());
+}
