@@ -24,3 +24,7 @@ bench:
     cargo bench -p bench --bench normalize
     cargo bench -p bench --bench instantiate
     cargo run --release -p bench --bin e2e
+
+# the connector natively vs in wasm, in instructions per page (callgrind: steady on a noisy machine; needs valgrind)
+bench-instructions:
+    cargo run --release -p bench --bin instructions

@@ -2,9 +2,12 @@
 //! (the benchmark-only `normalizer.wasm` component) built on first use.
 //!
 //! - `benches/normalize.rs` (criterion): the connector's parse-and-normalize path, natively and in
-//!   wasm, on the same pages.
+//!   wasm, on the same pages ([`normalizer`]); `bin/instructions.rs`: the same, counted in
+//!   instructions by callgrind.
 //! - `benches/instantiate.rs` (criterion): a fresh store and instance of `gitlab.wasm` from the
 //!   pooling allocator, as the host makes one per partition.
+
+pub mod normalizer;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
