@@ -21,10 +21,13 @@ pub fn engine(epochs: bool) -> Engine {
     Engine::new(Config::new().wasm_component_model(true).epoch_interruption(epochs)).expect("a wasmtime engine")
 }
 
+/// The component's export: `normalize-page(object, body, rounds) -> result<u64, string>`.
+type NormalizePage = TypedFunc<(String, Vec<u8>, u32), (Result<u64, String>,)>;
+
 /// The normalizer component, instantiated in a store of its own (the epoch deadline, if any, far off).
 pub struct WasmNormalizer {
     store: Store<Wasi>,
-    normalize_page: TypedFunc<(String, Vec<u8>, u32), (Result<u64, String>,)>,
+    normalize_page: NormalizePage,
 }
 
 impl WasmNormalizer {
