@@ -176,6 +176,8 @@ async fn read_partition(shared: &Shared, partition: Partition) -> PartitionRepor
     if let Some(progress) = &progress {
         progress.partition_ended();
     }
+    // A request the ended sandbox left running could still count itself and leave after this.
+    stats.running.settle().await;
     report.requests = stats.requests.load(Ordering::Relaxed);
     report.retries = stats.retries.load(Ordering::Relaxed);
     report.rate_limited = stats.rate_limited.load(Ordering::Relaxed);

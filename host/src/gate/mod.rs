@@ -27,6 +27,7 @@
 mod address;
 mod buffered;
 mod pacing;
+mod running;
 mod upstream;
 
 use std::pin::Pin;
@@ -45,6 +46,7 @@ use crate::credential::CredentialProvider;
 use crate::retry::RetryPolicy;
 use buffered::{BodyBudget, BufferedBody};
 pub use pacing::{Pacer, RateLimitHeaders, Turn};
+pub use running::RunningRequests;
 pub use upstream::Timeouts;
 use upstream::{GateBody, SendError, Upstream};
 
@@ -253,6 +255,8 @@ pub struct GateStats {
     prepaid: Mutex<Option<Turn>>,
     /// How much of its response bodies the sandbox may have drained and not read yet.
     body_budget: BodyBudget,
+    /// Its requests still running (see `running`): settled before its figures are read.
+    pub running: Arc<RunningRequests>,
 }
 
 impl std::fmt::Debug for GateStats {

@@ -138,7 +138,11 @@ impl Plugin {
             wasi,
             http: WasiHttpCtx::new(),
             table,
-            hooks: InFlight::new(Gate { policy, stats: stats.clone() }, limits.requests_in_flight),
+            hooks: InFlight::new(
+                Gate { policy, stats: stats.clone() },
+                limits.requests_in_flight,
+                stats.running.clone(),
+            ),
             limiter: Limiter::new(limits.memory_bytes, tripwire.clone()),
             tripwire: tripwire.clone(),
             deadline: Instant::now() + limits.call_timeout,

@@ -30,6 +30,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use wasmtime_wasi_http::{Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::gate::RunningRequests;
+
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
 
@@ -37,12 +39,15 @@ type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFu
 pub struct InFlight<H> {
     hooks: H,
     permits: Arc<Semaphore>,
+    /// The sandbox's requests whose tasks still run.
+    running: Arc<RunningRequests>,
 }
 
 impl<H> InFlight<H> {
-    /// Wrap `hooks`, allowing `limit` requests in flight at once (at least one).
-    pub fn new(hooks: H, limit: usize) -> Self {
-        InFlight { hooks, permits: Arc::new(Semaphore::new(limit.max(1))) }
+    /// Wrap `hooks`, allowing `limit` requests in flight at once (at least one), their tasks noted
+    /// in `running`.
+    pub fn new(hooks: H, limit: usize, running: Arc<RunningRequests>) -> Self {
+        InFlight { hooks, permits: Arc::new(Semaphore::new(limit.max(1))), running }
     }
 }
 
@@ -76,7 +81,10 @@ impl<H: WasiHttpHooks> WasiHttpHooks for InFlight<H> {
         // The gate decides now (refusals are recorded at once); the request leaves when a permit is free.
         let send = Box::into_pin(self.hooks.send_request(request, options, fut));
         let permits = self.permits.clone();
+        let running = self.running.start();
+        let id = running.id();
         let task = network().spawn(async move {
+            let _running = running;
             // The semaphore is never closed; should it be, the request fails like a refused connection.
             let permit = permits.acquire_owned().await.map_err(|_| HttpError::ConnectionLimitReached)?;
             let (response, io) = send.await?;
@@ -87,6 +95,7 @@ impl<H: WasiHttpHooks> WasiHttpHooks for InFlight<H> {
             });
             Ok((response, io))
         });
+        self.running.started(id, task.abort_handle());
         // A plugin that drops the pending response (a read-ahead it no longer wants) cancels the request.
         let mut task = AbortOnDrop(task);
         Box::new(async move { (&mut task.0).await.unwrap_or(Err(HttpError::ConnectionTerminated)) })
@@ -148,7 +157,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_leaves_while_the_plugin_that_sent_it_keeps_computing() {
         let sent = Arc::new(std::sync::Mutex::new(None));
-        let mut hooks = InFlight::new(Recorder(sent.clone()), 1);
+        let running = Arc::new(RunningRequests::default());
+        let mut hooks = InFlight::new(Recorder(sent.clone()), 1, running.clone());
         // As wasmtime-wasi-http does within a plugin's call: the send future spawned on this worker,
         // then the plugin computes on (a page normalized) without yielding.
         let (computed, answer) = tokio::spawn(async move {
