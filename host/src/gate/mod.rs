@@ -18,6 +18,7 @@
 //! - [`upstream`]: the pooled client and its checking connector, the response body.
 //! - [`buffered`]: response bodies drained off the connection while the plugin works.
 //! - [`pacing`]: when each request may start.
+//! - [`running`]: a sandbox's requests still running, settled before its figures are read.
 //!
 //! Per-tenant state ([`GatePolicy`]: settings, pooled client, pacer) is shared by the tenant's sandboxes;
 //! per-sandbox figures ([`GateStats`]) are read by the page loop and the summary. The gate itself never
