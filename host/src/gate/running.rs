@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 #[derive(Default)]
 pub struct RunningRequests {
@@ -25,26 +26,30 @@ pub struct RunningRequests {
 
 /// A request's place among the running ones, held by its task: dropped when the task ends, however
 /// it ends.
-pub struct Running {
+struct Running {
     requests: Arc<RunningRequests>,
     id: u64,
 }
 
 impl RunningRequests {
-    /// Note a request about to be spawned: the guard its task holds while it runs. Its abort handle
-    /// follows with [`RunningRequests::started`].
-    pub fn start(self: &Arc<Self>) -> Running {
+    /// Spawn `request` on `runtime`, noted as running until its task ends, however it ends.
+    pub fn spawn<T: Send + 'static>(
+        self: &Arc<Self>,
+        runtime: &Handle,
+        request: impl Future<Output = T> + Send + 'static,
+    ) -> JoinHandle<T> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.tasks.lock().expect("the running requests' lock").insert(id, None);
-        Running { requests: self.clone(), id }
-    }
-
-    /// The task of the request `running` was made for, so that [`RunningRequests::settle`] can
-    /// cancel it (a task that already ended is not kept).
-    pub fn started(&self, running: u64, task: AbortHandle) {
-        if let Some(slot) = self.tasks.lock().expect("the running requests' lock").get_mut(&running) {
-            *slot = Some(task);
+        let running = Running { requests: self.clone(), id };
+        let task = runtime.spawn(async move {
+            let _running = running;
+            request.await
+        });
+        // A task that already ended is not kept.
+        if let Some(slot) = self.tasks.lock().expect("the running requests' lock").get_mut(&id) {
+            *slot = Some(task.abort_handle());
         }
+        task
     }
 
     /// Cancel every request still running and wait until none does.
@@ -71,12 +76,6 @@ impl RunningRequests {
     }
 }
 
-impl Running {
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-}
-
 impl Drop for Running {
     fn drop(&mut self) {
         self.requests.end(self.id);
@@ -95,22 +94,18 @@ mod tests {
         // Nothing running: settled at once.
         requests.settle().await;
         let ended = Arc::new(AtomicU64::new(0));
+        let here = Handle::current();
         for _ in 0..3 {
-            let running = requests.start();
-            let id = running.id();
             // Counts itself as ended however it ends: here, only by being cancelled.
             let ended = scopeguard(ended.clone());
-            let task = tokio::spawn(async move {
-                let (_running, _ended) = (running, ended);
+            requests.spawn(&here, async move {
+                let _ended = ended;
                 std::future::pending::<()>().await;
             });
-            requests.started(id, task.abort_handle());
         }
-        // One that ends by itself before its handle is handed over is not kept.
-        let quick = requests.start();
-        let id = quick.id();
-        drop(quick);
-        requests.started(id, tokio::spawn(async {}).abort_handle());
+        // One that ends by itself is no longer running.
+        requests.spawn(&here, async {}).await.unwrap();
+        assert_eq!(requests.tasks.lock().unwrap().len(), 3);
         tokio::time::timeout(Duration::from_secs(5), requests.settle()).await.expect("settled");
         assert_eq!(ended.load(Ordering::Relaxed), 3);
         assert!(requests.tasks.lock().unwrap().is_empty());

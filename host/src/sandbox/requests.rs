@@ -27,7 +27,7 @@ use http::HeaderName;
 use http::uri::Scheme;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+use wasmtime_wasi::runtime::AbortOnDropJoinHandle;
 use wasmtime_wasi_http::{Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::gate::RunningRequests;
@@ -81,10 +81,7 @@ impl<H: WasiHttpHooks> WasiHttpHooks for InFlight<H> {
         // The gate decides now (refusals are recorded at once); the request leaves when a permit is free.
         let send = Box::into_pin(self.hooks.send_request(request, options, fut));
         let permits = self.permits.clone();
-        let running = self.running.start();
-        let id = running.id();
-        let task = network().spawn(async move {
-            let _running = running;
+        let task = self.running.spawn(network(), async move {
             // The semaphore is never closed; should it be, the request fails like a refused connection.
             let permit = permits.acquire_owned().await.map_err(|_| HttpError::ConnectionLimitReached)?;
             let (response, io) = send.await?;
@@ -95,10 +92,9 @@ impl<H: WasiHttpHooks> WasiHttpHooks for InFlight<H> {
             });
             Ok((response, io))
         });
-        self.running.started(id, task.abort_handle());
         // A plugin that drops the pending response (a read-ahead it no longer wants) cancels the request.
-        let mut task = AbortOnDrop(task);
-        Box::new(async move { (&mut task.0).await.unwrap_or(Err(HttpError::ConnectionTerminated)) })
+        let mut task = AbortOnDropJoinHandle::from(task);
+        Box::new(async move { (&mut *task).await.unwrap_or(Err(HttpError::ConnectionTerminated)) })
     }
 }
 
@@ -116,15 +112,6 @@ pub fn network() -> &'static Handle {
             .expect("starting the network runtime")
     });
     NETWORK.handle()
-}
-
-/// A task aborted when its handle is dropped.
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]
