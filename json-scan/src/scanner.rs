@@ -106,17 +106,25 @@ impl<'a> Scanner<'a> {
     fn field_value(&mut self) -> Result<&'a str, Error> {
         self.skip_whitespace();
         let start = self.pos;
-        match self.peek() {
-            Some(b'"') => {
-                self.string()?;
-            }
-            Some(b'-' | b'0'..=b'9') => self.number()?,
-            Some(b't') => self.literal(b"true")?,
-            Some(b'f') => self.literal(b"false")?,
-            Some(b'n') => self.literal(b"null")?,
-            _ => return self.value(),
+        match self.scalar()? {
+            true => Ok(self.token_text(start, self.pos)),
+            false => self.value(),
         }
-        Ok(self.token_text(start, self.pos))
+    }
+
+    /// A string, number or literal at `pos` (whitespace skipped), read whole; `false`, with nothing
+    /// read, when no such value starts there.
+    #[inline(always)]
+    fn scalar(&mut self) -> Result<bool, Error> {
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            _ => return Ok(false),
+        }
+        .map(|()| true)
     }
 
     /// Read one value, checking that it is well-formed, and return its JSON text.
@@ -344,71 +352,63 @@ impl<'a> Scanner<'a> {
         loop {
             // A value starts here.
             self.skip_whitespace();
-            match self.peek() {
-                Some(b'"') => {
-                    self.string()?;
-                }
-                Some(open @ (b'{' | b'[')) => {
-                    if depth == MAX_DEPTH {
-                        return Err(self.error("values nested more than 128 levels deep"));
-                    }
-                    self.pos += 1;
-                    self.skip_whitespace();
-                    let close = if open == b'{' { b'}' } else { b']' };
-                    if self.peek() == Some(close) {
-                        self.pos += 1;
-                    } else {
-                        objects = (objects << 1) | u128::from(open == b'{');
-                        depth += 1;
-                        if open == b'{' {
-                            self.member_name()?;
+            if !self.scalar()? {
+                match self.peek() {
+                    Some(open @ (b'{' | b'[')) => {
+                        if depth == MAX_DEPTH {
+                            return Err(self.error("values nested more than 128 levels deep"));
                         }
-                        continue;
+                        self.pos += 1;
+                        self.skip_whitespace();
+                        let close = if open == b'{' { b'}' } else { b']' };
+                        if self.peek() == Some(close) {
+                            self.pos += 1;
+                        } else {
+                            objects = (objects << 1) | u128::from(open == b'{');
+                            depth += 1;
+                            if open == b'{' {
+                                self.member_name()?;
+                            }
+                            continue;
+                        }
                     }
+                    Some(_) => return Err(self.error("expected a value")),
+                    None => return Err(self.error("the text ends where a value should be")),
                 }
-                Some(b't') => self.literal(b"true")?,
-                Some(b'f') => self.literal(b"false")?,
-                Some(b'n') => self.literal(b"null")?,
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                Some(_) => return Err(self.error("expected a value")),
-                None => return Err(self.error("the text ends where a value should be")),
             }
-            // After a value: close the containers that end here, then on to the next member/element.
+            // After a value: close the containers that end here. Most values are followed by a `,`
+            // instead, so the loop is entered only at a closing bracket (in the plugin every loop
+            // turn costs an epoch check).
             if depth == 0 {
                 return Ok(());
             }
-            // Most values are followed by a `,`: taken here, without entering the loop below (in the
-            // plugin, every loop turn costs an epoch check).
             self.skip_whitespace();
-            if self.peek() == Some(b',') {
-                self.pos += 1;
-                if objects & 1 == 1 {
-                    self.member_name()?;
-                }
-                continue;
-            }
-            loop {
-                if depth == 0 {
-                    return Ok(());
-                }
-                self.skip_whitespace();
-                let in_object = objects & 1 == 1;
-                match (self.peek(), in_object) {
-                    (Some(b','), _) => {
-                        self.pos += 1;
-                        if in_object {
-                            self.member_name()?;
-                        }
+            if let Some(b'}' | b']') = self.peek() {
+                loop {
+                    let close = if objects & 1 == 1 { b'}' } else { b']' };
+                    if self.peek() != Some(close) {
                         break;
                     }
-                    (Some(b'}'), true) | (Some(b']'), false) => {
-                        self.pos += 1;
-                        objects >>= 1;
-                        depth -= 1;
+                    self.pos += 1;
+                    objects >>= 1;
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(());
                     }
-                    (_, true) => return Err(self.error("expected ',' or '}' in an object")),
-                    (_, false) => return Err(self.error("expected ',' or ']' in an array")),
+                    self.skip_whitespace();
                 }
+            }
+            // Then on to the next member or element.
+            let in_object = objects & 1 == 1;
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    if in_object {
+                        self.member_name()?;
+                    }
+                }
+                _ if in_object => return Err(self.error("expected ',' or '}' in an object")),
+                _ => return Err(self.error("expected ',' or ']' in an array")),
             }
         }
     }
