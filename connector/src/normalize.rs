@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use json_scan::{Scanner, short_eq};
+use json_scan::{Scanner, append, short_eq};
 use serde_json::Value;
 
 use crate::catalogue::{RecordField, Schema};
@@ -173,12 +173,12 @@ fn write_record(
         out.push(b'{');
     }
     for (i, (field, prefix)) in fields.iter().enumerate() {
-        out.extend_from_slice(prefix);
+        append(out, prefix);
         let raw = lookup.get(record, i, &field.source).filter(|raw| !short_eq(raw.as_bytes(), b"null"));
         let Some(raw) = raw else {
             match scope {
-                Some((at, id)) if *at == i => out.extend_from_slice(id),
-                _ => out.extend_from_slice(b"null"),
+                Some((at, id)) if *at == i => append(out, id),
+                _ => append(out, b"null"),
             }
             continue;
         };
@@ -210,7 +210,7 @@ fn write_value(out: &mut Vec<u8>, raw: &str, field_type: FieldType, line_breaks:
         // GitLab's integers come as JSON integers, which the scanner has checked: a short run of digits
         // (no leading zero, at most 18 digits: within i64) is written as it came, neither parsed nor
         // formatted again.
-        FieldType::Integer if is_plain_integer(raw) => out.extend_from_slice(raw.as_bytes()),
+        FieldType::Integer if is_plain_integer(raw) => append(out, raw.as_bytes()),
         FieldType::Integer => {
             let text = if first == b'"' { unquote(raw).ok_or("an integer")? } else { Cow::Borrowed(raw) };
             let integer = match text.trim().parse::<i64>() {
@@ -225,7 +225,7 @@ fn write_value(out: &mut Vec<u8>, raw: &str, field_type: FieldType, line_breaks:
             out.extend_from_slice(integer.to_string().as_bytes());
         }
         FieldType::Number => match first {
-            b'-' | b'0'..=b'9' => out.extend_from_slice(raw.as_bytes()),
+            b'-' | b'0'..=b'9' => append(out, raw.as_bytes()),
             b'"' => {
                 let number = unquote(raw).and_then(|t| t.trim().parse::<f64>().ok()).filter(|f| f.is_finite());
                 out.extend_from_slice(number.ok_or("a number")?.to_string().as_bytes());
@@ -233,7 +233,7 @@ fn write_value(out: &mut Vec<u8>, raw: &str, field_type: FieldType, line_breaks:
             _ => return Err("a number"),
         },
         FieldType::String => match first {
-            b'"' => out.extend_from_slice(raw.as_bytes()),
+            b'"' => append(out, raw.as_bytes()),
             // The table calls some of GitLab's numbers, flags and objects strings: keep their JSON text.
             _ => write_json(out, &compact(raw)),
         },
@@ -244,7 +244,7 @@ fn write_value(out: &mut Vec<u8>, raw: &str, field_type: FieldType, line_breaks:
         }
         FieldType::DateTime => {
             if raw.len() == 26 && first == b'"' && is_utc_millis(&raw[1..25]) {
-                out.extend_from_slice(raw.as_bytes());
+                append(out, raw.as_bytes());
                 return Ok(());
             }
             let text = if first == b'"' { unquote(raw) } else { None }.ok_or("an RFC 3339 date-time")?;

@@ -29,8 +29,10 @@
 mod error;
 mod runs;
 mod scanner;
+mod short_copy;
 mod short_eq;
 
 pub use error::Error;
 pub use scanner::{Field, Scanner, validate};
+pub use short_copy::append;
 pub use short_eq::short_eq;
