@@ -37,22 +37,41 @@ pub fn parse_date_time(text: &str) -> Option<String> {
 
 /// Whether `text` is already what [`parse_date_time`] writes, `YYYY-MM-DDTHH:MM:SS.mmmZ` (as GitLab
 /// sends most date-times), with a real date and time: then it needs no parsing and no rewriting.
+///
+/// Three 8-byte words and no loop: it runs for every date-time of every record (three per issue),
+/// and as loops over the places and chrono's date check it cost the plugin 3 % of a page.
 fn is_utc_millis(text: &str) -> bool {
-    let b = text.as_bytes();
-    let shaped = b.len() == 24
-        && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')]
-            .iter()
-            .all(|&(i, c)| b[i] == c)
-        && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22].iter().all(|&i| b[i].is_ascii_digit());
-    if !shaped {
+    // Each byte of `text` XOR the template's: a digit becomes its value (0-9), what must match
+    // (`-`, `T`, `:`, `.`, `Z`) becomes 0.
+    const TEMPLATE: &[u8; 24] = b"0000-00-00T00:00:00.000Z";
+    const DIGITS: &[u8; 24] = b"\xff\xff\xff\xff\0\xff\xff\0\xff\xff\0\xff\xff\0\xff\xff\0\xff\xff\0\xff\xff\xff\0";
+    let Ok(bytes) = <&[u8; 24]>::try_from(text.as_bytes()) else {
         return false;
+    };
+    let word = |of: &[u8; 24], at: usize| u64::from_le_bytes(of[at..at + 8].try_into().expect("8 bytes"));
+    let mut values = [0u8; 24];
+    for at in [0, 8, 16] {
+        let x = word(bytes, at) ^ word(TEMPLATE, at);
+        // Zero outside the digits, each byte's high half zero, and its low half at most 9 (adding 6
+        // to a byte of at most 0x0f carries nothing into the next).
+        const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+        const SIX: u64 = 0x0606_0606_0606_0606;
+        if (x & (HIGH | !word(DIGITS, at))) | (x.wrapping_add(SIX) & HIGH) != 0 {
+            return false;
+        }
+        values[at..at + 8].copy_from_slice(&x.to_le_bytes());
     }
-    let number = |from: usize, to: usize| b[from..to].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
-    let (year, month, day) = (number(0, 4) as i32, number(5, 7), number(8, 10));
-    NaiveDate::from_ymd_opt(year, month, day).is_some()
-        && number(11, 13) < 24
-        && number(14, 16) < 60
-        && number(17, 19) < 60
+    let number = |tens: usize| u32::from(values[tens]) * 10 + u32::from(values[tens + 1]);
+    let year = number(0) * 100 + number(2);
+    let (month, day) = (number(5), number(8));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        2 => 28 + u32::from(leap),
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => 0,
+    };
+    (1..=days).contains(&day) && number(11) < 24 && number(14) < 60 && number(17) < 60
 }
 
 /// Parse a `YYYY-MM-DD` date; return it unchanged when valid.
@@ -389,6 +408,54 @@ mod tests {
             assert!(!is_utc_millis(unreal), "{unreal}");
             assert!(parse_date_time(unreal).is_none(), "{unreal}");
         }
+    }
+
+    /// What `is_utc_millis` must say: the shape, then chrono's word on the date and the time (which
+    /// takes a leap second, `:60`; GitLab never sends one, and one is left to `parse_date_time`).
+    fn utc_millis_by_chrono(text: &str) -> bool {
+        text.len() == 24
+            && text.ends_with('Z')
+            && text.as_bytes().iter().enumerate().all(|(i, b)| match i {
+                4 | 7 => *b == b'-',
+                10 => *b == b'T',
+                13 | 16 => *b == b':',
+                19 => *b == b'.',
+                23 => *b == b'Z',
+                _ => b.is_ascii_digit(),
+            })
+            && chrono::NaiveDateTime::parse_from_str(&text[..23], "%Y-%m-%dT%H:%M:%S%.3f").is_ok()
+            && &text[17..19] < "60"
+    }
+
+    #[test]
+    fn utc_millis_are_told_as_chrono_tells_them() {
+        let mut texts = Vec::new();
+        for year in [0, 1, 1900, 1999, 2000, 2023, 2024, 2100, 9999] {
+            for month in 0..=13 {
+                for day in [0, 1, 28, 29, 30, 31, 32] {
+                    texts.push(format!("{year:04}-{month:02}-{day:02}T23:59:59.999Z"));
+                }
+            }
+        }
+        for (hour, minute, second) in [(0, 0, 0), (24, 0, 0), (23, 60, 0), (23, 59, 60), (99, 99, 99)] {
+            texts.push(format!("2024-02-29T{hour:02}:{minute:02}:{second:02}.000Z"));
+        }
+        // Every byte of a valid one changed to every other byte.
+        let valid = "2024-02-29T10:11:12.123Z";
+        for at in 0..valid.len() {
+            for byte in 0..=255u8 {
+                let mut bytes = valid.as_bytes().to_vec();
+                bytes[at] = byte;
+                texts.extend(String::from_utf8(bytes).ok());
+            }
+        }
+        texts.extend(
+            ["", "2024-02-29T10:11:12.123", "2024-02-29T10:11:12.123Z ", "2024-02-29 10:11:12.123Z"].map(String::from),
+        );
+        for text in &texts {
+            assert_eq!(is_utc_millis(text), utc_millis_by_chrono(text), "{text:?}");
+        }
+        assert!(texts.iter().filter(|t| is_utc_millis(t)).count() > 300);
     }
 
     #[test]
