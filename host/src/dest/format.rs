@@ -26,6 +26,7 @@ use anyhow::{Context, Result, anyhow};
 use arrow_json::ReaderBuilder;
 use arrow_schema::extension::Json;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use json_scan::short_eq;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -132,7 +133,7 @@ impl SeenFields {
         let (names, last) = (&mut self.names, &mut self.last);
         let mut at = 0;
         record::keys(line, |key| {
-            if last.get(at).is_none_or(|previous| previous != key) {
+            if last.get(at).is_none_or(|previous| !short_eq(previous.as_bytes(), key.as_bytes())) {
                 if !names.contains(key) {
                     names.insert(key.to_owned());
                 }
