@@ -344,16 +344,15 @@ pub fn write_page(
 ) -> Result<(u32, Option<String>), ConnectorError> {
     let shape = PageShape::new(schema, fields, scope_id);
     out.reserve(body.len());
-    // UTF-8 is checked once for the whole body, with SIMD; the scanner then reads it as text.
-    let text = simdutf8::compat::from_utf8(body)
-        .map_err(|e| ConnectorError::Upstream(format!("GitLab sent a body that is not UTF-8 text: {e}")))?;
     let not_records = |e: json_scan::Error| {
         ConnectorError::Upstream(format!("GitLab sent a body that is not a JSON array of objects: {e}"))
     };
     let mut lookup = Lookup::new(fields.len());
     let (mut count, mut high) = (0usize, None::<String>);
     let mut record: RawRecord<'_> = Vec::new();
-    let mut scanner = Scanner::new(text);
+    // The scanner checks that strings are UTF-8 as it reads them (the rest must be ASCII to be JSON),
+    // with no pass over the whole body first.
+    let mut scanner = Scanner::new(body);
     scanner.open_array().map_err(not_records)?;
     while scanner.next_element().map_err(not_records)? {
         record.clear();
@@ -553,6 +552,21 @@ mod tests {
         let mut out = Vec::new();
         write_page(&mut out, issue, &fields, body, None).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "{\"id\":1,\"title\":\"t\"}\n");
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_where_it_breaks() {
+        let issue = schema("issue").unwrap();
+        let fields = projection(issue, &["title".into()]).unwrap();
+        let mut out = Vec::new();
+        write_page(&mut out, issue, &fields, "[{\"id\":1,\"title\":\"Ünïcode ✅\"}]".as_bytes(), None).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"id\":1,\"title\":\"Ünïcode ✅\"}\n");
+        let err = write_page(&mut Vec::new(), issue, &fields, b"[{\"id\":1,\"title\":\"caf\xe9\"}]", None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "upstream error: GitLab sent a body that is not a JSON array of objects: \
+             a string that is not UTF-8 text at line 1 column 22"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! How a page flows through it:
 //!
 //! ```text
-//!  text (&str, UTF-8 checked by the caller)
+//!  text (bytes or &str; strings checked to be UTF-8 as they are read, see `utf8`)
 //!    ──► Scanner::open_array / next_element   a page: [ record, record, ... ]
 //!    ──► Scanner::object                      one record: (name, raw value text) per field, in order,
 //!                                             names borrowed unless written with escapes
@@ -31,6 +31,7 @@ mod runs;
 mod scanner;
 mod short_copy;
 mod short_eq;
+mod utf8;
 
 pub use error::Error;
 pub use scanner::{Field, Scanner, validate};

@@ -1,5 +1,6 @@
-//! Finding where a run of bytes of one kind ends: a JSON string's plain characters (up to its closing
-//! quote, an escape, or a control character, which JSON does not allow unescaped), a number's digits.
+//! Finding where a run of bytes of one kind ends: a JSON string's plain ASCII characters (up to its
+//! closing quote, an escape, a control character, which JSON does not allow unescaped, or a byte of
+//! a multi-byte character, which the scanner then checks is UTF-8), a number's digits.
 //!
 //! Strings are most of a GitLab page (titles, descriptions, URLs, names), so bytes are classified 16
 //! at a time: SSE2 on x86_64 (every such CPU has it), simd128 in wasm (which wasmtime compiles to the
@@ -10,7 +11,8 @@
 //! and every function call costs an epoch check (the host's deadlines): a loop per string and per
 //! number was a quarter of the scanner's time in wasm.
 
-/// The first index from `from` on whose byte is `"`, `\` or below 0x20; `bytes.len()` when none is.
+/// The first index from `from` on whose byte is `"`, `\`, below 0x20 or above 0x7f; `bytes.len()`
+/// when none is.
 #[inline(always)]
 pub(crate) fn next_special(bytes: &[u8], from: usize) -> usize {
     match bytes.get(from..from + 16) {
@@ -63,7 +65,7 @@ fn next_bytewise(bytes: &[u8], from: usize, wanted: impl Fn(u8) -> bool) -> usiz
 }
 
 fn is_special(byte: u8) -> bool {
-    byte == b'"' || byte == b'\\' || byte < 0x20
+    byte == b'"' || byte == b'\\' || byte < 0x20 || byte > 0x7f
 }
 
 /// Bit `i` set when `chunk[i]` is special.
@@ -81,7 +83,8 @@ fn special_mask(chunk: &[u8; 16]) -> u32 {
         let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
         // Below 0x20 unsigned: min(v, 0x1f) == v.
         let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+        // The mask is the bytes' high bits: `v`'s own are set above 0x7f.
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), _mm_or_si128(control, v))) as u32
     }
 }
 
@@ -110,7 +113,8 @@ fn special_mask(chunk: &[u8; 16]) -> u32 {
     let quote = u8x16_eq(v, u8x16_splat(b'"'));
     let backslash = u8x16_eq(v, u8x16_splat(b'\\'));
     let control = u8x16_lt(v, u8x16_splat(0x20));
-    u32::from(u8x16_bitmask(v128_or(v128_or(quote, backslash), control)))
+    // The mask is the bytes' high bits: `v`'s own are set above 0x7f.
+    u32::from(u8x16_bitmask(v128_or(v128_or(quote, backslash), v128_or(control, v))))
 }
 
 /// Bit `i` set when `chunk[i]` is not an ASCII digit.
@@ -160,7 +164,7 @@ mod tests {
 
     #[test]
     fn every_special_byte_is_found_at_every_place() {
-        for special in [b'"', b'\\', 0x00, 0x0a, 0x1f] {
+        for special in [b'"', b'\\', 0x00, 0x0a, 0x1f, 0x80, 0xc3, 0xff] {
             // Within the first look, at each place of the 32-byte turns and of the tail after them.
             for len in [1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 70, 80, 81, 100] {
                 for at in 0..len {
@@ -215,11 +219,11 @@ mod tests {
 
     #[test]
     fn the_bytes_around_the_specials_are_not_special() {
-        // 0x20 (space), 0x7f, and bytes of multi-byte characters (0x80..): signed comparisons would
-        // take the high ones for control characters.
-        let plain: Vec<u8> = (0x20..=0xffu8).filter(|&b| b != b'"' && b != b'\\').collect();
+        // 0x20 (space) to 0x7f, but `"` and `\`.
+        let plain: Vec<u8> = (0x20..=0x7fu8).filter(|&b| b != b'"' && b != b'\\').collect();
         assert_eq!(next_special(&plain, 0), plain.len());
-        let text = "héllo wörld, ünïcode 🚀 everywhere";
-        assert_eq!(next_special(text.as_bytes(), 0), text.len());
+        // A multi-byte character's first byte is where a plain run ends.
+        let text = "hello world, here is some unicode: ünïcode 🚀";
+        assert_eq!(next_special(text.as_bytes(), 0), text.find('ü').unwrap());
     }
 }

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use crate::error::Error;
 use crate::runs::{digits_end, next_special};
 use crate::short_eq::short_eq;
+use crate::utf8::multibyte_run_end;
 
 /// One field of an object: its name (borrowed unless written with escapes) and its value's JSON text.
 pub type Field<'a> = (Cow<'a, str>, &'a str);
@@ -20,7 +21,9 @@ const MAX_DEPTH: u32 = 128;
 
 /// Reads one JSON text from the start.
 pub struct Scanner<'a> {
-    text: &'a str,
+    /// The text, not yet known to be UTF-8: the scanner checks the bytes of multi-byte characters
+    /// as it meets them in strings (anywhere else they are not JSON).
+    text: &'a [u8],
     /// The next byte to read.
     pos: usize,
     array: ArrayState,
@@ -38,8 +41,10 @@ enum ArrayState {
 }
 
 impl<'a> Scanner<'a> {
-    pub fn new(text: &'a str) -> Scanner<'a> {
-        Scanner { text, pos: 0, array: ArrayState::NotOpen, line_breaks: false }
+    /// A scanner at the start of `text`, a `str` or bytes: every text it returns is UTF-8, checked
+    /// as it reads (a body need not be checked beforehand; one that is costs nothing more).
+    pub fn new<T: AsRef<[u8]> + ?Sized>(text: &'a T) -> Scanner<'a> {
+        Scanner { text: text.as_ref(), pos: 0, array: ArrayState::NotOpen, line_breaks: false }
     }
 
     /// Expect the text to be an array, and enter it: its elements are then read one by one, each
@@ -152,7 +157,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn bytes(&self) -> &'a [u8] {
-        self.text.as_bytes()
+        self.text
     }
 
     #[inline(always)]
@@ -204,11 +209,13 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn token_text(&self, start: usize, end: usize) -> &'a str {
         // Each edge is either just before an ASCII byte the grammar matched (a quote, a bracket, a
-        // digit, a literal's first letter) or just after one: in UTF-8 text, a character boundary.
-        // Slicing with checks tested both again for every field (a fifth of the field loop in wasm).
-        debug_assert!(self.text.is_char_boundary(start) && self.text.is_char_boundary(end) && start <= end);
-        // SAFETY: `start <= end <= text.len()` and both are character boundaries, as above.
-        unsafe { self.text.get_unchecked(start..end) }
+        // digit, a literal's first letter) or just after one; between them, every byte outside a
+        // string is one the grammar matched (ASCII), and every string's bytes were checked to be
+        // UTF-8 when it was read (`string_from`). Slicing with checks tested the edges again for
+        // every field (a fifth of the field loop in wasm).
+        debug_assert!(start <= end && end <= self.text.len() && std::str::from_utf8(&self.text[start..end]).is_ok());
+        // SAFETY: `start <= end <= text.len()`, and the bytes between are UTF-8, as above.
+        unsafe { std::str::from_utf8_unchecked(self.text.get_unchecked(start..end)) }
     }
 
     /// A field name: borrowed from the text unless it holds escapes, then unescaped by serde_json.
@@ -241,7 +248,7 @@ impl<'a> Scanner<'a> {
         self.string_from(at)
     }
 
-    /// The rest of a string from `at`, its first escape (or an error).
+    /// The rest of a string from `at`: its first escape or multi-byte character (or an error).
     #[inline(never)]
     fn string_from(&mut self, mut at: usize) -> Result<bool, Error> {
         let bytes = self.bytes();
@@ -252,6 +259,13 @@ impl<'a> Scanner<'a> {
                     self.pos = at + 1;
                     return Ok(escaped);
                 }
+                Some(&byte) if byte > 0x7f => match multibyte_run_end(bytes, at) {
+                    Ok(end) => at = end,
+                    Err(invalid) => {
+                        self.pos = invalid;
+                        return Err(self.error("a string that is not UTF-8 text"));
+                    }
+                },
                 Some(b'\\') => {
                     escaped = true;
                     match bytes.get(at + 1) {
@@ -414,8 +428,9 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Check that `text` is one well-formed JSON value, with nothing but whitespace around it.
-pub fn validate(text: &str) -> Result<(), Error> {
+/// Check that `text` (a `str` or bytes) is one well-formed JSON value, with nothing but whitespace
+/// around it.
+pub fn validate<T: AsRef<[u8]> + ?Sized>(text: &T) -> Result<(), Error> {
     let mut scanner = Scanner::new(text);
     scanner.value()?;
     scanner.finish()

@@ -286,3 +286,31 @@ fn the_edges_of_the_grammar_are_where_serde_json_puts_them() {
         agree(text);
     }
 }
+
+#[test]
+fn bytes_that_are_not_utf8_are_refused_wherever_they_are() {
+    // A JSON text is UTF-8 (RFC 8259, 8.1): the scanner reads bytes, checks strings' multi-byte
+    // characters as it meets them, and must refuse exactly what `str` and serde_json together refuse.
+    let mut random = Random(0x853c_49e6_748f_ea9b);
+    let (mut refused, mut tried) = (0, 0);
+    for _ in 0..20_000 {
+        let mut bytes = random.page().into_bytes();
+        let at = random.below(bytes.len());
+        // A high byte written over another (a character's bytes broken or a stray one added), or a
+        // byte of a multi-byte character cut out.
+        match random.below(3) {
+            0 => bytes[at] = 0x80 + random.below(0x80) as u8,
+            1 => bytes.insert(at, [0x80, 0xbf, 0xc3, 0xe2, 0xf0, 0xff][random.below(6)]),
+            _ => match bytes.iter().skip(at).position(|&b| b > 0x7f) {
+                Some(offset) => drop(bytes.remove(at + offset)),
+                None => continue,
+            },
+        }
+        tried += 1;
+        let theirs = std::str::from_utf8(&bytes).is_ok() && serde_json::from_slice::<IgnoredAny>(&bytes).is_ok();
+        let ours = json_scan::validate(&bytes);
+        assert_eq!(ours.is_ok(), theirs, "{:?}: scanner {ours:?}", String::from_utf8_lossy(&bytes));
+        refused += usize::from(!theirs);
+    }
+    assert!(refused > tried / 2, "{refused} of {tried} changed pages refused");
+}
