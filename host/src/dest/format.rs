@@ -115,7 +115,7 @@ impl SeenFields {
     /// Note the field names of every record of a page of NDJSON; an error names the first line that
     /// is not a JSON object.
     pub fn page(&mut self, records: &[u8]) -> Result<()> {
-        for (number, line) in record::text_lines(record::text(records)?).enumerate() {
+        for (number, line) in record::lines(records).enumerate() {
             self.line(line).with_context(|| format!("record {} of the page is not a JSON object", number + 1))?;
         }
         Ok(())
@@ -124,11 +124,12 @@ impl SeenFields {
     /// Note the field names of every record of the spool at `path` (a resumed part's earlier pages).
     pub fn spool(&mut self, path: &Path) -> Result<()> {
         for_each_line(path, |number, line| {
-            self.line(line).with_context(|| format!("line {number} of {} is not a JSON object", path.display()))
+            self.line(line.as_bytes())
+                .with_context(|| format!("line {number} of {} is not a JSON object", path.display()))
         })
     }
 
-    fn line(&mut self, line: &str) -> Result<()> {
+    fn line(&mut self, line: &[u8]) -> Result<()> {
         self.any = true;
         let (names, last) = (&mut self.names, &mut self.last);
         let mut at = 0;

@@ -5,7 +5,8 @@
 //! `json_scan`, 16 bytes at a time). A field a destination stores as JSON text (a struct, a list)
 //! is copied as it is, never parsed and re-serialized; a scalar is read into a [`Scalar`] only when
 //! its column needs one. [`keys`] reads a record's field names alone, skipping the values; [`lines`]
-//! splits a page into its records.
+//! splits a page into its records. A page is read as bytes: the scanner checks that its strings are
+//! UTF-8 as it meets them (the rest must be ASCII to be JSON), so nothing checks a page beforehand.
 
 use std::borrow::Cow;
 
@@ -18,8 +19,8 @@ pub struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
-    /// Read one line of NDJSON, which must be a JSON object.
-    pub fn parse(line: &'a str) -> Result<Record<'a>> {
+    /// Read one line of NDJSON (text or bytes), which must be a JSON object.
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(line: &'a T) -> Result<Record<'a>> {
         let mut fields = Vec::with_capacity(32);
         let mut scanner = Scanner::new(line);
         scanner.object(|field| fields.push(field)).and_then(|()| scanner.finish()).context("not a JSON object")?;
@@ -49,26 +50,9 @@ pub fn lines(page: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// A page of NDJSON as text: validated as UTF-8 once, with SIMD, so that nothing reading its records
-/// validates a key or value of it again (serde_json reading from bytes checked every string and raw
-/// value it kept: 3.5% of a run into SQLite).
-pub fn text(page: &[u8]) -> Result<&str> {
-    simdutf8::compat::from_utf8(page)
-        .map_err(|e| anyhow::anyhow!("the page is not UTF-8 text (from byte {} on)", e.valid_up_to()))
-}
-
-/// The records of a page of NDJSON text: its non-empty lines.
-pub fn text_lines(page: &str) -> impl Iterator<Item = &str> {
-    // A line break is one byte, never inside a character: each line is a slice of the text.
-    lines(page.as_bytes()).map(move |line| {
-        let start = line.as_ptr() as usize - page.as_ptr() as usize;
-        &page[start..start + line.len()]
-    })
-}
-
 /// Call `each` with every field name of one NDJSON record, checking the values without reading
 /// them into anything.
-pub fn keys(line: &str, mut each: impl FnMut(&str)) -> Result<()> {
+pub fn keys<T: AsRef<[u8]> + ?Sized>(line: &T, mut each: impl FnMut(&str)) -> Result<()> {
     let mut scanner = Scanner::new(line);
     scanner.object(|(key, _)| each(&key)).and_then(|()| scanner.finish()).context("not a JSON object")
 }
@@ -139,10 +123,15 @@ mod tests {
         assert_eq!(found, [&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]);
         assert_eq!(lines(b"").count(), 0);
         assert_eq!(lines(b"\n\n").count(), 0);
-        let page = text("{\"a\":\"é\"}\n\n{\"b\":\"字\"}".as_bytes()).unwrap();
-        assert_eq!(text_lines(page).collect::<Vec<_>>(), ["{\"a\":\"é\"}", "{\"b\":\"字\"}"]);
-        let error = text(b"{\"a\":\"\xff\"}").unwrap_err();
-        assert_eq!(error.to_string(), "the page is not UTF-8 text (from byte 6 on)");
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_refused_where_it_is() {
+        let record = Record::parse("{\"a\":\"é\",\"b\":\"字\"}".as_bytes()).unwrap();
+        assert_eq!(record.get("b"), Some("\"字\""));
+        let error = Record::parse(b"{\"a\":\"ok\xff\"}".as_slice()).err().expect("refused");
+        assert_eq!(format!("{error:#}"), "not a JSON object: a string that is not UTF-8 text at line 1 column 9");
+        assert!(keys(b"{\"\xc3\":1}", |_| {}).is_err());
     }
 
     #[test]

@@ -164,7 +164,7 @@ impl CheckpointStore for SqliteDestination {
 fn upsert_page(db: &Connection, table: &TableSchema, records: &[u8]) -> Result<()> {
     // Records of a page have the same fields, as a rule: one statement until they change.
     let mut upsert_for: Option<(Vec<String>, CachedStatement<'_>)> = None;
-    for (number, line) in record::text_lines(record::text(records)?).enumerate() {
+    for (number, line) in record::lines(records).enumerate() {
         let what = || format!("record {} of the page", number + 1);
         let record = Record::parse(line).with_context(what)?;
         let values: Vec<Scalar<'_>> =
