@@ -65,7 +65,7 @@ fn next_bytewise(bytes: &[u8], from: usize, wanted: impl Fn(u8) -> bool) -> usiz
 }
 
 fn is_special(byte: u8) -> bool {
-    byte == b'"' || byte == b'\\' || byte < 0x20 || byte > 0x7f
+    byte == b'"' || byte == b'\\' || !(0x20..=0x7f).contains(&byte)
 }
 
 /// Bit `i` set when `chunk[i]` is special.
