@@ -234,9 +234,9 @@ async fn read_pages(
     report.incremental_since = start.incremental_since;
     report.start = start.note;
     shared.writer.open(part, checkpoint.dest_marker.clone()).await.map_err(fatal)?;
-    // The pages the writer has while the next one is read (at most PAGES_IN_WRITER), oldest first,
-    // with their record counts.
-    let mut in_writer: VecDeque<(PendingPage, u64)> = VecDeque::with_capacity(PAGES_IN_WRITER);
+    // The pages handed to the writer and not yet durable, oldest first, with their record counts; at
+    // most PAGES_IN_WRITER of them not yet written while the next one is read.
+    let mut handed: VecDeque<(PendingPage, u64)> = VecDeque::new();
     loop {
         let page = if shared.stop.load(Ordering::Relaxed) {
             Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()))
@@ -244,9 +244,12 @@ async fn read_pages(
             fetch_page(shared, partition, &mut sandbox, &retrier, &request, report).await
         };
         // Room for this page in the writer's hands; or, when the read failed, every page handed
-        // over settled first: a failed write outranks a failed read.
-        let keep = if page.is_ok() { PAGES_IN_WRITER - 1 } else { 0 };
-        settle(&mut in_writer, keep, progress).await.map_err(fatal)?;
+        // over durable first: a failed write outranks a failed read.
+        match page.is_ok() {
+            true => settle(&mut handed, PAGES_IN_WRITER - 1, progress).await,
+            false => settle_all(&mut handed, progress).await,
+        }
+        .map_err(fatal)?;
         let page = page?;
         report.pages += 1;
         report.records += u64::from(page.record_count);
@@ -259,7 +262,7 @@ async fn read_pages(
         }
         if page.record_count > 0 {
             let pending = shared.writer.send_page(part, page.records, checkpoint.clone()).await.map_err(fatal)?;
-            in_writer.push_back((pending, u64::from(page.record_count)));
+            handed.push_back((pending, u64::from(page.record_count)));
         } else {
             shared.writer.save(part, checkpoint.clone()).await.map_err(fatal)?;
             if let Some(progress) = progress {
@@ -269,7 +272,7 @@ async fn read_pages(
         match page.next_page_token {
             Some(token) => request.page_token = Some(token),
             None => {
-                settle(&mut in_writer, 0, progress).await.map_err(fatal)?;
+                settle_all(&mut handed, progress).await.map_err(fatal)?;
                 return shared.writer.close(part).await.map_err(fatal);
             }
         }
@@ -303,14 +306,34 @@ async fn fetch_page(
 
 /// Wait until the writer has at most `keep` of the partition's pages, the oldest durable first; count
 /// each as progress.
+/// Wait until at most `keep` of the pages `handed` over are not yet written, and count those known
+/// to be durable by now as done; an error is a page that could not be written or made durable.
 async fn settle(
-    in_writer: &mut VecDeque<(PendingPage, u64)>,
+    handed: &mut VecDeque<(PendingPage, u64)>,
     keep: usize,
     progress: Option<&ObjectProgress>,
 ) -> anyhow::Result<()> {
-    while in_writer.len() > keep {
-        let Some((pending, records)) = in_writer.pop_front() else { break };
-        pending.durable().await?;
+    let unwritten = handed.iter().filter(|(page, _)| !page.is_written()).count();
+    for (page, _) in handed.iter_mut().filter(|(page, _)| !page.is_written()).take(unwritten.saturating_sub(keep)) {
+        page.written().await?;
+    }
+    while let Some(durable) = handed.front_mut().and_then(|(page, _)| page.try_durable()) {
+        durable?;
+        let (_, records) = handed.pop_front().expect("the page just looked at");
+        if let Some(progress) = progress {
+            progress.page(records);
+        }
+    }
+    Ok(())
+}
+
+/// Wait until every page `handed` over is durable.
+async fn settle_all(
+    handed: &mut VecDeque<(PendingPage, u64)>,
+    progress: Option<&ObjectProgress>,
+) -> anyhow::Result<()> {
+    while let Some((page, records)) = handed.pop_front() {
+        page.durable().await?;
         if let Some(progress) = progress {
             progress.page(records);
         }
