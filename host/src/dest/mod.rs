@@ -350,6 +350,11 @@ impl Sink {
         Ok(())
     }
 
+    /// Whether the group is to be committed now: full, or its time has come.
+    fn commit_due(&self) -> bool {
+        self.unanswered.len() >= MOST_JOBS_PER_COMMIT || self.due.is_some_and(|due| due <= Instant::now())
+    }
+
     /// Commit the group and answer its page writes, checkpoint saves and part closes (a group without
     /// any has nothing to commit).
     fn answer(&mut self) {
@@ -527,7 +532,7 @@ impl Writer {
                         // Every sender is gone: what was written is made durable, for a resumed run.
                         return sink.answer();
                     };
-                    // This message and whatever else is waiting join the group.
+                    // This message and whatever else is waiting join the group, until its commit is due.
                     loop {
                         match message {
                             Message::Job(job) => sink.handle(job),
@@ -541,7 +546,7 @@ impl Writer {
                                 return drop(done.send(sink.destination.abort()));
                             }
                         }
-                        if sink.unanswered.len() >= MOST_JOBS_PER_COMMIT {
+                        if sink.commit_due() {
                             break;
                         }
                         match queue.try_recv() {
@@ -549,9 +554,7 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    if sink.unanswered.len() >= MOST_JOBS_PER_COMMIT
-                        || sink.due.is_some_and(|due| due <= Instant::now())
-                    {
+                    if sink.commit_due() {
                         sink.answer();
                     }
                 }
