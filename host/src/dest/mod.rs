@@ -532,7 +532,8 @@ impl Writer {
                         // Every sender is gone: what was written is made durable, for a resumed run.
                         return sink.answer();
                     };
-                    // This message and whatever else is waiting join the group, until its commit is due.
+                    // This message and whatever else is waiting join the group (partitions that
+                    // finish pages at the same moment share one commit).
                     loop {
                         match message {
                             Message::Job(job) => sink.handle(job),
@@ -546,7 +547,7 @@ impl Writer {
                                 return drop(done.send(sink.destination.abort()));
                             }
                         }
-                        if sink.commit_due() {
+                        if sink.unanswered.len() >= MOST_JOBS_PER_COMMIT {
                             break;
                         }
                         match queue.try_recv() {
