@@ -777,13 +777,20 @@ mod tests {
         assert!(journal.lock().unwrap().ends_with(&["write a".into(), "commit".into(), "save a".into()]));
     }
 
-    #[tokio::test]
-    async fn pages_are_written_at_once_and_committed_together_within_the_interval() {
+    /// A writer over a noting destination and store, committing pages nothing waits for `interval`
+    /// after the first, with partition `a` open.
+    async fn noting_writer(interval: Duration) -> (Journal, Writer) {
         let journal = Journal::default();
         let destination = Noting { journal: journal.clone(), fail_commit: false, fail_first_write_of: None };
         let store = Some(Box::new(NotingStore(journal.clone())) as Box<dyn CheckpointStore>);
-        let writer = Writer::start_with(Box::new(destination), store, Duration::from_millis(200));
+        let writer = Writer::start_with(Box::new(destination), store, interval);
         writer.open(&key("a"), None).await.unwrap();
+        (journal, writer)
+    }
+
+    #[tokio::test]
+    async fn pages_are_written_at_once_and_committed_together_within_the_interval() {
+        let (journal, writer) = noting_writer(Duration::from_millis(200)).await;
         // Each page is answered as written before the next is sent, as a partition does.
         let mut pages = Vec::new();
         for _ in 0..20 {
@@ -802,12 +809,8 @@ mod tests {
 
     #[tokio::test]
     async fn what_a_partition_waits_for_is_committed_at_once() {
-        let journal = Journal::default();
-        let destination = Noting { journal: journal.clone(), fail_commit: false, fail_first_write_of: None };
-        let store = Some(Box::new(NotingStore(journal.clone())) as Box<dyn CheckpointStore>);
         // Pages nothing waits for would wait a day for their commit.
-        let writer = Writer::start_with(Box::new(destination), store, Duration::from_secs(86_400));
-        writer.open(&key("a"), None).await.unwrap();
+        let (journal, writer) = noting_writer(Duration::from_secs(86_400)).await;
         let early = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
         // A read's last page: its partition waits for it to be durable before it ends.
         let last = Checkpoint { page_token: None, ..Checkpoint::default() };
