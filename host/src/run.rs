@@ -304,8 +304,6 @@ async fn fetch_page(
     }
 }
 
-/// Wait until the writer has at most `keep` of the partition's pages, the oldest durable first; count
-/// each as progress.
 /// Wait until at most `keep` of the pages `handed` over are not yet written, and count those known
 /// to be durable by now as done; an error is a page that could not be written or made durable.
 async fn settle(
