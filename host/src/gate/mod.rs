@@ -27,6 +27,7 @@
 
 mod address;
 mod buffered;
+mod gunzip;
 mod pacing;
 mod running;
 mod upstream;

@@ -14,7 +14,6 @@
 //! link-local...) are refused unless the origin is the tenant's own configured GitLab origin, so a
 //! self-managed GitLab on a private network, or the simulator on 127.0.0.1, keeps working.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -34,13 +33,9 @@ use tokio_rustls::client::TlsStream;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use super::address::non_global;
+use super::gunzip::Gunzip;
 use super::{GatePolicy, GateStats, Origin};
 
-/// The most a gzip body may grow to once decoded (a guard against decompression bombs).
-const MAX_DECODED_BYTES: u64 = 256 << 20;
-/// Compressed input is decoded this much at a time, so that one frame never decodes to more than a
-/// few MiB at once.
-const GZIP_SLICE: usize = 4 << 10;
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
@@ -368,7 +363,19 @@ impl Body for GateBody {
                 match gzip.output() {
                     Ok(Some(decoded)) => return Poll::Ready(Some(Ok(Frame::data(decoded)))),
                     Ok(None) => {}
-                    Err(error) => return Poll::Ready(Some(Err(error))),
+                    Err(error) => {
+                        this.done = true;
+                        this.gzip = None;
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                }
+                // Everything received is decoded: at the body's end, the gzip stream must end too.
+                if this.done {
+                    let end = gzip.finish();
+                    this.gzip = None;
+                    if let Err(error) = end {
+                        return Poll::Ready(Some(Err(error)));
+                    }
                 }
             }
             if this.done {
@@ -379,14 +386,7 @@ impl Body for GateBody {
                 this.armed = true;
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(None) => {
-                    this.done = true;
-                    if let Some(gzip) = &mut this.gzip
-                        && let Err(error) = gzip.finish()
-                    {
-                        return Poll::Ready(Some(Err(error)));
-                    }
-                }
+                Poll::Ready(None) => this.done = true,
                 Poll::Ready(Some(Err(error))) => {
                     this.done = true;
                     this.gzip = None;
@@ -436,56 +436,4 @@ impl Body for GateBody {
     fn size_hint(&self) -> SizeHint {
         if self.gzip.is_some() { SizeHint::default() } else { self.inner.size_hint() }
     }
-}
-
-/// Streaming gzip decoding, a slice at a time.
-#[derive(Default)]
-struct Gunzip {
-    decoder: Option<flate2::write::GzDecoder<Vec<u8>>>,
-    /// Compressed bytes not decoded yet.
-    pending: Bytes,
-    decoded: u64,
-}
-
-impl Gunzip {
-    fn input(&mut self, data: Bytes) {
-        debug_assert!(self.pending.is_empty());
-        self.pending = data;
-    }
-
-    /// The next decoded chunk, if the pending input yields one.
-    fn output(&mut self) -> Result<Option<Bytes>, HttpError> {
-        while !self.pending.is_empty() {
-            let slice = self.pending.split_to(self.pending.len().min(GZIP_SLICE));
-            let decoder = self.decoder.get_or_insert_with(|| flate2::write::GzDecoder::new(Vec::new()));
-            decoder.write_all(&slice).and_then(|()| decoder.flush()).map_err(corrupt)?;
-            if let Some(out) = self.take()? {
-                return Ok(Some(out));
-            }
-        }
-        // What `finish` flushed.
-        self.take()
-    }
-
-    /// At the end of the body: the gzip stream must be complete (its CRC and length checked).
-    fn finish(&mut self) -> Result<(), HttpError> {
-        match &mut self.decoder {
-            Some(decoder) => decoder.try_finish().map_err(corrupt),
-            None => Ok(()),
-        }
-    }
-
-    fn take(&mut self) -> Result<Option<Bytes>, HttpError> {
-        let Some(decoder) = &mut self.decoder else { return Ok(None) };
-        let out = std::mem::take(decoder.get_mut());
-        self.decoded += out.len() as u64;
-        if self.decoded > MAX_DECODED_BYTES {
-            return Err(HttpError::HttpResponseBodySize(Some(self.decoded)));
-        }
-        Ok((!out.is_empty()).then(|| Bytes::from(out)))
-    }
-}
-
-fn corrupt(error: std::io::Error) -> HttpError {
-    HttpError::HttpResponseContentCoding(Some(format!("the gzip body is corrupt or cut short: {error}")))
 }
