@@ -79,7 +79,11 @@ fn read_body(url: &str, body: &IncomingBody) -> Result<Vec<u8>, ConnectorError> 
     loop {
         match stream.blocking_read(1 << 20) {
             Ok(chunk) => {
-                bytes.extend_from_slice(&chunk);
+                // The host hands a page over in a few large chunks: the first is kept as it came.
+                match bytes.is_empty() {
+                    true => bytes = chunk,
+                    false => bytes.extend_from_slice(&chunk),
+                }
                 if bytes.len() > MAX_BODY_BYTES {
                     return Err(ConnectorError::Upstream(format!(
                         "GET {url}: the response body exceeds {MAX_BODY_BYTES} bytes"
