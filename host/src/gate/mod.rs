@@ -17,6 +17,7 @@
 //! - [`address`]: which IP addresses are not global.
 //! - [`upstream`]: the pooled client and its checking connector, the response body.
 //! - [`buffered`]: response bodies drained off the connection while the plugin works.
+//! - [`gunzip`]: gzip bodies decoded as they arrive, into the frames the plugin reads.
 //! - [`pacing`]: when each request may start.
 //! - [`running`]: a sandbox's requests still running, settled before its figures are read.
 //!
