@@ -291,6 +291,10 @@ struct Sink {
     interval: Duration,
     /// The pages of each partition in the group that nothing waits for yet.
     deferred: HashMap<PartitionKey, usize>,
+    /// Whether a partition has [`COMMIT_PAGES`] pages in the group: it is committed before the writer
+    /// takes another job, however many more are queued (a partition that reads faster than its pages
+    /// are written keeps the queue from ever running dry).
+    full: bool,
 }
 
 impl Sink {
@@ -363,6 +367,7 @@ impl Sink {
         }
         self.due = None;
         self.deferred.clear();
+        self.full = false;
         let committed = self.commit();
         for (part, reply) in self.unanswered.drain(..) {
             if committed.is_err() {
@@ -381,6 +386,7 @@ impl Sink {
                 let now = Instant::now();
                 let deferred = self.deferred.entry(part.clone()).or_default();
                 *deferred += 1;
+                self.full |= *deferred >= COMMIT_PAGES;
                 let due = if waited || *deferred >= COMMIT_PAGES { now } else { now + self.interval };
                 self.due = Some(self.due.map_or(due, |earlier| earlier.min(due)));
                 self.unanswered.push((part, done))
@@ -512,6 +518,7 @@ impl Writer {
                     due: None,
                     interval,
                     deferred: HashMap::new(),
+                    full: false,
                 };
                 loop {
                     let next = match sink.due {
@@ -547,7 +554,7 @@ impl Writer {
                                 return drop(done.send(sink.destination.abort()));
                             }
                         }
-                        if sink.unanswered.len() >= MOST_JOBS_PER_COMMIT {
+                        if sink.unanswered.len() >= MOST_JOBS_PER_COMMIT || sink.full {
                             break;
                         }
                         match queue.try_recv() {
