@@ -115,12 +115,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-
-    fn gzip(bytes: &[u8]) -> Vec<u8> {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        encoder.write_all(bytes).unwrap();
-        encoder.finish().unwrap()
-    }
+    use crate::gate::tests::gzip;
 
     /// Decode `zipped` handed over in pieces of `piece` bytes: the frames, then what `finish` says.
     fn decode(zipped: &[u8], piece: usize) -> (Vec<Bytes>, Result<(), HttpError>) {

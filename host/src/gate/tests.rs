@@ -69,7 +69,8 @@ fn ok(body: &[u8], extra: &str) -> Vec<u8> {
     reply
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+/// `bytes` gzipped, as a GitLab answer's body.
+pub(super) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
