@@ -386,8 +386,9 @@ impl Sink {
                 let now = Instant::now();
                 let deferred = self.deferred.entry(part.clone()).or_default();
                 *deferred += 1;
-                self.full |= *deferred >= COMMIT_PAGES;
-                let due = if waited || *deferred >= COMMIT_PAGES { now } else { now + self.interval };
+                let full = *deferred >= COMMIT_PAGES;
+                self.full |= full;
+                let due = if waited || full { now } else { now + self.interval };
                 self.due = Some(self.due.map_or(due, |earlier| earlier.min(due)));
                 self.unanswered.push((part, done))
             }
