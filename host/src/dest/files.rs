@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  write_page ──► spool  SPOOL/parts/FLOW/OBJECT/SCOPE/RUN.ndjson   (appended; marker RUN:BYTES:RECORDS)
-//!  commit     ──► every spool written and every folder changed since the last commit synced
+//!  commit     ──► every spool written and every folder changed since the last commit, to be synced
+//!                 (by the writer's committer thread, see `syncs`)
 //!  close_part ──► render (JSONL: the spool itself; CSV, Parquet: see `format`)
 //!             ──► publish OBJECT/RUN-SCOPE.EXT on the target (a folder: link or copy, then rename;
 //!                 S3: upload) ──► journal of the run (see `manifest`)
@@ -27,6 +28,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::format::{self, FileFormat, SeenFields};
 use super::manifest::{ManifestColumn, PartEntry, RunLog};
 use super::spool::{Marker, Spool};
+use super::syncs::Syncs;
 use super::{Destination, TableSchema, path_component, sync_dir};
 use crate::state::{Checkpoint, PartitionKey};
 
@@ -43,8 +45,8 @@ pub trait Target: Send {
     fn remove(&mut self, name: &str) -> Result<()>;
     /// Write `bytes` as `name`, whole or not at all.
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<()>;
-    /// Make the parts published since the last commit durable.
-    fn commit(&mut self) -> Result<()> {
+    /// Have the parts published since the last commit made durable by `syncs`.
+    fn commit(&mut self, _syncs: &mut Syncs) -> Result<()> {
         Ok(())
     }
 }
@@ -124,9 +126,9 @@ impl Target for LocalDir {
         sync_dir(Self::folder(&path))
     }
 
-    fn commit(&mut self) -> Result<()> {
+    fn commit(&mut self, syncs: &mut Syncs) -> Result<()> {
         while let Some(dir) = self.unsynced.pop_first() {
-            sync_dir(&dir)?;
+            syncs.folder(&dir);
         }
         Ok(())
     }
@@ -317,21 +319,23 @@ impl Destination for FileDestination {
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<()> {
+    fn commit(&mut self) -> Result<Syncs> {
         // The pages, then the parts published from them, then the journal that lists those parts.
+        let mut syncs = Syncs::default();
         for open in self.open.values_mut() {
-            open.spool.sync()?;
+            open.spool.sync_later(&mut syncs)?;
         }
         for mut spool in std::mem::take(&mut self.published) {
-            spool.sync()?;
+            spool.sync_later(&mut syncs)?;
             self.closed.push(spool.path().to_owned());
         }
-        self.target.commit()?;
-        self.run.sync()
+        self.target.commit(&mut syncs)?;
+        self.run.sync_later(&mut syncs)?;
+        Ok(syncs)
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
-        self.commit()?;
+        self.commit()?.run()?;
         self.write_manifests()?;
         for spool in &self.closed {
             let _ = std::fs::remove_file(spool);

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::syncs::Syncs;
 use super::{Column, type_name};
 
 /// One column of a part, in a manifest.
@@ -126,7 +127,7 @@ impl RunLog {
         Ok(RunLog { id, started_at, dir: dir.to_owned(), _lock: lock, journal, parts: Vec::new(), unsynced: false })
     }
 
-    /// Record a published part; durable once [`RunLog::sync`] returns.
+    /// Record a published part; durable once the syncs of [`RunLog::sync_later`] have run.
     pub fn record(&mut self, entry: PartEntry) -> Result<()> {
         writeln!(self.journal, "{}", serde_json::to_string(&entry)?)
             .with_context(|| format!("cannot write the journal of run {} in {}", self.id, self.dir.display()))?;
@@ -135,12 +136,10 @@ impl RunLog {
         Ok(())
     }
 
-    /// Make the recorded parts durable.
-    pub fn sync(&mut self) -> Result<()> {
+    /// Have the recorded parts made durable by `syncs`.
+    pub fn sync_later(&mut self, syncs: &mut Syncs) -> Result<()> {
         if self.unsynced {
-            self.journal
-                .sync_data()
-                .with_context(|| format!("cannot sync the journal of run {} in {}", self.id, self.dir.display()))?;
+            syncs.data(&self.journal, format!("the journal of run {} in {}", self.id, self.dir.display()))?;
             self.unsynced = false;
         }
         Ok(())

@@ -3,7 +3,8 @@
 //! A destination is opened from a URL (see [`DestinationUrl`]), told each object's table schema once,
 //! then handed pages of NDJSON records, partition by partition (see [`Destination`]). All writes and
 //! checkpoint saves go through one [`Writer`] thread per run, so a destination is only ever used from
-//! one thread. A partition hands a page over ([`Writer::send_page`]) and reads on while it is
+//! one thread; its [`committer`] thread makes the pages durable and saves their checkpoints while
+//! the writer writes on. A partition hands a page over ([`Writer::send_page`]) and reads on while it is
 //! written, with at most [`PAGES_IN_WRITER`] of its pages in the writer's hands: before handing over
 //! another, it waits for the oldest to be written ([`PendingPage::written`]). Pages become durable,
 //! and their checkpoints saved, at the writer's next commit ([`PendingPage::durable`]): at once when
@@ -19,6 +20,7 @@
 //!   partition's read completes, with a manifest per run: [`files`] (over a local folder or, with
 //!   [`s3`], an S3 bucket), in the formats of [`format`], built on [`spool`] and [`manifest`].
 
+mod committer;
 pub mod files;
 pub mod format;
 pub mod manifest;
@@ -27,6 +29,7 @@ pub mod record;
 pub mod s3;
 pub mod spool;
 pub mod sqlite;
+pub mod syncs;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -35,6 +38,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::sync::{mpsc, oneshot};
 
+use self::committer::{Committer, Failed, Group};
+use self::syncs::Syncs;
 use crate::pg::{PgUrl, is_postgres_url};
 use crate::sandbox::wit::FieldType;
 use crate::state::{Checkpoint, CheckpointStore, PartitionKey};
@@ -151,10 +156,12 @@ pub trait Destination: Send {
     ) -> Result<Option<String>>;
 
     /// Make everything written since the last commit durable (with the checkpoints written beside
-    /// it, for a destination that keeps them). The writer commits a group of pages at once; until
-    /// then a page may sit in the page cache or an open transaction.
-    fn commit(&mut self) -> Result<()> {
-        Ok(())
+    /// it, for a destination that keeps them): what must happen on this thread (a transaction's
+    /// `COMMIT`) now, the rest (the syncs of files) returned, for the writer's committer thread to
+    /// run while the writer writes on. The writer commits a group of pages at once; until then a
+    /// page may sit in the page cache or an open transaction.
+    fn commit(&mut self) -> Result<Syncs> {
+        Ok(Syncs::default())
     }
 
     /// The read of `part` completed: publish what was written (files: move the part into place).
@@ -246,7 +253,8 @@ pub const MOST_JOBS_PER_COMMIT: usize = 256;
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The most pages of one partition a commit waits for: a crash makes a partition read again at
-/// most this many pages more than its pipeline holds (whose checkpoints were not saved either).
+/// most twice this many pages (a group being made durable, the next being written) more than its
+/// pipeline holds (whose checkpoints were not saved either).
 pub const COMMIT_PAGES: usize = 8;
 
 /// The most pages of one partition in the writer's hands at once. With one, the writer idled while
@@ -263,27 +271,31 @@ pub const PAGES_IN_WRITER: usize = 2;
 /// then hand over its next), and gathers them, up to [`MOST_JOBS_PER_COMMIT`], until the group's
 /// commit is due: at once when a job of it is waited for or a partition has [`COMMIT_PAGES`] pages
 /// in it, else [`COMMIT_INTERVAL`] after the first.
-/// Then it makes all of them durable at once ([`Destination::commit`]: one fsync per file, one
-/// journal commit, one transaction), saves all their checkpoints at once
-/// ([`CheckpointStore::save_all`]), and only then answers them. A run's pages share the cost of
-/// durability instead of each paying for it, and no partition queues behind another's fsyncs.
+/// Then it commits all of them at once ([`Destination::commit`]: one transaction, or one fsync per
+/// file), and hands the group to its [`committer`] thread, which runs the group's syncs, saves all
+/// its checkpoints at once ([`CheckpointStore::save_all`]), and only then answers it, while the
+/// writer writes the next group's pages. A run's pages share the cost of durability instead of each
+/// paying for it, and no page waits for another group's fsyncs to be written.
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Message>,
 }
 
-/// The destination and the checkpoint store, as the writer thread holds them.
+/// The destination and the committer (which holds the separate checkpoint store, if there is one),
+/// as the writer thread holds them.
 struct Sink {
     destination: Box<dyn Destination>,
-    store: Option<Box<dyn CheckpointStore>>,
-    /// Checkpoints for the separate store, saved once the pages they follow are committed.
+    committer: Committer,
+    /// Whether the checkpoints go to a store apart from the destination (the committer's).
+    store_apart: bool,
+    /// Checkpoints for the separate store, saved once the pages they follow are durable.
     unsaved: Vec<(PartitionKey, Checkpoint)>,
     /// The answers to the page writes, checkpoint saves and part closes of the group being committed,
     /// with the partition each is for.
     unanswered: Vec<(PartitionKey, Reply<()>)>,
     /// The partitions a page write, checkpoint save, close or commit failed for since they were
     /// opened: their later jobs, already queued behind the failed one, are refused.
-    failed: HashSet<PartitionKey>,
+    failed: Failed,
     /// When the group's commit is due: `interval` after its first job, or at once when a job of it
     /// is waited for (`None` when the group is empty).
     due: Option<Instant>,
@@ -298,10 +310,8 @@ struct Sink {
 }
 
 impl Sink {
+    /// The destination's own checkpoint store.
     fn store(&mut self) -> Result<&mut dyn CheckpointStore> {
-        if let Some(store) = self.store.as_deref_mut() {
-            return Ok(store);
-        }
         self.destination.checkpoints().ok_or_else(|| anyhow!("this run has no checkpoint store"))
     }
 
@@ -313,7 +323,7 @@ impl Sink {
     /// page, rather than a completed read whose records were never published.
     fn write(&mut self, part: &PartitionKey, records: &[u8], mut checkpoint: Checkpoint) -> Result<()> {
         let completes = !checkpoint.in_progress();
-        if self.store.is_some() {
+        if self.store_apart {
             // Page, commit, then checkpoint: a crash between the two leaves bytes past the saved
             // marker, which a resumed run cuts off.
             let marker = self.destination.write_page(part, records, None)?;
@@ -334,7 +344,7 @@ impl Sink {
         if !checkpoint.in_progress() {
             self.destination.close_part(part)?;
         }
-        if self.store.is_some() {
+        if self.store_apart {
             self.unsaved.push((part.clone(), checkpoint));
             Ok(())
         } else {
@@ -342,25 +352,14 @@ impl Sink {
         }
     }
 
-    /// Make the group durable: the destination's writes, then the checkpoints that follow them.
-    fn commit(&mut self) -> Result<()> {
-        self.destination.commit()?;
-        if let Some(store) = self.store.as_deref_mut()
-            && !self.unsaved.is_empty()
-        {
-            store.save_all(&self.unsaved)?;
-        }
-        self.unsaved.clear();
-        Ok(())
-    }
-
     /// Whether the group is to be committed now: full, or its time has come.
     fn commit_due(&self) -> bool {
         self.unanswered.len() >= MOST_JOBS_PER_COMMIT || self.due.is_some_and(|due| due <= Instant::now())
     }
 
-    /// Commit the group and answer its page writes, checkpoint saves and part closes (a group without
-    /// any has nothing to commit).
+    /// Commit the group and hand it to the committer, which makes it durable, saves its checkpoints
+    /// and answers its page writes, checkpoint saves and part closes (a group without any has
+    /// nothing to commit).
     fn answer(&mut self) {
         if self.unanswered.is_empty() {
             return;
@@ -368,13 +367,18 @@ impl Sink {
         self.due = None;
         self.deferred.clear();
         self.full = false;
-        let committed = self.commit();
-        for (part, reply) in self.unanswered.drain(..) {
-            if committed.is_err() {
-                self.failed.insert(part.clone());
-            }
-            let _ = reply.send(committed.as_ref().copied().map_err(|e| anyhow!("{e:#}")));
+        let syncs = self.destination.commit();
+        if syncs.is_err() {
+            // Refused from the next job on, not only once the committer has answered.
+            self.failed().extend(self.unanswered.iter().map(|(part, _)| part.clone()));
         }
+        let checkpoints = std::mem::take(&mut self.unsaved);
+        let answers = std::mem::take(&mut self.unanswered);
+        self.committer.commit(Group { syncs, checkpoints, answers });
+    }
+
+    fn failed(&self) -> std::sync::MutexGuard<'_, HashSet<PartitionKey>> {
+        self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Answer a job of `part` with `done`: at the group's commit when it succeeded (at once if
@@ -393,15 +397,22 @@ impl Sink {
                 self.unanswered.push((part, done))
             }
             Err(error) => {
-                self.failed.insert(part);
+                self.failed().insert(part);
                 drop(done.send(Err(error)));
             }
         }
     }
 
+    /// Commit the last group, wait until the committer is done with it, and give back the destination.
+    fn close(mut self) -> Box<dyn Destination> {
+        self.answer();
+        drop(self.committer);
+        self.destination
+    }
+
     /// Refuse a job of `part` queued after one of its jobs failed.
     fn not_failed(&self, part: &PartitionKey) -> Result<()> {
-        match self.failed.contains(part) {
+        match self.failed().contains(part) {
             true => Err(anyhow!("not written: an earlier page of {part} could not be written")),
             false => Ok(()),
         }
@@ -410,13 +421,21 @@ impl Sink {
     fn handle(&mut self, job: Job) {
         match job {
             Job::Prepare(table, done) => drop(done.send(self.destination.prepare(&table))),
-            Job::Load(part, done) => {
+            Job::Load(part, done) if self.store_apart => {
                 // A checkpoint of this group still waiting for its commit is saved before a load.
-                let ready = if self.unsaved.is_empty() { Ok(()) } else { self.commit() };
-                drop(done.send(ready.and_then(|()| self.store()).and_then(|s| s.load(&part))))
+                if !self.unsaved.is_empty() {
+                    self.answer();
+                }
+                self.committer.load(part, done)
             }
+            Job::Load(part, done) => drop(done.send(self.store().and_then(|store| store.load(&part)))),
             Job::Open(part, resume, done) => {
-                self.failed.remove(&part);
+                let failed = self.failed().remove(&part);
+                if failed {
+                    // Its groups written before are committed (and refused) first.
+                    self.answer();
+                    self.committer.forget(part.clone());
+                }
                 drop(done.send(self.destination.open_part(&part, resume.as_deref())))
             }
             Job::Write { part, records, checkpoint, written: reply, done } => {
@@ -510,12 +529,14 @@ impl Writer {
                     .enable_time()
                     .build()
                     .expect("a clock for the destination writer");
+                let failed = Failed::default();
                 let mut sink = Sink {
                     destination,
-                    store,
+                    store_apart: store.is_some(),
+                    committer: Committer::start(store, failed.clone()),
                     unsaved: Vec::new(),
                     unanswered: Vec::new(),
-                    failed: HashSet::new(),
+                    failed,
                     due: None,
                     interval,
                     deferred: HashMap::new(),
@@ -538,22 +559,16 @@ impl Writer {
                     };
                     let Some(mut message) = next else {
                         // Every sender is gone: what was written is made durable, for a resumed run.
-                        return sink.answer();
+                        return drop(sink.close());
                     };
                     // This message and whatever else is waiting join the group (partitions that
                     // finish pages at the same moment share one commit).
                     loop {
                         match message {
                             Message::Job(job) => sink.handle(job),
-                            Message::Finish(done) => {
-                                sink.answer();
-                                return drop(done.send(sink.destination.finish()));
-                            }
-                            Message::Abort(done) => {
-                                // What was written is kept durable for a resumed run.
-                                sink.answer();
-                                return drop(done.send(sink.destination.abort()));
-                            }
+                            Message::Finish(done) => return drop(done.send(sink.close().finish())),
+                            // What was written is kept durable for a resumed run.
+                            Message::Abort(done) => return drop(done.send(sink.close().abort())),
                         }
                         if sink.unanswered.len() >= MOST_JOBS_PER_COMMIT || sink.full {
                             break;
@@ -649,12 +664,16 @@ mod tests {
     /// What the fake destination and store were asked, in order.
     type Journal = Arc<Mutex<Vec<String>>>;
 
-    /// A destination that notes its calls and fails its commit, or the first page write of one
-    /// partition, when told to.
+    /// A destination that notes its calls (and its syncs, when the committer runs them) and fails its
+    /// commit, its first group's syncs, or the first page write of one partition, when told to; its
+    /// syncs wait for a word on `sync_gate`, when it has one.
+    #[derive(Default)]
     struct Noting {
         journal: Journal,
         fail_commit: bool,
+        fail_first_sync: bool,
         fail_first_write_of: Option<&'static str>,
+        sync_gate: Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>,
     }
 
     impl Destination for Noting {
@@ -672,9 +691,22 @@ mod tests {
             self.journal.lock().unwrap().push(format!("write {}", part.scope));
             Ok(None)
         }
-        fn commit(&mut self) -> Result<()> {
+        fn commit(&mut self) -> Result<Syncs> {
             self.journal.lock().unwrap().push("commit".into());
-            if self.fail_commit { Err(anyhow!("the disk is full")) } else { Ok(()) }
+            if self.fail_commit {
+                return Err(anyhow!("the disk is full"));
+            }
+            let (journal, gate, fail) = (self.journal.clone(), self.sync_gate.clone(), self.fail_first_sync);
+            self.fail_first_sync = false;
+            let mut syncs = Syncs::default();
+            syncs.call(move || {
+                if let Some(gate) = gate {
+                    gate.lock().unwrap().recv().unwrap();
+                }
+                journal.lock().unwrap().push("synced".into());
+                if fail { Err(anyhow!("the disk went away")) } else { Ok(()) }
+            });
+            Ok(syncs)
         }
         fn close_part(&mut self, _: &PartitionKey) -> Result<()> {
             Ok(())
@@ -709,7 +741,7 @@ mod tests {
     /// once, then every checkpoint saved, and only then answered.
     async fn group(fail_commit: bool) -> (Vec<String>, Vec<Result<()>>) {
         let journal = Journal::default();
-        let destination = Noting { journal: journal.clone(), fail_commit, fail_first_write_of: None };
+        let destination = Noting { journal: journal.clone(), fail_commit, ..Noting::default() };
         let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone()))));
         // Keep the writer thread on the opens while the pages queue up behind them.
         for scope in ["a", "b", "c"] {
@@ -733,12 +765,14 @@ mod tests {
         let (journal, answers) = group(false).await;
         assert!(answers.iter().all(Result::is_ok));
         let writes: Vec<&str> = journal.iter().map(String::as_str).filter(|j| !j.starts_with("open")).collect();
-        // However the pages were grouped, each checkpoint follows a commit that follows its page.
+        // However the pages were grouped, each checkpoint follows a commit, and its syncs, that
+        // follow its page.
         for scope in ["a", "b", "c"] {
             let written = writes.iter().position(|j| *j == format!("write {scope}")).unwrap();
             let saved = writes.iter().position(|j| *j == format!("save {scope}")).unwrap();
-            let committed = writes[written..saved].contains(&"commit");
-            assert!(committed, "{scope}: no commit between its page and its checkpoint in {writes:?}");
+            let committed = writes[written..saved].iter().position(|j| *j == "commit");
+            let synced = committed.and_then(|at| writes[written + at..saved].iter().position(|j| *j == "synced"));
+            assert!(synced.is_some(), "{scope}: no commit and sync between its page and its checkpoint in {writes:?}");
         }
         // A group commits only when it wrote something: at most one commit per page, however they group.
         assert!(writes.iter().filter(|j| **j == "commit").count() <= 3, "{writes:?}");
@@ -757,7 +791,7 @@ mod tests {
     #[tokio::test]
     async fn after_a_failed_page_the_partitions_later_pages_are_refused_until_it_is_opened_again() {
         let journal = Journal::default();
-        let destination = Noting { journal: journal.clone(), fail_commit: false, fail_first_write_of: Some("a") };
+        let destination = Noting { journal: journal.clone(), fail_first_write_of: Some("a"), ..Noting::default() };
         let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone()))));
         for scope in ["a", "b"] {
             writer.open(&key(scope), None).await.unwrap();
@@ -776,20 +810,103 @@ mod tests {
         assert!(error.contains("an earlier page of"), "{error}");
         assert_eq!(
             journal.lock().unwrap().iter().filter(|j| !j.starts_with("open")).cloned().collect::<Vec<_>>(),
-            ["write b", "commit", "save b"]
+            ["write b", "commit", "synced", "save b"]
         );
         // Opened again (a resumed read), `a` is written as any partition.
         writer.open(&key("a"), None).await.unwrap();
         writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap().durable().await.unwrap();
         writer.abort().await.unwrap();
-        assert!(journal.lock().unwrap().ends_with(&["write a".into(), "commit".into(), "save a".into()]));
+        assert!(journal.lock().unwrap().ends_with(&[
+            "write a".into(),
+            "commit".into(),
+            "synced".into(),
+            "save a".into()
+        ]));
+    }
+
+    /// Wait until the journal has `count` entries `entry` (the writer's thread is on its own time).
+    async fn until(journal: &Journal, entry: &str, count: usize) {
+        let noted = || journal.lock().unwrap().iter().filter(|j| *j == entry).count();
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while noted() < count {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        waited.await.unwrap_or_else(|_| panic!("no {count} × '{entry}' in {:?}", journal.lock().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn the_writer_writes_on_while_a_group_is_synced() {
+        let journal = Journal::default();
+        let (release, gate) = std::sync::mpsc::channel();
+        let sync_gate = Some(Arc::new(Mutex::new(gate)));
+        let destination = Noting { journal: journal.clone(), sync_gate, ..Noting::default() };
+        let store = Some(Box::new(NotingStore(journal.clone())) as Box<dyn CheckpointStore>);
+        // Every page's commit falls due at once.
+        let writer = Writer::start_with(Box::new(destination), store, Duration::ZERO);
+        writer.open(&key("a"), None).await.unwrap();
+        let mut first = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
+        until(&journal, "commit", 1).await;
+        // The first group's syncs are held up: the next page is written all the same (and committed;
+        // then the writer waits for the committer to be free to hand over its syncs), and nothing is
+        // durable, nor any checkpoint saved, before the syncs run.
+        let mut second = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), second.written()).await.expect("written meanwhile").unwrap();
+        until(&journal, "commit", 2).await;
+        assert_eq!(journal.lock().unwrap()[1..], ["write a", "commit", "write a", "commit"]);
+        assert!(first.try_durable().is_none() && second.try_durable().is_none());
+        for _ in 0..2 {
+            release.send(()).unwrap();
+        }
+        first.durable().await.unwrap();
+        second.durable().await.unwrap();
+        writer.abort().await.unwrap();
+        let journal = journal.lock().unwrap().clone();
+        assert_eq!(journal[5..], ["synced", "save a", "synced", "save a"], "{journal:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_fails_its_group_and_the_pages_written_behind_it() {
+        let journal = Journal::default();
+        let (release, gate) = std::sync::mpsc::channel();
+        let sync_gate = Some(Arc::new(Mutex::new(gate)));
+        let destination = Noting { journal: journal.clone(), fail_first_sync: true, sync_gate, ..Noting::default() };
+        let store = Some(Box::new(NotingStore(journal.clone())) as Box<dyn CheckpointStore>);
+        let writer = Writer::start_with(Box::new(destination), store, Duration::ZERO);
+        writer.open(&key("a"), None).await.unwrap();
+        writer.open(&key("b"), None).await.unwrap();
+        let first = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
+        until(&journal, "commit", 1).await;
+        // Written while the first group's (failing) sync is held up: its own group's sync will
+        // succeed, but it follows a page that never became durable.
+        let mut second = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
+        second.written().await.unwrap();
+        let other = writer.send_page(&key("b"), b"{}\n".to_vec(), in_progress()).await.unwrap();
+        for _ in 0..3 {
+            release.send(()).unwrap();
+        }
+        let error = format!("{:#}", first.durable().await.unwrap_err());
+        assert!(error.contains("the disk went away"), "{error}");
+        let error = format!("{:#}", second.durable().await.unwrap_err());
+        assert!(error.contains("an earlier page of") && error.contains("could not be made durable"), "{error}");
+        other.durable().await.unwrap();
+        // The partition's next pages and checkpoints are refused at once, until it is opened again.
+        let error = format!("{:#}", writer.save(&key("a"), in_progress()).await.unwrap_err());
+        assert!(error.contains("an earlier page of"), "{error}");
+        assert!(!journal.lock().unwrap().iter().any(|j| j == "save a"), "{:?}", journal.lock().unwrap());
+        writer.open(&key("a"), None).await.unwrap();
+        let page = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
+        release.send(()).unwrap();
+        page.durable().await.unwrap();
+        writer.abort().await.unwrap();
+        assert_eq!(journal.lock().unwrap().iter().filter(|j| *j == "save a").count(), 1);
     }
 
     /// A writer over a noting destination and store, committing pages nothing waits for `interval`
     /// after the first, with partition `a` open.
     async fn noting_writer(interval: Duration) -> (Journal, Writer) {
         let journal = Journal::default();
-        let destination = Noting { journal: journal.clone(), fail_commit: false, fail_first_write_of: None };
+        let destination = Noting { journal: journal.clone(), ..Noting::default() };
         let store = Some(Box::new(NotingStore(journal.clone())) as Box<dyn CheckpointStore>);
         let writer = Writer::start_with(Box::new(destination), store, interval);
         writer.open(&key("a"), None).await.unwrap();

@@ -1,5 +1,5 @@
 //! A part's spool: the NDJSON records of one partition's read, appended page by page; the writer
-//! makes the pages durable ([`Spool::sync`], at its group commit) before their checkpoints are saved.
+//! makes the pages durable ([`Spool::sync_later`], at its group commit) before their checkpoints are saved.
 //!
 //! After each page the spool has a [`Marker`]: the run that started the part, and how many bytes and
 //! records of it are durable. The marker goes into the page's checkpoint; a resumed run reopens the
@@ -11,6 +11,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+
+use super::syncs::Syncs;
 
 /// Where a part stands after its last durable page: `RUN:BYTES:RECORDS`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,7 +100,7 @@ impl Spool {
     }
 
     /// Append one page of NDJSON records (a final newline is added if the page lacks one); durable
-    /// once [`Spool::sync`] returns.
+    /// once the syncs of [`Spool::sync_later`] have run.
     pub fn append(&mut self, records: &[u8]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
@@ -117,15 +119,15 @@ impl Spool {
         Ok(())
     }
 
-    /// Make every appended page durable (and a new spool's folder entry).
-    pub fn sync(&mut self) -> Result<()> {
+    /// Have every page appended so far made durable (and a new spool's folder entry) by `syncs`.
+    pub fn sync_later(&mut self, syncs: &mut Syncs) -> Result<()> {
         if self.unsynced {
-            self.file.sync_data().with_context(|| format!("cannot sync the spool {}", self.path.display()))?;
+            syncs.data(&self.file, format!("the spool {}", self.path.display()))?;
             self.unsynced = false;
         }
         if self.new {
             if let Some(dir) = self.path.parent() {
-                super::sync_dir(dir)?;
+                syncs.folder(dir);
             }
             self.new = false;
         }

@@ -16,6 +16,7 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{CachedStatement, Connection, ToSql, params_from_iter};
 
 use super::record::{self, Record, Scalar};
+use super::syncs::Syncs;
 use super::{Destination, TableSchema};
 use crate::sandbox::wit::FieldType;
 use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey};
@@ -131,12 +132,12 @@ impl Destination for SqliteDestination {
         Ok(None)
     }
 
-    fn commit(&mut self) -> Result<()> {
+    fn commit(&mut self) -> Result<Syncs> {
         if self.in_transaction {
             self.db.execute_batch("COMMIT").context("cannot commit the pages to SQLite")?;
             self.in_transaction = false;
         }
-        Ok(())
+        Ok(Syncs::default())
     }
 
     fn close_part(&mut self, _part: &PartitionKey) -> Result<()> {
@@ -144,7 +145,7 @@ impl Destination for SqliteDestination {
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
-        self.commit()?;
+        self.commit()?.run()?;
         self.db.close().map_err(|(_, e)| e)?;
         Ok(())
     }
