@@ -255,7 +255,7 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// The most pages of one partition a commit waits for: a crash makes a partition read again at
 /// most twice this many pages (a group being made durable, the next being written) more than its
 /// pipeline holds (whose checkpoints were not saved either).
-pub const COMMIT_PAGES: usize = 8;
+pub const COMMIT_PAGES: usize = 4;
 
 /// The most pages of one partition in the writer's hands at once. With one, the writer idled while
 /// each partition waited for its page to be answered before sending the next (a third of a
