@@ -880,7 +880,7 @@ mod tests {
         // Written while the first group's (failing) sync is held up: its own group's sync will
         // succeed, but it follows a page that never became durable.
         let mut second = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
-        second.written().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), second.written()).await.expect("written meanwhile").unwrap();
         let other = writer.send_page(&key("b"), b"{}\n".to_vec(), in_progress()).await.unwrap();
         for _ in 0..3 {
             release.send(()).unwrap();
