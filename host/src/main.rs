@@ -13,7 +13,8 @@
 //! - [`resume`]: where a partition's read starts (resumed, incremental, full).
 //! - [`run`]: partitions read concurrently, the page loop, errors.
 //! - [`progress`]: bars on a terminal, log lines otherwise.
-//! - [`dest`]: destinations (SQLite, PostgreSQL, JSONL, CSV, Parquet, S3) behind one writer thread.
+//! - [`dest`]: destinations (SQLite, PostgreSQL, JSONL, CSV, Parquet, S3) behind one writer thread (and
+//!   its committer, which makes what it wrote durable).
 //! - [`pg`], [`io_thread`]: PostgreSQL connections; async clients driven from synchronous code.
 //! - [`state`]: checkpoints, saved after each durable page.
 //! - [`summary`]: the report at the end.
