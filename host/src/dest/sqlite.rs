@@ -1,7 +1,11 @@
 //! The SQLite destination: a table per object, typed columns, upsert on the primary key.
 //!
-//! The pages of one group of the writer are one transaction (`synchronous=FULL`), each page a
-//! savepoint in it: once `commit` returns, they are on disk; a page that fails is rolled back alone.
+//! The pages of one group of the writer are one transaction, each page a savepoint in it; a page that
+//! fails is rolled back alone. The database is in WAL mode with `synchronous=NORMAL`: a `COMMIT`
+//! appends the group to the log (`FILE-wal`) without syncing it, and `commit` returns the log's
+//! sync for the writer's committer to run, so the writer inserts the next group while the disk
+//! makes this one durable (the group is answered only after that sync). SQLite itself syncs the log
+//! before each checkpoint and the database after it.
 //! The database also keeps the run's checkpoints (the `_checkpoints` table of [`crate::state::sqlite`])
 //! unless the run names another store, and then a page and its checkpoint commit in the same
 //! transaction: exactly once, whatever moment the process dies at.
@@ -9,7 +13,8 @@
 //! RFC 3339, structs and lists as JSON text). A field new to the schema adds a column; nothing is dropped.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
@@ -23,6 +28,8 @@ use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey};
 
 pub struct SqliteDestination {
     db: Connection,
+    /// The write-ahead log, `FILE-wal`.
+    wal: PathBuf,
     tables: HashMap<String, TableSchema>,
     /// Whether a transaction holds pages not yet committed.
     in_transaction: bool,
@@ -35,10 +42,12 @@ impl SqliteDestination {
         }
         let db =
             Connection::open(path).with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-        db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
+        db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
             .with_context(|| format!("cannot configure the SQLite database {}", path.display()))?;
         state::sqlite::create_table(&db)?;
-        Ok(SqliteDestination { db, tables: HashMap::new(), in_transaction: false })
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Ok(SqliteDestination { db, wal: PathBuf::from(wal), tables: HashMap::new(), in_transaction: false })
     }
 }
 
@@ -133,11 +142,17 @@ impl Destination for SqliteDestination {
     }
 
     fn commit(&mut self) -> Result<Syncs> {
+        let mut syncs = Syncs::default();
         if self.in_transaction {
             self.db.execute_batch("COMMIT").context("cannot commit the pages to SQLite")?;
             self.in_transaction = false;
+            // Opened at each commit: a handle kept across commits could outlive the file SQLite
+            // keeps its log in.
+            let wal = File::open(&self.wal)
+                .with_context(|| format!("cannot open SQLite's log {} to sync it", self.wal.display()))?;
+            syncs.data(&wal, format!("SQLite's log {}", self.wal.display()))?;
         }
-        Ok(Syncs::default())
+        Ok(syncs)
     }
 
     fn close_part(&mut self, _part: &PartitionKey) -> Result<()> {
