@@ -20,7 +20,7 @@
 
 use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use anyhow::{Result, anyhow};
@@ -32,6 +32,11 @@ use crate::state::{Checkpoint, CheckpointStore, PartitionKey};
 /// The partitions whose pages are refused: a write or a commit failed for them since they were last
 /// opened. Shared by the writer (which refuses their jobs) and the committer.
 pub(super) type Failed = Arc<Mutex<HashSet<PartitionKey>>>;
+
+/// The set of `failed`, whatever a thread that panicked holding it left in it.
+pub(super) fn lock(failed: &Failed) -> MutexGuard<'_, HashSet<PartitionKey>> {
+    failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// One commit group, as the writer hands it over.
 pub(super) struct Group {
@@ -130,15 +135,14 @@ impl State {
     fn commit(&mut self, Group { syncs, mut checkpoints, answers }: Group) {
         let committed = syncs.and_then(Syncs::run).and_then(|()| {
             checkpoints.retain(|(part, _)| !self.commit_failed.contains(part));
+            // The writer only gathers checkpoints for a store apart, which is this one.
             match self.store.as_deref_mut() {
                 Some(store) if !checkpoints.is_empty() => store.save_all(&checkpoints),
-                Some(_) => Ok(()),
-                None if checkpoints.is_empty() => Ok(()),
-                None => Err(anyhow!("this run has no checkpoint store")),
+                _ => Ok(()),
             }
         });
         if committed.is_err() {
-            let mut failed = self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut failed = lock(&self.failed);
             for (part, _) in &answers {
                 failed.insert(part.clone());
                 self.commit_failed.insert(part.clone());

@@ -378,7 +378,7 @@ impl Sink {
     }
 
     fn failed(&self) -> std::sync::MutexGuard<'_, HashSet<PartitionKey>> {
-        self.failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        committer::lock(&self.failed)
     }
 
     /// Answer a job of `part` with `done`: at the group's commit when it succeeded (at once if

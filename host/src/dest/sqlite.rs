@@ -150,7 +150,7 @@ impl Destination for SqliteDestination {
             // keeps its log in.
             let wal = File::open(&self.wal)
                 .with_context(|| format!("cannot open SQLite's log {} to sync it", self.wal.display()))?;
-            syncs.data(&wal, format!("SQLite's log {}", self.wal.display()))?;
+            syncs.data_owned(wal, format!("SQLite's log {}", self.wal.display()));
         }
         Ok(syncs)
     }

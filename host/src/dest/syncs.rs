@@ -36,8 +36,13 @@ impl Syncs {
     /// Sync `file`'s data, through a handle of its own: `what` names it in an error.
     pub fn data(&mut self, file: &File, what: String) -> Result<()> {
         let file = file.try_clone().with_context(|| format!("cannot sync {what}: no second handle to it"))?;
-        self.steps.push(Step::Data { file, what });
+        self.data_owned(file, what);
         Ok(())
+    }
+
+    /// Sync the data of `file`, a handle opened for this: `what` names it in an error.
+    pub fn data_owned(&mut self, file: File, what: String) {
+        self.steps.push(Step::Data { file, what });
     }
 
     /// Sync `dir`'s entries (once, however many times it is added in a row).
