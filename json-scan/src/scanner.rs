@@ -424,7 +424,7 @@ impl Reached {
 
     #[inline(always)]
     fn ok(at: usize, flag: bool) -> Reached {
-        Reached(at as u64 | u64::from(flag) * Reached::FLAG)
+        Reached(at as u64 | (u64::from(flag) * Reached::FLAG))
     }
 
     #[inline(always)]
