@@ -262,7 +262,7 @@ impl<'a> Scanner<'a> {
         self.pos = reached.at();
         match reached.fault() {
             None => Ok(reached.flag()),
-            Some(what) => Err(self.error(what)),
+            Some(fault) => Err(self.error(fault.message())),
         }
     }
 
@@ -445,16 +445,19 @@ impl Reached {
 
     /// What was wrong, if anything.
     #[inline(always)]
-    fn fault(self) -> Option<&'static str> {
+    fn fault(self) -> Option<Fault> {
         match self.0 >> Reached::FAULT_SHIFT {
             0 => None,
-            code => Some(Fault::message(code)),
+            1 => Some(Fault::NotUtf8),
+            2 => Some(Fault::BadEscape),
+            3 => Some(Fault::Control),
+            _ => Some(Fault::Unclosed),
         }
     }
 }
 
 /// The faults a step out of line can meet.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 enum Fault {
     NotUtf8 = 1,
@@ -464,13 +467,12 @@ enum Fault {
 }
 
 impl Fault {
-    #[cold]
-    fn message(code: u64) -> &'static str {
-        match code {
-            1 => "a string that is not UTF-8 text",
-            2 => "an invalid escape in a string",
-            3 => "a control character in a string (it must be escaped)",
-            _ => "a string that is never closed",
+    fn message(self) -> &'static str {
+        match self {
+            Fault::NotUtf8 => "a string that is not UTF-8 text",
+            Fault::BadEscape => "an invalid escape in a string",
+            Fault::Control => "a control character in a string (it must be escaped)",
+            Fault::Unclosed => "a string that is never closed",
         }
     }
 }
@@ -523,4 +525,25 @@ pub fn validate<T: AsRef<[u8]> + ?Sized>(text: &T) -> Result<(), Error> {
     let mut scanner = Scanner::new(text);
     scanner.value()?;
     scanner.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_returns_its_position_flag_and_fault_in_one_word() {
+        // Up to the largest position a text can have here (2^32 in wasm32, far less than 2^48 natively).
+        let far = usize::try_from((1u64 << 48) - 1).unwrap_or(usize::MAX);
+        for at in [0, 1, 4096, u32::MAX as usize, far] {
+            for flag in [false, true] {
+                let reached = Reached::ok(at, flag);
+                assert_eq!((reached.at(), reached.flag(), reached.fault()), (at, flag, None));
+            }
+            for fault in [Fault::NotUtf8, Fault::BadEscape, Fault::Control, Fault::Unclosed] {
+                let reached = Reached::failed(at, fault);
+                assert_eq!((reached.at(), reached.fault()), (at, Some(fault)));
+            }
+        }
+    }
 }
