@@ -27,6 +27,7 @@
 //! surrogates, as serde_json skips them.
 
 mod error;
+mod key_order;
 mod runs;
 mod scanner;
 mod short_copy;
@@ -34,6 +35,7 @@ mod short_eq;
 mod utf8;
 
 pub use error::Error;
+pub use key_order::KeyOrder;
 pub use scanner::{Field, Scanner, validate};
 pub use short_copy::append;
 pub use short_eq::short_eq;

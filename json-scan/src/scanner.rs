@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use crate::error::Error;
+use crate::key_order::KeyOrder;
 use crate::runs::{digits_end, next_special};
 use crate::short_eq::short_eq;
 use crate::utf8::multibyte_run_end;
@@ -77,31 +78,72 @@ impl<'a> Scanner<'a> {
     }
 
     /// Read one object, handing `each` every field's name and value text, in order.
-    pub fn object(&mut self, mut each: impl FnMut(Field<'a>)) -> Result<(), Error> {
+    pub fn object(&mut self, each: impl FnMut(Field<'a>)) -> Result<(), Error> {
+        self.fields(None, each).map(drop)
+    }
+
+    /// Read one object as [`Scanner::object`] does, expecting its fields in `order`, that of the
+    /// object read with it before (see [`KeyOrder`]): a field named as expected there is matched by
+    /// one comparison of its `"name":` instead of being read. Returns whether the object had exactly
+    /// the fields of `order`, in that order; either way `order` is this object's afterwards.
+    pub fn object_in_order(&mut self, order: &mut KeyOrder, each: impl FnMut(Field<'a>)) -> Result<bool, Error> {
+        self.fields(Some(order), each)
+    }
+
+    /// An object's fields, expected in `order` if there is one (inlined: without one, nothing of it
+    /// is left in [`Scanner::object`]); whether they were that order's.
+    #[inline(always)]
+    fn fields(&mut self, mut order: Option<&mut KeyOrder>, mut each: impl FnMut(Field<'a>)) -> Result<bool, Error> {
         self.skip_whitespace();
         self.expect(b'{', "expected '{' (a JSON object)")?;
         self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.skip_whitespace();
-            let name = self.name()?;
-            self.skip_whitespace();
-            self.expect(b':', "expected ':' after a field name")?;
-            let value = self.field_value()?;
-            each((name, value));
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
+        let mut same = true;
+        let mut index = 0;
+        if self.peek() != Some(b'}') {
+            loop {
+                self.skip_whitespace();
+                let start = self.pos;
+                let key = order.as_deref().map_or(&[][..], |order| order.expected(index));
+                let name = match self.text.get(start..start + key.len()) {
+                    // The expected `"name":` was learned below from a name without escapes, then its `:`.
+                    Some(here) if !key.is_empty() && short_eq(here, key) => {
+                        self.pos += key.len();
+                        Cow::Borrowed(self.token_text(start + 1, self.pos - 2))
+                    }
+                    _ => {
+                        same = false;
+                        let name = self.name()?;
+                        let name_end = self.pos;
+                        self.skip_whitespace();
+                        self.expect(b':', "expected ':' after a field name")?;
+                        if let Some(order) = order.as_deref_mut() {
+                            // Matchable only as written compactly and without escapes.
+                            let compact = matches!(name, Cow::Borrowed(_)) && self.pos == name_end + 1;
+                            order.learn(index, if compact { &self.text[start..self.pos] } else { &[] });
+                        }
+                        name
+                    }
+                };
+                let value = self.field_value()?;
+                each((name, value));
+                index += 1;
+                self.skip_whitespace();
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b'}') => break,
+                    _ => return Err(self.error("expected ',' or '}' after a field")),
                 }
-                _ => return Err(self.error("expected ',' or '}' after a field")),
             }
         }
+        self.pos += 1;
+        Ok(match order {
+            Some(order) => {
+                let same = same && index == order.len();
+                order.end(index);
+                same
+            }
+            None => false,
+        })
     }
 
     /// A field's value, as [`Scanner::value`], but read here, in the field loop, with no call: a
