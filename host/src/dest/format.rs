@@ -26,7 +26,7 @@ use anyhow::{Context, Result, anyhow};
 use arrow_json::ReaderBuilder;
 use arrow_schema::extension::Json;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use json_scan::short_eq;
+use json_scan::{KeyOrder, short_eq};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -109,6 +109,8 @@ pub struct SeenFields {
     /// The previous record's field names, in order (each one in `names`): a record with the same
     /// field at the same place costs a comparison, not a hash.
     last: Vec<String>,
+    /// The last record's names as written, which the next record's are matched with.
+    order: KeyOrder,
 }
 
 impl SeenFields {
@@ -133,7 +135,7 @@ impl SeenFields {
         self.any = true;
         let (names, last) = (&mut self.names, &mut self.last);
         let mut at = 0;
-        record::keys(line, |key| {
+        record::keys(line, &mut self.order, |key| {
             if last.get(at).is_none_or(|previous| !short_eq(previous.as_bytes(), key.as_bytes())) {
                 if !names.contains(key) {
                     names.insert(key.to_owned());

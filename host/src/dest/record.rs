@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use anyhow::{Context, Result};
-use json_scan::{Field, Scanner};
+use json_scan::{Field, KeyOrder, Scanner};
 
 /// A record's fields, in the order written, values as raw JSON.
 pub struct Record<'a> {
@@ -51,10 +51,11 @@ pub fn lines(page: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Call `each` with every field name of one NDJSON record, checking the values without reading
-/// them into anything.
-pub fn keys<T: AsRef<[u8]> + ?Sized>(line: &T, mut each: impl FnMut(&str)) -> Result<()> {
+/// them into anything; the names are expected in `order`, that of the record read with it before:
+/// the records of a page share their names, which are then matched, not read (`json_scan::KeyOrder`).
+pub fn keys<T: AsRef<[u8]> + ?Sized>(line: &T, order: &mut KeyOrder, mut each: impl FnMut(&str)) -> Result<()> {
     let mut scanner = Scanner::new(line);
-    scanner.object(|(key, _)| each(&key)).and_then(|()| scanner.finish()).context("not a JSON object")
+    scanner.object_in_order(order, |(key, _)| each(&key)).and_then(|_| scanner.finish()).context("not a JSON object")
 }
 
 /// A JSON value as a column takes it.
@@ -131,17 +132,17 @@ mod tests {
         assert_eq!(record.get("b"), Some("\"字\""));
         let error = Record::parse(b"{\"a\":\"ok\xff\"}".as_slice()).err().expect("refused");
         assert_eq!(format!("{error:#}"), "not a JSON object: a string that is not UTF-8 text at line 1 column 9");
-        assert!(keys(b"{\"\xc3\":1}", |_| {}).is_err());
+        assert!(keys(b"{\"\xc3\":1}", &mut KeyOrder::default(), |_| {}).is_err());
     }
 
     #[test]
     fn escaped_keys_are_unescaped_and_bad_lines_refused() {
         let mut seen = Vec::new();
-        keys(r#"{"a\u0062":1,"c":[1,{"d":2}]}"#, |k| seen.push(k.to_owned())).unwrap();
+        keys(r#"{"a\u0062":1,"c":[1,{"d":2}]}"#, &mut KeyOrder::default(), |k| seen.push(k.to_owned())).unwrap();
         assert_eq!(seen, ["ab", "c"]);
         for bad in ["[1,2]", "{\"a\":1} trailing", "{\"a\":", "42"] {
             assert!(Record::parse(bad).is_err(), "{bad}");
-            assert!(keys(bad, |_| {}).is_err(), "{bad}");
+            assert!(keys(bad, &mut KeyOrder::default(), |_| {}).is_err(), "{bad}");
         }
     }
 }
