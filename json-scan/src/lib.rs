@@ -12,6 +12,8 @@
 //!    ──► Scanner::open_array / next_element   a page: [ record, record, ... ]
 //!    ──► Scanner::object                      one record: (name, raw value text) per field, in order,
 //!                                             names borrowed unless written with escapes
+//!        Scanner::object_in_order             the same, each name matched with the `"name":` the
+//!                                             record before had there (`KeyOrder`), read if not
 //!    ──► Scanner::value                       any value: grammar checked, its text returned
 //!    ──► Scanner::finish                      nothing but whitespace after
 //! ```

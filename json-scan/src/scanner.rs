@@ -2,7 +2,8 @@
 //!
 //! A caller reads a page of records with [`Scanner::open_array`], [`Scanner::next_element`] and
 //! [`Scanner::object`] (which hands each field to a closure: into a reused list, or looked at and
-//! dropped), or one record with [`Scanner::object`] alone, then [`Scanner::finish`].
+//! dropped) or [`Scanner::object_in_order`] (the same, names matched with the record before's), or
+//! one record with [`Scanner::object`] alone, then [`Scanner::finish`].
 //! Values are skipped by [`Scanner::value`] without recursion: the containers still open are kept as
 //! one bit each (object or array) in a `u128`, which is also what bounds nesting to 128 levels.
 
