@@ -18,7 +18,7 @@
 //!    ──► Scanner::finish                      nothing but whitespace after
 //! ```
 //!
-//! Most of a GitLab page is string contents, so [`runs`] finds a string's end (and a number's last
+//! Most of a GitLab page is string contents, so `runs` finds a string's end (and a number's last
 //! digit) 16 bytes at a time (SSE2 natively, simd128 in wasm). serde_json, which this replaces on the hot path, steps a machine
 //! word at a time: 8 bytes natively, but 4 in wasm32, which made the plugin's normalizing 1.6x slower
 //! in wasm than natively.

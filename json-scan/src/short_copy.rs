@@ -11,7 +11,7 @@
 
 use std::mem::MaybeUninit;
 
-/// Append `bytes` to `out`: in wasm by [`append_short`], natively by `extend_from_slice`.
+/// Append `bytes` to `out`: in wasm by `append_short`, natively by `extend_from_slice`.
 #[inline(always)]
 pub fn append(out: &mut Vec<u8>, bytes: &[u8]) {
     if cfg!(target_arch = "wasm32") { append_short(out, bytes) } else { out.extend_from_slice(bytes) }
