@@ -27,6 +27,18 @@ impl<'a> Record<'a> {
         Ok(Record { fields })
     }
 
+    /// [`Record::parse`], with the names expected in `order`, that of the record parsed with it
+    /// before (they are matched, not read: `json_scan::KeyOrder`); and whether they were that record's.
+    pub fn parse_in_order<T: AsRef<[u8]> + ?Sized>(line: &'a T, order: &mut KeyOrder) -> Result<(Record<'a>, bool)> {
+        let mut fields = Vec::with_capacity(32);
+        let mut scanner = Scanner::new(line);
+        let same = scanner
+            .object_in_order(order, |field| fields.push(field))
+            .and_then(|same| scanner.finish().map(|()| same))
+            .context("not a JSON object")?;
+        Ok((Record { fields }, same))
+    }
+
     /// The raw value of field `name`, if the record has it.
     pub fn get(&self, name: &str) -> Option<&'a str> {
         self.fields.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
@@ -115,6 +127,20 @@ mod tests {
         assert_eq!(scalar("x"), Scalar::Null);
         assert_eq!(scalar("ok"), Scalar::Bool(true));
         assert!(record.get("missing").is_none());
+    }
+
+    #[test]
+    fn records_parsed_in_order_are_the_records_and_say_when_their_names_repeat() {
+        let lines = [r#"{"id":1,"t":"a"}"#, r#"{"id":2,"t":"b"}"#, r#"{"id":3,"u":"c"}"#, r#"{"id":4,"u":"d"}"#, "{}"];
+        let mut order = KeyOrder::default();
+        let mut sames = Vec::new();
+        for line in lines {
+            let (record, same) = Record::parse_in_order(line, &mut order).unwrap();
+            assert_eq!(record.fields, Record::parse(line).unwrap().fields, "{line}");
+            sames.push(same);
+        }
+        assert_eq!(sames, [false, true, false, true, false]);
+        assert!(Record::parse_in_order(r#"{"id":5,"u":}"#, &mut order).is_err());
     }
 
     #[test]

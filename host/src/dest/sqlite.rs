@@ -17,6 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
+use json_scan::KeyOrder;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{CachedStatement, Connection, ToSql, params_from_iter};
 
@@ -180,13 +181,14 @@ impl CheckpointStore for SqliteDestination {
 fn upsert_page(db: &Connection, table: &TableSchema, records: &[u8]) -> Result<()> {
     // Records of a page have the same fields, as a rule: one statement until they change.
     let mut upsert_for: Option<(Vec<String>, CachedStatement<'_>)> = None;
+    let mut order = KeyOrder::default();
     for (number, line) in record::lines(records).enumerate() {
         let what = || format!("record {} of the page", number + 1);
-        let record = Record::parse(line).with_context(what)?;
+        let (record, same) = Record::parse_in_order(line, &mut order).with_context(what)?;
         let values: Vec<Scalar<'_>> =
             record.fields.iter().map(|(_, raw)| Scalar::of(raw)).collect::<Result<_>>().with_context(what)?;
         let statement = match &mut upsert_for {
-            Some((names, statement)) if same_names(names, &record) => statement,
+            Some((names, statement)) if same || same_names(names, &record) => statement,
             slot => {
                 let names: Vec<String> = record.fields.iter().map(|(name, _)| name.to_string()).collect();
                 let statement = db.prepare_cached(&upsert(table, &names))?;
