@@ -226,7 +226,9 @@ impl Bench {
         if got != records as u64 {
             bail!("host run wrote {got} records, not {records}");
         }
-        if let Some(memory) = &self.memory {
+        if kind == "jsonl-tmpfs"
+            && let Some(memory) = &self.memory
+        {
             // Memory, not disk: give it back before the next run.
             std::fs::remove_dir_all(memory.path().join(format!("out-{run}"))).ok();
         }
