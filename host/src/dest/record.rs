@@ -21,21 +21,24 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// Read one line of NDJSON (text or bytes), which must be a JSON object.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(line: &'a T) -> Result<Record<'a>> {
-        let mut fields = Vec::with_capacity(32);
-        let mut scanner = Scanner::new(line);
-        scanner.object(|field| fields.push(field)).and_then(|()| scanner.finish()).context("not a JSON object")?;
-        Ok(Record { fields })
+        Record::read(line, None).map(|(record, _)| record)
     }
 
     /// [`Record::parse`], with the names expected in `order`, that of the record parsed with it
     /// before (they are matched, not read: `json_scan::KeyOrder`); and whether they were that record's.
     pub fn parse_in_order<T: AsRef<[u8]> + ?Sized>(line: &'a T, order: &mut KeyOrder) -> Result<(Record<'a>, bool)> {
+        Record::read(line, Some(order))
+    }
+
+    fn read<T: AsRef<[u8]> + ?Sized>(line: &'a T, order: Option<&mut KeyOrder>) -> Result<(Record<'a>, bool)> {
         let mut fields = Vec::with_capacity(32);
         let mut scanner = Scanner::new(line);
-        let same = scanner
-            .object_in_order(order, |field| fields.push(field))
-            .and_then(|same| scanner.finish().map(|()| same))
-            .context("not a JSON object")?;
+        let push = |field| fields.push(field);
+        let same = match order {
+            Some(order) => scanner.object_in_order(order, push),
+            None => scanner.object(push).map(|()| false),
+        };
+        let same = same.and_then(|same| scanner.finish().map(|()| same)).context("not a JSON object")?;
         Ok((Record { fields }, same))
     }
 
