@@ -40,6 +40,11 @@ impl IoThread {
         Ok(IoThread { handle, stop: Some(stop), thread: Some(thread) })
     }
 
+    /// The runtime, to spawn tasks on.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Run `future` on the runtime and wait for its output.
     pub fn run<F>(&self, future: F) -> Result<F::Output>
     where

@@ -26,6 +26,7 @@ mod dest;
 mod flow;
 mod gate;
 mod io_thread;
+mod lanes;
 mod pg;
 mod plan;
 mod progress;

@@ -3,7 +3,8 @@
 //! ```text
 //!  flow ──► plan (see `plan`: the whole flow checked, then group scopes expanded to their projects)
 //!       ──► destination (open it; one table per object) and checkpoint store (see `state`)
-//!       ──► partitions (object × scope), at most `concurrency` at once, each in its own sandbox:
+//!       ──► partitions (object × scope), at most `concurrency` at once, each in its own sandbox, on
+//!           one lane from start to end (see `lanes`):
 //!             checkpoint ──► where the read starts (see `resume`: resume, incremental, full)
 //!             loop { read-page (retried, see `retry`) ──► writer (page durable, then checkpoint)
 //!                    ──► next token } until no token; pages n−1 and n are written while n+1 is
@@ -31,6 +32,7 @@ use tracing::Instrument;
 use crate::dest::{self, PAGES_IN_WRITER, PendingPage, Writer};
 use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
+use crate::lanes;
 use crate::plan::{self, Partition, Plan};
 use crate::progress::{ObjectProgress, Progress};
 use crate::resume;
@@ -127,7 +129,8 @@ pub async fn run(
         tasks.spawn(
             async move {
                 let _permit = permits.acquire_owned().await;
-                (index, read_partition(&shared, partition).await)
+                let read = async move { read_partition(&shared, partition).await }.in_current_span();
+                (index, lanes::lanes().run(read).await)
             }
             .in_current_span(),
         );
@@ -135,8 +138,8 @@ pub async fn run(
     let mut reports = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(report) => reports.push(report),
-            Err(panic) => return Err(fail(anyhow!("a partition task failed: {panic}"))),
+            Ok((index, Ok(report))) => reports.push((index, report)),
+            Ok((_, Err(panic))) | Err(panic) => return Err(fail(anyhow!("a partition task failed: {panic}"))),
         }
     }
     reports.sort_by_key(|(index, _)| *index);
