@@ -7,8 +7,8 @@
 //!
 //! zlib-rs writes the decoded bytes into the spare room of the very `Vec` handed on as the frame: no
 //! intermediate buffer, no copy, no `Vec` grown by doubling. A frame holds what one compressed frame
-//! decodes to, up to [`FRAME_BYTES`], so that a page arrives in a few large frames and the plugin
-//! reads it in a few calls. What the body may decode to in all is bounded
+//! decodes to, up to [`FRAME_BYTES`], so that a page arrives in one large frame (or a few) and the plugin
+//! reads it in one call (or a few). What the body may decode to in all is bounded
 //! ([`MAX_DECODED_BYTES`]: decompression bombs); a stream cut short, corrupt, or followed by more
 //! bytes is an error naming what was wrong.
 
@@ -18,8 +18,10 @@ use wasmtime_wasi_http::Error as HttpError;
 
 /// The most a gzip body may grow to once decoded (a guard against decompression bombs).
 pub const MAX_DECODED_BYTES: u64 = 256 << 20;
-/// The most one decoded frame holds (a page of 100 GitLab records is ~270 KB: one or two frames).
-const FRAME_BYTES: usize = 256 << 10;
+/// The most one decoded frame holds: what the connector reads at once. A page of 100 GitLab records
+/// (~270 KB) then comes whole in one frame, read in one call, where frames of 256 KB split it in two
+/// and the connector grew its buffer (a copy of the first in wasm) to append the second.
+const FRAME_BYTES: usize = 1 << 20;
 /// What a frame reserves at least (a small answer is not given a large buffer).
 const FRAME_MIN_BYTES: usize = 16 << 10;
 /// The window gzip bodies are decoded with: 2^15, the largest deflate allows.
