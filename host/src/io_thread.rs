@@ -5,7 +5,8 @@
 //! a tokio reactor. Each such client gets an [`IoThread`]: a current-thread runtime driven by a
 //! dedicated thread. [`IoThread::run`] hands it a future and waits for the result over a channel, so
 //! it can be called from any thread, inside another runtime or not, without tokio's "runtime within a
-//! runtime" panics; dropping the `IoThread` stops its runtime and joins its thread.
+//! runtime" panics; dropping the `IoThread` stops its runtime and joins its thread. The lanes that
+//! read partitions (`crate::lanes`) are `IoThread`s too, whose [`IoThread::handle`] they spawn on.
 
 use std::future::Future;
 use std::thread::JoinHandle;
