@@ -5,9 +5,9 @@
 //! in the destination writer's hands. On the main runtime, whose workers steal work from each
 //! other, every such wait could end with the loop woken on the other worker, and scheduling it
 //! there woke that worker out of its sleep: per page of a single partition, four thread switches
-//! where one does, each a wake-up across cores (an interrupt between virtual CPUs, on a VM). Here a
-//! partition stays on one lane from its first page to its last, and its waits wake that lane's
-//! thread alone:
+//! where fewer than two do, each a wake-up across cores (an interrupt between virtual CPUs, on a
+//! VM). Here a partition stays on one lane from its first page to its last, and its waits wake that
+//! lane's thread alone:
 //!
 //! ```text
 //!  run (main runtime): per partition, its permit ──► Lanes::run ──► the lane reading the fewest
