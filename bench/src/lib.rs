@@ -10,7 +10,6 @@
 pub mod normalizer;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use gitlab_sim::{World, WorldShape};
@@ -42,14 +41,13 @@ pub fn build_wasm_apart(package: &str) -> Result<PathBuf> {
 }
 
 fn build_wasm_in(packages: &[&str], target: &Path) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(&cargo);
+    let mut command = xtask::cargo();
     command.args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"]).current_dir(workspace());
     command.arg("--target-dir").arg(target);
     for package in packages {
         command.args(["-p", package]);
     }
-    let status = command.status().with_context(|| format!("cannot run {cargo}"))?;
+    let status = command.status().context("cannot run cargo")?;
     if !status.success() {
         bail!("cargo build --target wasm32-wasip2 {packages:?} failed");
     }

@@ -29,9 +29,7 @@ fn root() -> PathBuf {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status =
-        Command::new(&cargo).args(args).current_dir(root()).status().with_context(|| format!("cannot run {cargo}"))?;
+    let status = xtask::cargo().args(args).current_dir(root()).status().context("cannot run cargo")?;
     if !status.success() {
         bail!("cargo {} failed", args.join(" "));
     }

@@ -31,14 +31,14 @@ fn workspace() -> PathBuf {
 }
 
 fn cargo_build(args: &[&str]) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
+    // Without this test's package variables, which would make the build rebuild ring and what uses it.
+    let status = xtask::cargo()
         .arg("build")
         .arg("--release")
         .args(args)
         .current_dir(workspace())
         .status()
-        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
     assert!(status.success(), "cargo build --release {} failed", args.join(" "));
 }
 
