@@ -3,7 +3,7 @@
 //!
 //! For each kind: a full sync whose typed values are read back and compared, field by field, with the
 //! connector's own records (a JSONL run of the same flow); and a `kill -9` + resume test: `host run`
-//! on `bigco/monorepo`'s 12,345 issues is killed with SIGKILL at a few moments mid-read, then run again
+//! on `bigco/monorepo`'s issues (30,000 here) is killed with SIGKILL at a few moments mid-read, then run again
 //! until it succeeds. Databases then hold exactly the upstream's records, files hold every record
 //! exactly once across their published parts (and every part in exactly one manifest), and the runs
 //! together asked for barely more pages than one read: they resumed rather than started over.
@@ -22,7 +22,7 @@ use arrow_schema::{DataType, TimeUnit};
 use gitlab_sim::Simulator;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Map, Value};
-use support::{TOKEN, artifacts, read_jsonl_object, simulator, temp_dir};
+use support::{TOKEN, artifacts, read_jsonl_object, simulator, simulator_with_big_issues, temp_dir};
 
 /// The flow of the full syncs: issues and merge requests of two projects.
 const SMALL_FLOW: &[&str] =
@@ -432,20 +432,30 @@ fn kill_and_resume_with(
     let world = sim.world();
     let project = world.project_by_ref("bigco/monorepo").unwrap();
     let ids: BTreeSet<i64> = world.issues(project.id).iter().map(|i| i["id"].as_i64().unwrap()).collect();
-    assert!(ids.len() > 10_000);
+    assert_eq!(ids.len(), BIG_ISSUES);
     let total = pages(sim);
     // One read is ids/100 pages; each kill costs at most the pages whose checkpoints were not saved:
     // those written but not yet durable (a group being made durable and the next being written:
-    // the host's COMMIT_PAGES, 4, each), the two in the writer's hands (PAGES_IN_WRITER), the one the
-    // plugin is returning, and the one it reads ahead. Starting over would cost the kills' pages
-    // again (57).
+    // the host's COMMIT_PAGES, 16, each), the two in the writer's hands (PAGES_IN_WRITER), the one
+    // the plugin is returning, and the one it reads ahead: 36. Starting over would cost the kills'
+    // pages again (225, against 3 × 36 = 108).
     let one_read = ids.len().div_ceil(100);
-    assert!(total <= one_read + 12 * kills.len(), "{total} pages for a read of {one_read}: it did not resume");
+    assert!(total <= one_read + 36 * kills.len(), "{total} pages for a read of {one_read}: it did not resume");
     (ids, total)
 }
 
-/// The kill moments, in pages after each (re)start.
-const KILLS: &[usize] = &[9, 31, 17];
+/// The kill moments, in pages after each (re)start: each more than a kill may cost (36 pages, see
+/// [`kill_and_resume_with`]), so that only resumed runs pass, and together fewer than one read of
+/// [`BIG_ISSUES`] (300 pages), so that no run ends before it is killed, even one that started over.
+const KILLS: &[usize] = &[50, 100, 75];
+
+/// The issues of `bigco/monorepo` in the kill tests.
+const BIG_ISSUES: usize = 30_000;
+
+/// The simulator of the kill tests.
+fn big_simulator() -> Simulator {
+    simulator_with_big_issues(BIG_ISSUES)
+}
 
 fn ids_of(records: &[Map<String, Value>]) -> Vec<i64> {
     records.iter().map(|r| r["id"].as_i64().unwrap()).collect()
@@ -462,7 +472,7 @@ fn assert_exactly_once(mut ids: Vec<i64>, expected: &BTreeSet<i64>, what: &str) 
 
 #[test]
 fn sqlite_resumes_after_kill_9() {
-    let sim = simulator();
+    let sim = big_simulator();
     let dir = temp_dir();
     let db = dir.path().join("big.db");
     let (expected, _) = kill_and_resume(&sim, &format!("sqlite:{}", db.display()), &[], KILLS);
@@ -479,7 +489,7 @@ fn sqlite_resumes_after_kill_9() {
 
 #[test]
 fn postgres_resumes_after_kill_9_and_a_rerun_upserts() {
-    let sim = simulator();
+    let sim = big_simulator();
     let url = servers::postgres().database("killed");
     let (expected, _) = kill_and_resume(&sim, &url, &[], KILLS);
     let ids = ids_of(&postgres_rows("killed", "issue"));
@@ -490,7 +500,7 @@ fn postgres_resumes_after_kill_9_and_a_rerun_upserts() {
 
 #[test]
 fn a_postgres_checkpoint_store_serves_a_file_destination_through_kill_9() {
-    let sim = simulator();
+    let sim = big_simulator();
     let dir = temp_dir();
     let state = servers::postgres().database("shared_state");
     let dest = format!("jsonl:{}", dir.path().display());
@@ -507,7 +517,7 @@ fn a_postgres_checkpoint_store_serves_a_file_destination_through_kill_9() {
 }
 
 fn files_resume_after_kill_9(format: &str) {
-    let sim = simulator();
+    let sim = big_simulator();
     let dir = temp_dir();
     let (expected, _) = kill_and_resume(&sim, &format!("{format}:{}", dir.path().display()), &[], KILLS);
     let records = published_records(&dir.path().to_path_buf(), format, "issue");
@@ -540,7 +550,7 @@ fn parquet_resumes_after_kill_9() {
 
 #[test]
 fn s3_resumes_after_kill_9_with_a_multipart_upload() {
-    let sim = simulator();
+    let sim = big_simulator();
     let s3 = servers::s3();
     s3.bucket("killed");
     let spool = temp_dir();

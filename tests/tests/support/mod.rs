@@ -78,6 +78,15 @@ pub fn simulator() -> Simulator {
     .expect("starting the simulator")
 }
 
+/// A simulator of the standard world with `issues` issues in `bigco/monorepo` (12,345 in the standard
+/// world), that requires [`TOKEN`].
+pub fn simulator_with_big_issues(issues: usize) -> Simulator {
+    let mut world = WorldShape::standard();
+    world.bigco.as_mut().expect("the standard world has bigco/monorepo").issues = issues;
+    Simulator::start(SimConfig { seed: 42, token: Some(TOKEN.into()), world, ..SimConfig::default() })
+        .expect("starting the simulator")
+}
+
 /// A simulator of the small world (`acme` with 5 projects in two groups, `demo` with 3) that
 /// requires [`TOKEN`].
 pub fn small_simulator() -> Simulator {
