@@ -4,13 +4,16 @@
 //! fails is rolled back alone. The database is in WAL mode with `synchronous=NORMAL`: a `COMMIT`
 //! appends the group to the log (`FILE-wal`) without syncing it, and `commit` returns the log's
 //! sync for the writer's committer to run, so the writer inserts the next group while the disk
-//! makes this one durable (the group is answered only after that sync). SQLite itself syncs the log
-//! before each checkpoint and the database after it.
+//! makes this one durable (the group is answered only after that sync). The log is copied into the
+//! database by the committer too, through a second connection ([`backfill`]); SQLite syncs the log
+//! before each such copy and the database after it.
 //! The database also keeps the run's checkpoints (the `_checkpoints` table of [`crate::state::sqlite`])
 //! unless the run names another store, and then a page and its checkpoint commit in the same
 //! transaction: exactly once, whatever moment the process dies at.
 //! Integers and booleans become INTEGER, numbers REAL, everything else TEXT (dates and date-times in
 //! RFC 3339, structs and lists as JSON text). A field new to the schema adds a column; nothing is dropped.
+
+mod backfill;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -26,6 +29,7 @@ use super::syncs::Syncs;
 use super::{Destination, TableSchema};
 use crate::sandbox::wit::FieldType;
 use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey};
+use backfill::{Backfill, LOG_LIMIT};
 
 pub struct SqliteDestination {
     db: Connection,
@@ -34,6 +38,7 @@ pub struct SqliteDestination {
     tables: HashMap<String, TableSchema>,
     /// Whether a transaction holds pages not yet committed.
     in_transaction: bool,
+    backfill: Backfill,
 }
 
 impl SqliteDestination {
@@ -43,12 +48,16 @@ impl SqliteDestination {
         }
         let db =
             Connection::open(path).with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-        db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
-            .with_context(|| format!("cannot configure the SQLite database {}", path.display()))?;
+        db.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; \
+             PRAGMA wal_autocheckpoint=0;",
+        )
+        .with_context(|| format!("cannot configure the SQLite database {}", path.display()))?;
         state::sqlite::create_table(&db)?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
-        Ok(SqliteDestination { db, wal: PathBuf::from(wal), tables: HashMap::new(), in_transaction: false })
+        let backfill = Backfill::open(path, LOG_LIMIT)?;
+        Ok(SqliteDestination { db, wal: PathBuf::from(wal), tables: HashMap::new(), in_transaction: false, backfill })
     }
 }
 
@@ -123,9 +132,11 @@ impl Destination for SqliteDestination {
         let object = part.object.as_str();
         let table = self.tables.get(object).ok_or_else(|| anyhow!("table '{object}' was not prepared"))?;
         if !self.in_transaction {
+            self.backfill.wait_if_long();
             self.db.execute_batch("BEGIN")?;
             self.in_transaction = true;
         }
+        self.backfill.wrote(records.len());
         // The page is a savepoint of the group's transaction: a page that fails leaves nothing.
         self.db.execute_batch("SAVEPOINT page")?;
         let written = upsert_page(&self.db, table, records).and_then(|()| match checkpoint {
@@ -152,6 +163,7 @@ impl Destination for SqliteDestination {
             let wal = File::open(&self.wal)
                 .with_context(|| format!("cannot open SQLite's log {} to sync it", self.wal.display()))?;
             syncs.data_owned(wal, format!("SQLite's log {}", self.wal.display()));
+            syncs.call(self.backfill.step());
         }
         Ok(syncs)
     }
@@ -163,7 +175,7 @@ impl Destination for SqliteDestination {
     fn finish(mut self: Box<Self>) -> Result<()> {
         self.commit()?.run()?;
         self.db.close().map_err(|(_, e)| e)?;
-        Ok(())
+        self.backfill.close().context("cannot close the SQLite database")
     }
 }
 

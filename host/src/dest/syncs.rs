@@ -1,5 +1,6 @@
 //! What is left to make a commit group durable once the writer thread has done its part: files and
-//! folders to sync, in order.
+//! folders to sync, and whatever else a destination leaves to the committer (SQLite's copy of its log
+//! into the database), in order.
 //!
 //! A destination's [`super::Destination::commit`] does on the writer thread what must happen there
 //! (a transaction's `COMMIT`, the bookkeeping of what changed) and returns the rest as [`Syncs`]:
@@ -27,8 +28,8 @@ enum Step {
     Data { file: File, what: String },
     /// A folder's entries (files created or renamed in it).
     Folder(PathBuf),
-    /// Anything else, for the writer's tests (a sync that blocks, or fails, when told to).
-    #[cfg(test)]
+    /// Anything else: work the destination leaves to the committer thread once the steps before it
+    /// are done (SQLite's backfill), or in the writer's tests a sync that blocks, or fails, when told to.
     Call(Box<dyn FnOnce() -> Result<()> + Send>),
 }
 
@@ -52,8 +53,8 @@ impl Syncs {
         }
     }
 
-    /// Run `call` as a sync step.
-    #[cfg(test)]
+    /// Run `call` as a step, once the steps before it are done; a step that fails ends the run, so
+    /// `call` may then never run (it is dropped with the rest).
     pub fn call(&mut self, call: impl FnOnce() -> Result<()> + Send + 'static) {
         self.steps.push(Step::Call(Box::new(call)));
     }
@@ -64,7 +65,6 @@ impl Syncs {
             match step {
                 Step::Data { file, what } => file.sync_data().with_context(|| format!("cannot sync {what}"))?,
                 Step::Folder(dir) => super::sync_dir(&dir)?,
-                #[cfg(test)]
                 Step::Call(call) => call()?,
             }
         }
