@@ -476,6 +476,9 @@ fn sqlite_resumes_after_kill_9() {
     let dir = temp_dir();
     let db = dir.path().join("big.db");
     let (expected, _) = kill_and_resume(&sim, &format!("sqlite:{}", db.display()), &[], KILLS);
+    // The run that completed copied its log into the database and closed both its connections: no
+    // log is left (the killed runs' logs were taken up by the next run).
+    assert!(!dir.path().join("big.db-wal").exists(), "SQLite's log was left behind");
     let conn = rusqlite::Connection::open(&db).unwrap();
     let ids: Vec<i64> = conn
         .prepare("SELECT id FROM issue")
