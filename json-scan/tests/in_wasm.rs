@@ -11,7 +11,6 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
@@ -59,8 +58,7 @@ fn build_test_harness() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace.join("target"), PathBuf::from)
         .join("json-scan-wasm-tests");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(&cargo)
+    let output = xtask::cargo()
         .args(["test", "--release", "--no-run", "--lib", "--target", "wasm32-wasip2", "-p", "json-scan"])
         .args(["--message-format", "json"])
         .arg("--target-dir")
