@@ -6,8 +6,11 @@
 //!   instructions by callgrind.
 //! - `benches/instantiate.rs` (criterion): a fresh store and instance of `gitlab.wasm` from the
 //!   pooling allocator, as the host makes one per partition.
+//! - `bin/e2e.rs`: the real host against the simulator; [`sqlite_alone`] is its ceiling for a run
+//!   into SQLite (the same rows inserted by SQLite with nothing else running).
 
 pub mod normalizer;
+pub mod sqlite_alone;
 
 use std::path::{Path, PathBuf};
 

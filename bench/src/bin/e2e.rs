@@ -5,7 +5,8 @@
 //!  cargo run --release -p bench --bin e2e [-- --records N --runs R --tenants T --only SECTION]
 //!    1. throughput, 0 ms latency: host run (JSONL, SQLite) vs a raw fetch of the same pages with the
 //!       same client stack (hyper, keep-alive, gzip), no wasm, no destination; and into JSONL on
-//!       tmpfs (/dev/shm, where there is one): the same run without the disk's write path
+//!       tmpfs (/dev/shm, where there is one): the same run without the disk's write path; and SQLite
+//!       alone: each round's database replayed by SQLite with nothing else running, its ceiling
 //!    2. requests made vs the minimum (ceil(records/100) + scope resolution)
 //!    3. 50 ms latency: wall time of 150 one-page partitions at 1, 4, 16, 64 at once
 //!    4. a simulator rate limit: requests per minute achieved, and 429s
@@ -172,6 +173,7 @@ impl Bench {
         let mut rates = vec![Vec::new(); kinds.len()];
         let mut ratios = vec![Vec::new(); kinds.len()];
         let mut first = None;
+        let mut alone = Vec::new();
         for run in 0..self.runs {
             let (fetched, wall) = runtime.block_on(raw_fetch(&url))?;
             let raw_rate = fetched as f64 / wall.as_secs_f64();
@@ -181,6 +183,9 @@ impl Bench {
                 rates[k].push(rate);
                 ratios[k].push(rate / raw_rate);
                 first.get_or_insert(summary);
+                if *kind == "sqlite" {
+                    alone.push((rate, raw_rate, self.sqlite_alone(run)?));
+                }
             }
         }
         println!("\n## 1. throughput at 0 ms latency: {records} issues of one project");
@@ -198,6 +203,22 @@ impl Bench {
                 "host run into {into} (whole process): {:.0} records/s, {:.2} of the raw fetch (goal ≥ 0.8; each round's against its own raw fetch: {low:.2}–{high:.2})",
                 median(rates[k].clone()),
                 median(ratios[k].clone())
+            );
+        }
+        if !alone.is_empty() {
+            let rows = alone[0].2.rows as f64;
+            let inserting: Vec<f64> = alone.iter().map(|(_, _, r)| rows / r.inserting.as_secs_f64()).collect();
+            let cpu: Vec<f64> = alone.iter().map(|(_, _, r)| r.cpu.as_secs_f64()).collect();
+            let copying: Vec<f64> = alone.iter().map(|(_, _, r)| r.backfilling.as_secs_f64()).collect();
+            let reached: Vec<f64> = alone.iter().map(|(rate, _, r)| rate * r.inserting.as_secs_f64() / rows).collect();
+            let bound: Vec<f64> = alone.iter().map(|(_, raw, r)| rows / r.inserting.as_secs_f64() / raw).collect();
+            println!(
+                "SQLite alone (the run's rows inserted again as the destination does, its log copied by a second thread; nothing else running): {:.0} records/s, {:.2} s of CPU ({:.2} s copying the log); {:.2} of the raw fetch. The host into SQLite reaches {:.2} of it",
+                median(inserting),
+                median(cpu),
+                median(copying),
+                median(bound),
+                median(reached)
             );
         }
         let summary = first.unwrap();
@@ -233,6 +254,14 @@ impl Bench {
             std::fs::remove_dir_all(memory.path().join(format!("out-{run}"))).ok();
         }
         Ok((got as f64 / figures.wall.as_secs_f64(), figures.summary))
+    }
+
+    /// Round `run`'s database into SQLite, replayed by SQLite alone ([`bench::sqlite_alone`]).
+    fn sqlite_alone(&self, run: usize) -> Result<bench::sqlite_alone::Replay> {
+        let written = self.dest("sqlite", run);
+        let written = Path::new(written.strip_prefix("sqlite:").expect("a SQLite destination"));
+        let into = self.work.path().join(format!("alone-{run}.db"));
+        bench::sqlite_alone::replay(written, "issue", &into)
     }
 
     fn latency_scaling(&self) -> Result<()> {
