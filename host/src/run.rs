@@ -159,9 +159,11 @@ pub async fn run(
         _ => None,
     });
     let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_)));
+    let destination_cpu = writer.cpu();
     let finished = if fatal.is_none() && !failed { writer.finish().await } else { writer.abort().await };
     let mut summary = Summary::new(flow, reports, started);
     summary.add_planning(&planning_stats);
+    summary.destination_cpu_seconds = destination_cpu.seconds();
     match (fatal, finished) {
         (Some(message), _) => Err(RunFailure { summary, error: anyhow!(message) }),
         (None, Err(error)) => Err(RunFailure { summary, error }),

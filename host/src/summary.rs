@@ -1,6 +1,7 @@
 //! The end-of-run summary: per partition and in total, records, pages, requests, retries, 429s,
 //! bytes received and seconds, how each partition's read started (resumed, incremental from when, or
-//! full and why), the sandbox limit a failed partition hit, and the process's peak memory. Printed as
+//! full and why), the sandbox limit a failed partition hit, the CPU time of the plugin and of the
+//! destination, and the process's peak memory. Printed as
 //! a table for people, and written as JSON (`--summary-json`) with the same content.
 
 use std::time::Instant;
@@ -108,6 +109,8 @@ pub struct Summary {
     pub seconds: f64,
     /// CPU time of the calls into the plugin, planning's included.
     pub cpu_seconds: f64,
+    /// CPU time of the destination's threads: checking the plugin's records, writing them, syncing.
+    pub destination_cpu_seconds: f64,
     /// The most memory the host process held at once (its peak resident set), where the system says.
     pub peak_rss_bytes: Option<u64>,
 }
@@ -129,6 +132,7 @@ impl Summary {
             bytes_out: partitions.iter().map(|p| p.bytes_out).sum(),
             seconds: started.elapsed().as_secs_f64(),
             cpu_seconds: partitions.iter().map(|p| p.cpu_seconds).sum(),
+            destination_cpu_seconds: 0.0,
             peak_rss_bytes: peak_rss_bytes(),
             partitions,
         }
@@ -171,6 +175,10 @@ impl Summary {
             self.bytes_in as f64 / (1 << 20) as f64,
             self.seconds,
             self.destination
+        ));
+        out.push_str(&format!(
+            "cpu: {:.2} s in the plugin, {:.2} s in the destination\n",
+            self.cpu_seconds, self.destination_cpu_seconds
         ));
         out
     }

@@ -153,6 +153,14 @@ url = "sqlite:out/gitlab.db"
     assert_eq!(summary["records"].as_u64().unwrap() as usize, opened.len() + mrs.len());
     assert_eq!(summary["requests"].as_u64().unwrap() as usize, sim.request_count());
     assert!(summary["partitions"].as_array().unwrap().iter().all(|p| p["start"] == "full" && p["status"] == "done"));
+    // The destination's threads (checking, inserting, syncing) used CPU, and the summary says how much.
+    let destination_cpu = summary["destination_cpu_seconds"].as_f64().unwrap();
+    assert!(destination_cpu > 0.0 && destination_cpu < summary["seconds"].as_f64().unwrap() * 2.0, "{summary:#}");
+    assert!(
+        run.stdout.contains(&format!("s in the plugin, {destination_cpu:.2} s in the destination")),
+        "{}",
+        run.stdout
+    );
     let keys: BTreeSet<String> = checkpoints(&db, "nightly").into_keys().collect();
     assert_eq!(keys, BTreeSet::from([format!("project-{api}"), format!("project-{website}")]));
 }

@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 use anyhow::{Result, anyhow};
 
 use super::Reply;
+use super::cpu::CpuMeter;
 use super::syncs::Syncs;
 use crate::state::{Checkpoint, CheckpointStore, PartitionKey};
 
@@ -63,11 +64,15 @@ pub(super) struct Committer {
 
 impl Committer {
     /// Start the committer, with `store` as the separate checkpoint store if there is one.
-    pub fn start(store: Option<Box<dyn CheckpointStore>>, failed: Failed) -> Committer {
+    /// Start the thread; it adds its CPU time to `cpu` as it ends.
+    pub fn start(store: Option<Box<dyn CheckpointStore>>, failed: Failed, cpu: CpuMeter) -> Committer {
         let (orders, queue) = sync_channel(0);
         let thread = std::thread::Builder::new()
             .name("destination-committer".into())
-            .spawn(move || State { store, failed, commit_failed: HashSet::new() }.serve(queue))
+            .spawn(move || {
+                State { store, failed, commit_failed: HashSet::new() }.serve(queue);
+                cpu.add_this_thread();
+            })
             .expect("spawning the destination committer");
         Committer { orders: Some(orders), thread: Some(thread) }
     }

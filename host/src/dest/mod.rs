@@ -21,6 +21,7 @@
 //!   [`s3`], an S3 bucket), in the formats of [`format`], built on [`spool`] and [`manifest`].
 
 mod committer;
+mod cpu;
 pub mod files;
 pub mod format;
 pub mod manifest;
@@ -43,6 +44,7 @@ use self::syncs::Syncs;
 use crate::pg::{PgUrl, is_postgres_url};
 use crate::sandbox::wit::FieldType;
 use crate::state::{Checkpoint, CheckpointStore, PartitionKey};
+pub use cpu::CpuMeter;
 pub use format::FileFormat;
 pub use s3::S3Url;
 
@@ -282,6 +284,7 @@ pub const PAGES_IN_WRITER: usize = 2;
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Message>,
+    cpu: CpuMeter,
 }
 
 /// The destination and the committer (which holds the separate checkpoint store, if there is one),
@@ -524,6 +527,8 @@ impl Writer {
         interval: Duration,
     ) -> Writer {
         let (jobs, mut queue) = mpsc::channel::<Message>(64);
+        let cpu = CpuMeter::default();
+        let meter = cpu.clone();
         std::thread::Builder::new()
             .name("destination-writer".into())
             .spawn(move || {
@@ -536,7 +541,7 @@ impl Writer {
                 let mut sink = Sink {
                     destination,
                     store_apart: store.is_some(),
-                    committer: Committer::start(store, failed.clone()),
+                    committer: Committer::start(store, failed.clone(), meter.clone()),
                     unsaved: Vec::new(),
                     unanswered: Vec::new(),
                     failed,
@@ -562,16 +567,25 @@ impl Writer {
                     };
                     let Some(mut message) = next else {
                         // Every sender is gone: what was written is made durable, for a resumed run.
-                        return drop(sink.close());
+                        drop(sink.close());
+                        return meter.add_this_thread();
                     };
                     // This message and whatever else is waiting join the group (partitions that
                     // finish pages at the same moment share one commit).
                     loop {
                         match message {
                             Message::Job(job) => sink.handle(job),
-                            Message::Finish(done) => return drop(done.send(sink.close().finish())),
+                            Message::Finish(done) => {
+                                let finished = sink.close().finish();
+                                meter.add_this_thread();
+                                return drop(done.send(finished));
+                            }
                             // What was written is kept durable for a resumed run.
-                            Message::Abort(done) => return drop(done.send(sink.close().abort())),
+                            Message::Abort(done) => {
+                                let aborted = sink.close().abort();
+                                meter.add_this_thread();
+                                return drop(done.send(aborted));
+                            }
                         }
                         if sink.unanswered.len() >= MOST_JOBS_PER_COMMIT || sink.full {
                             break;
@@ -587,7 +601,12 @@ impl Writer {
                 }
             })
             .expect("spawning the destination writer");
-        Writer { jobs }
+        Writer { jobs, cpu }
+    }
+
+    /// The CPU time of the writer and committer threads, complete once `finish` or `abort` answered.
+    pub fn cpu(&self) -> CpuMeter {
+        self.cpu.clone()
     }
 
     async fn submit<T>(&self, message: impl FnOnce(Reply<T>) -> Message) -> Result<T> {
@@ -761,6 +780,49 @@ mod tests {
         writer.abort().await.unwrap();
         let journal = journal.lock().unwrap().clone();
         (journal, answers)
+    }
+
+    /// A destination that uses 40 ms of CPU per page written, and as much in each commit's syncs.
+    struct Burning;
+
+    impl Destination for Burning {
+        fn prepare(&mut self, _: &TableSchema) -> Result<()> {
+            Ok(())
+        }
+        fn open_part(&mut self, _: &PartitionKey, _: Option<&str>) -> Result<()> {
+            Ok(())
+        }
+        fn write_page(&mut self, _: &PartitionKey, _: &[u8], _: Option<&Checkpoint>) -> Result<Option<String>> {
+            cpu::burn(40);
+            Ok(None)
+        }
+        fn commit(&mut self) -> Result<Syncs> {
+            let mut syncs = Syncs::default();
+            syncs.call(|| {
+                cpu::burn(40);
+                Ok(())
+            });
+            Ok(syncs)
+        }
+        fn close_part(&mut self, _: &PartitionKey) -> Result<()> {
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cpu_of_the_writer_and_of_the_committer_is_counted_by_the_time_finish_answers() {
+        let writer = Writer::start(Box::new(Burning), Some(Box::new(NotingStore(Journal::default()))));
+        let meter = writer.cpu();
+        writer.open(&key("a"), None).await.unwrap();
+        let page = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
+        page.durable().await.unwrap();
+        writer.finish().await.unwrap();
+        // 40 ms writing the page on the writer thread, 40 ms syncing it on the committer's.
+        let seconds = meter.seconds();
+        assert!((0.08..0.5).contains(&seconds), "{seconds} s");
     }
 
     #[tokio::test]
