@@ -172,6 +172,8 @@ impl Bench {
         let mut raw_rates = Vec::new();
         let mut rates = vec![Vec::new(); kinds.len()];
         let mut ratios = vec![Vec::new(); kinds.len()];
+        // The destination's CPU (writer and committer threads) over the run's wall time.
+        let mut busy = vec![Vec::new(); kinds.len()];
         let mut first = None;
         let mut alone = Vec::new();
         for run in 0..self.runs {
@@ -182,6 +184,8 @@ impl Bench {
                 let (rate, summary) = self.issues_into(&sim, kind, run, records)?;
                 rates[k].push(rate);
                 ratios[k].push(rate / raw_rate);
+                let seconds = |key: &str| summary[key].as_f64().unwrap_or(f64::NAN);
+                busy[k].push(seconds("destination_cpu_seconds") / seconds("seconds"));
                 first.get_or_insert(summary);
                 if *kind == "sqlite" {
                     alone.push((rate, raw_rate, self.sqlite_alone(run)?));
@@ -200,9 +204,10 @@ impl Bench {
             };
             let (low, high) = ratios[k].iter().fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(*r), h.max(*r)));
             println!(
-                "host run into {into} (whole process): {:.0} records/s, {:.2} of the raw fetch (goal ≥ 0.8; each round's against its own raw fetch: {low:.2}–{high:.2})",
+                "host run into {into} (whole process): {:.0} records/s, {:.2} of the raw fetch (goal ≥ 0.8; each round's against its own raw fetch: {low:.2}–{high:.2}); the destination (its writer and committer threads) used {:.2} s of CPU per second of the run",
                 median(rates[k].clone()),
-                median(ratios[k].clone())
+                median(ratios[k].clone()),
+                median(busy[k].clone())
             );
         }
         if !alone.is_empty() {
