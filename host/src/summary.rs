@@ -211,7 +211,10 @@ pub struct TenantReport {
     pub rate_limited: u64,
     /// From the tenant's first flow starting to its last ending.
     pub wall_seconds: f64,
+    /// CPU time in the tenant's plugins.
     pub cpu_seconds: f64,
+    /// CPU time of the tenant's destinations (their writer and committer threads).
+    pub destination_cpu_seconds: f64,
     /// Partitions that failed, and flows that failed before or beyond their partitions.
     pub errors: Vec<String>,
 }
@@ -229,6 +232,7 @@ impl TenantReport {
         self.retries += summary.retries;
         self.rate_limited += summary.rate_limited;
         self.cpu_seconds += summary.cpu_seconds;
+        self.destination_cpu_seconds += summary.destination_cpu_seconds;
         for p in &summary.partitions {
             if let Outcome::Failed(reason) | Outcome::Fatal(reason) = &p.outcome {
                 self.errors.push(format!("{}: {} {}: {reason}", summary.flow, p.object, p.scope));
@@ -243,7 +247,7 @@ impl TenantReport {
     pub fn render(reports: &[TenantReport]) -> String {
         let width = reports.iter().map(|r| r.tenant.len()).max().unwrap_or(6).max(6);
         let mut out = format!(
-            "{:<width$}  {:>5}  {:>9}  {:>6}  {:>8}  {:>9}  {:>9}  {:>7}  {:>5}  {:>8}  {:>7}  errors\n",
+            "{:<width$}  {:>5}  {:>9}  {:>6}  {:>8}  {:>9}  {:>9}  {:>7}  {:>5}  {:>8}  {:>7}  {:>10}  errors\n",
             "tenant",
             "flows",
             "records",
@@ -254,11 +258,12 @@ impl TenantReport {
             "retries",
             "429s",
             "wall s",
-            "cpu s"
+            "cpu s",
+            "dest cpu s"
         );
         for r in reports {
             out.push_str(&format!(
-                "{:<width$}  {:>5}  {:>9}  {:>6}  {:>8}  {:>9.2}  {:>9.1}  {:>7}  {:>5}  {:>8.2}  {:>7.2}  {}\n",
+                "{:<width$}  {:>5}  {:>9}  {:>6}  {:>8}  {:>9.2}  {:>9.1}  {:>7}  {:>5}  {:>8.2}  {:>7.2}  {:>10.2}  {}\n",
                 r.tenant,
                 r.flows,
                 r.records,
@@ -270,6 +275,7 @@ impl TenantReport {
                 r.rate_limited,
                 r.wall_seconds,
                 r.cpu_seconds,
+                r.destination_cpu_seconds,
                 r.errors.len()
             ));
         }

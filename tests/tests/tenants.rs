@@ -121,6 +121,7 @@ fn tenants_run_side_by_side_and_a_hostile_or_greedy_one_ends_only_its_own_partit
         assert!(acme[figure].as_u64().unwrap() > 0, "acme's {figure}: {acme:#}");
     }
     assert!(acme["cpu_seconds"].as_f64().unwrap() > 0.0, "{acme:#}");
+    assert!(acme["destination_cpu_seconds"].as_f64().unwrap() > 0.0, "{acme:#}");
     assert!(acme["wall_seconds"].as_f64().unwrap() >= acme["cpu_seconds"].as_f64().unwrap() / 4.0);
     assert_eq!(tenant("globex")["errors"], serde_json::json!([]));
 
