@@ -1,8 +1,8 @@
 //! The end-of-run summary: per partition and in total, records, pages, requests, retries, 429s,
 //! bytes received and seconds, how each partition's read started (resumed, incremental from when, or
 //! full and why), the sandbox limit a failed partition hit, the CPU time of the plugin and of the
-//! destination, and the process's peak memory. Printed as
-//! a table for people, and written as JSON (`--summary-json`) with the same content.
+//! destination, and the process's peak memory. Printed as a table for people, and written as JSON
+//! (`--summary-json`) with the same content.
 
 use std::time::Instant;
 

@@ -63,8 +63,8 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    /// Start the committer, with `store` as the separate checkpoint store if there is one.
-    /// Start the thread; it adds its CPU time to `cpu` as it ends.
+    /// Start the committer, with `store` as the separate checkpoint store if there is one; its
+    /// thread adds its CPU time to `cpu` as it ends.
     pub fn start(store: Option<Box<dyn CheckpointStore>>, failed: Failed, cpu: CpuMeter) -> Committer {
         let (orders, queue) = sync_channel(0);
         let thread = std::thread::Builder::new()
