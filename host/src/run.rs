@@ -84,9 +84,10 @@ pub async fn run(
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
     let retrier = Retrier::new(policy.clone(), planning_stats.clone());
     let plan = plan::plan(&mut control, &retrier, &connection, flow).await;
+    let planned = started.elapsed();
     let fail = |error: anyhow::Error| {
         let mut summary = Summary::new(flow, Vec::new(), started);
-        summary.add_planning(&planning_stats);
+        summary.add_planning(&planning_stats, planned);
         RunFailure { summary, error }
     };
     let Plan { tables, partitions, skipped } = plan.map_err(|e| match planning_stats.refusals().first() {
@@ -162,7 +163,7 @@ pub async fn run(
     let destination_cpu = writer.cpu();
     let finished = if fatal.is_none() && !failed { writer.finish().await } else { writer.abort().await };
     let mut summary = Summary::new(flow, reports, started);
-    summary.add_planning(&planning_stats);
+    summary.add_planning(&planning_stats, planned);
     summary.destination_cpu_seconds = destination_cpu.seconds();
     match (fatal, finished) {
         (Some(message), _) => Err(RunFailure { summary, error: anyhow!(message) }),

@@ -98,6 +98,9 @@ pub struct Summary {
     pub requests: u64,
     /// Requests made while planning (resolving and expanding scopes).
     pub planning_requests: u64,
+    /// Wall time of planning, before the first partition started: a part of `seconds` that does not
+    /// shrink with more partitions at once.
+    pub planning_seconds: f64,
     /// Retried calls, planning's included.
     pub retries: u64,
     /// 429 answers, planning's included.
@@ -126,6 +129,7 @@ impl Summary {
             pages: partitions.iter().map(|p| p.pages).sum(),
             requests: partitions.iter().map(|p| p.requests).sum(),
             planning_requests: 0,
+            planning_seconds: 0.0,
             retries: partitions.iter().map(|p| p.retries).sum(),
             rate_limited: partitions.iter().map(|p| p.rate_limited).sum(),
             bytes_in: partitions.iter().map(|p| p.bytes_in).sum(),
@@ -164,12 +168,13 @@ impl Summary {
         }
         let rate = if self.seconds > 0.0 { self.records as f64 / self.seconds } else { 0.0 };
         out.push_str(&format!(
-            "total: {} records, {} pages, {} requests ({} planning), {} retried, {} answered 429, {:.2} MiB in, \
+            "total: {} records, {} pages, {} requests ({} planning, in {:.2} s), {} retried, {} answered 429, {:.2} MiB in, \
              in {:.2} s ({rate:.0} records/s) into {}\n",
             self.records,
             self.pages,
             self.requests,
             self.planning_requests,
+            self.planning_seconds,
             self.retries,
             self.rate_limited,
             self.bytes_in as f64 / (1 << 20) as f64,
@@ -183,9 +188,10 @@ impl Summary {
         out
     }
 
-    /// Add the figures of planning (resolving and expanding scopes) to the totals.
-    pub fn add_planning(&mut self, stats: &crate::gate::GateStats) {
+    /// Add the figures of planning (resolving and expanding scopes), which took `took`, to the totals.
+    pub fn add_planning(&mut self, stats: &crate::gate::GateStats, took: std::time::Duration) {
         use std::sync::atomic::Ordering::Relaxed;
+        self.planning_seconds = took.as_secs_f64();
         self.planning_requests = stats.requests.load(Relaxed);
         self.requests += self.planning_requests;
         self.retries += stats.retries.load(Relaxed);

@@ -400,3 +400,18 @@ fn no_token_appears_anywhere_even_at_trace_level_under_faults() {
     assert!(!written.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "the token leaked into the output files");
     assert!(sim.requests().iter().all(|r| r.header("private-token") == Some(TOKEN)));
 }
+
+#[test]
+fn the_summary_says_how_long_planning_took_of_the_run() {
+    let sim = simulator(Faults { latency: Duration::from_millis(100), ..Faults::default() });
+    let result = run(&sim, &["--object", "issue", "--group", "demo"]);
+    assert!(result.run.success, "{}", result.run.output());
+    let seconds = |field: &str| result.summary[field].as_f64().unwrap_or_else(|| panic!("no {field}"));
+    let (planning, whole) = (seconds("planning_seconds"), seconds("seconds"));
+    // Planning's requests (listing the group's projects) come one after the other, each answered
+    // 100 ms late; then every partition reads at least one page, as late.
+    let requests = result.total("planning_requests");
+    assert!(requests >= 1, "{}", result.summary);
+    assert!(planning >= 0.1 * requests as f64 && planning <= whole - 0.1, "{planning} s of {whole} s");
+    assert!(result.run.stdout.contains(&format!("({requests} planning, in {planning:.2} s)")), "{}", result.run.stdout);
+}

@@ -33,7 +33,7 @@ fn a_group_of_150_projects_across_subgroups_syncs_every_project() {
             &format!("/api/v4/groups/{}/projects", acme.id)
         ]
     );
-    assert!(run.stdout.contains("total: 150 records, 2 pages, 3 requests (1 planning)"), "{}", run.stdout);
+    assert!(run.stdout.contains("total: 150 records, 2 pages, 3 requests (1 planning, in "), "{}", run.stdout);
 
     let conn = rusqlite::Connection::open(&db).unwrap();
     let (created, namespace, archived): (String, String, i64) = conn
