@@ -114,8 +114,8 @@ fn value_bytes(value: &Value) -> usize {
 /// A thread with a second connection that copies the log into the database after each commit
 /// (`PASSIVE`, beside the writer's next inserts), as the host's committer does.
 struct Backfill {
-    steps: Option<mpsc::Sender<Step>>,
-    thread: Option<std::thread::JoinHandle<Result<Duration>>>,
+    steps: mpsc::Sender<Step>,
+    thread: std::thread::JoinHandle<Result<Duration>>,
 }
 
 enum Step {
@@ -143,7 +143,7 @@ impl Backfill {
             }
             Ok(busy)
         });
-        Ok(Backfill { steps: Some(steps), thread: Some(thread) })
+        Ok(Backfill { steps, thread })
     }
 
     fn step(&self) -> Result<()> {
@@ -158,14 +158,13 @@ impl Backfill {
     }
 
     fn send(&self, step: Step) -> Result<()> {
-        let steps = self.steps.as_ref().expect("steps until finished");
-        steps.send(step).map_err(|_| anyhow::anyhow!("the backfill thread ended"))
+        self.steps.send(step).map_err(|_| anyhow::anyhow!("the backfill thread ended"))
     }
 
     /// The time the thread spent copying.
-    fn finish(mut self) -> Result<Duration> {
-        drop(self.steps.take());
-        let thread = self.thread.take().expect("joined once");
+    fn finish(self) -> Result<Duration> {
+        let Backfill { steps, thread } = self;
+        drop(steps);
         thread.join().map_err(|_| anyhow::anyhow!("the backfill thread panicked"))?
     }
 }
