@@ -69,13 +69,7 @@ pub const TOKEN: &str = "glpat-test-7f3a9c2e1b";
 
 /// A simulator of the standard world that requires [`TOKEN`].
 pub fn simulator() -> Simulator {
-    Simulator::start(SimConfig {
-        seed: 42,
-        token: Some(TOKEN.into()),
-        world: WorldShape::standard(),
-        ..SimConfig::default()
-    })
-    .expect("starting the simulator")
+    simulator_of(WorldShape::standard())
 }
 
 /// A simulator of the standard world with `issues` issues in `bigco/monorepo` (12,345 in the standard
@@ -83,20 +77,19 @@ pub fn simulator() -> Simulator {
 pub fn simulator_with_big_issues(issues: usize) -> Simulator {
     let mut world = WorldShape::standard();
     world.bigco.as_mut().expect("the standard world has bigco/monorepo").issues = issues;
-    Simulator::start(SimConfig { seed: 42, token: Some(TOKEN.into()), world, ..SimConfig::default() })
-        .expect("starting the simulator")
+    simulator_of(world)
 }
 
 /// A simulator of the small world (`acme` with 5 projects in two groups, `demo` with 3) that
 /// requires [`TOKEN`].
 pub fn small_simulator() -> Simulator {
-    Simulator::start(SimConfig {
-        seed: 42,
-        token: Some(TOKEN.into()),
-        world: WorldShape::small(),
-        ..SimConfig::default()
-    })
-    .expect("starting the simulator")
+    simulator_of(WorldShape::small())
+}
+
+/// A simulator of `world` (seed 42) that requires [`TOKEN`].
+fn simulator_of(world: WorldShape) -> Simulator {
+    Simulator::start(SimConfig { seed: 42, token: Some(TOKEN.into()), world, ..SimConfig::default() })
+        .expect("starting the simulator")
 }
 
 /// The output of one `host` invocation.
