@@ -80,8 +80,9 @@ impl Drop for Leaving<'_> {
     }
 }
 
-/// Cancels a lane's task when the future waiting for it is dropped (a no-op once it has ended).
-struct AbortOnDrop(AbortHandle);
+/// Cancels a task when dropped (a no-op once it has ended): a lane's task when the future waiting
+/// for it is dropped, a run's listing when the run ends.
+pub struct AbortOnDrop(pub AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

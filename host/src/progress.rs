@@ -1,7 +1,8 @@
 //! Progress while a run reads: per object, partitions done, records, pages and the rate.
 //!
 //! On a terminal (stderr is a TTY) each object gets an indicatif bar (partitions done out of its
-//! partitions, with records, pages and records/s beside it). Otherwise (a log file, a pipe, CI) a
+//! partitions planned so far, with records, pages and records/s beside it; a large group's listing
+//! goes on while the first partitions are read, so the bars grow). Otherwise (a log file, a pipe, CI) a
 //! plain line per object every [`LOG_EVERY`], so that long runs show life without flooding the log;
 //! short runs print nothing but the summary. Partitions report through an [`ObjectProgress`], shared
 //! by every partition of one object.
@@ -20,7 +21,7 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 /// One object's figures, updated by its partitions.
 pub struct ObjectProgress {
     object: String,
-    partitions: u64,
+    partitions: AtomicU64,
     done: AtomicU64,
     records: AtomicU64,
     pages: AtomicU64,
@@ -29,6 +30,14 @@ pub struct ObjectProgress {
 }
 
 impl ObjectProgress {
+    /// A partition of this object was planned.
+    pub fn partition_planned(&self) {
+        self.partitions.fetch_add(1, Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.inc_length(1);
+        }
+    }
+
     /// A page of `records` records was written.
     pub fn page(&self, records: u64) {
         self.records.fetch_add(records, Ordering::Relaxed);
@@ -61,7 +70,7 @@ impl ObjectProgress {
             "{}: {}/{} partitions, {}",
             self.object,
             self.done.load(Ordering::Relaxed),
-            self.partitions,
+            self.partitions.load(Ordering::Relaxed),
             self.figures()
         )
     }
@@ -77,30 +86,23 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Show the progress of `partitions` (the object of each partition, in order) on stderr: bars
-    /// on a terminal, a log line per object every [`LOG_EVERY`] otherwise.
-    pub fn start<'a>(partitions: impl IntoIterator<Item = &'a str>) -> Progress {
-        let mut counts: Vec<(String, u64)> = Vec::new();
-        for object in partitions {
-            match counts.iter_mut().find(|(name, _)| name == object) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((object.to_owned(), 1)),
-            }
-        }
+    /// Show the progress of `objects` (each object once; its partitions are counted as they are
+    /// planned) on stderr: bars on a terminal, a log line per object every [`LOG_EVERY`] otherwise.
+    pub fn start(objects: &[String]) -> Progress {
         let bars =
             std::io::stderr().is_terminal().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        let width = counts.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        let width = objects.iter().map(String::len).max().unwrap_or(0);
         let style = ProgressStyle::with_template(&format!(
             "{{prefix:{width}}} [{{bar:30}}] {{pos}}/{{len}} partitions  {{msg}}  {{elapsed}}"
         ))
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
         let started = Instant::now();
-        let objects: BTreeMap<String, Arc<ObjectProgress>> = counts
-            .into_iter()
-            .map(|(object, partitions)| {
+        let objects: BTreeMap<String, Arc<ObjectProgress>> = objects
+            .iter()
+            .map(|object| {
                 let bar = bars.as_ref().map(|multi| {
-                    let bar = multi.add(ProgressBar::new(partitions));
+                    let bar = multi.add(ProgressBar::new(0));
                     bar.set_style(style.clone());
                     bar.set_prefix(object.clone());
                     bar.enable_steady_tick(Duration::from_millis(250));
@@ -108,14 +110,14 @@ impl Progress {
                 });
                 let progress = ObjectProgress {
                     object: object.clone(),
-                    partitions,
+                    partitions: AtomicU64::new(0),
                     done: AtomicU64::new(0),
                     records: AtomicU64::new(0),
                     pages: AtomicU64::new(0),
                     started,
                     bar,
                 };
-                (object, Arc::new(progress))
+                (object.clone(), Arc::new(progress))
             })
             .collect();
         let stop_log = bars.is_none().then(|| log_every(LOG_EVERY, objects.values().cloned().collect()));
@@ -151,7 +153,8 @@ fn log_every(every: Duration, objects: Vec<Arc<ObjectProgress>>) -> (mpsc::Sende
         .name("progress-log".into())
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                for object in &objects {
+                // An object whose scopes were all skipped has nothing to say.
+                for object in objects.iter().filter(|o| o.partitions.load(Ordering::Relaxed) > 0) {
                     eprintln!("progress: {}", object.line());
                 }
             }
@@ -166,8 +169,11 @@ mod tests {
 
     #[test]
     fn counts_per_object() {
-        let progress = Progress::start(["issue", "issue", "project"]);
+        let progress = Progress::start(&["issue".to_owned(), "project".to_owned()]);
         let issues = progress.object("issue").unwrap();
+        issues.partition_planned();
+        issues.partition_planned();
+        progress.object("project").unwrap().partition_planned();
         issues.page(100);
         issues.page(20);
         issues.partition_ended();

@@ -191,6 +191,7 @@ mod tests {
             mode,
             cursor: cursor.then(|| Cursor { field: "updated_at".into(), field_type: FieldType::DateTime }),
             flow_key: "objects[0]".into(),
+            position: (0, 0),
         }
     }
 

@@ -1,10 +1,12 @@
 //! A run: plan a flow's partitions, read them concurrently, write every page, report.
 //!
 //! ```text
-//!  flow ──► plan (see `plan`: the whole flow checked, then group scopes expanded to their projects)
+//!  flow ──► plan (see `plan`: the whole flow checked, each scope resolved, the first page of each
+//!           group's projects listed)
 //!       ──► destination (open it; one table per object) and checkpoint store (see `state`)
-//!       ──► partitions (object × scope), at most `concurrency` at once, each in its own sandbox, on
-//!           one lane from start to end (see `lanes`):
+//!       ──► partitions (object × scope), those planned and those the listing's later pages bring
+//!           while the first are read (see `plan::listing`), at most `concurrency` at once, each in
+//!           its own sandbox, on one lane from start to end (see `lanes`):
 //!             checkpoint ──► where the read starts (see `resume`: resume, incremental, full)
 //!             loop { read-page (retried, see `retry`) ──► writer (page durable, then checkpoint)
 //!                    ──► next token } until no token; pages n−1 and n are written while n+1 is
@@ -15,7 +17,7 @@
 //! ```
 //!
 //! A 401 or an invalid request stops the whole run (every partition would fail alike); a 403 or 404
-//! skips only its partition; a 429, a 5xx or a network failure is retried within the tenant's retry
+//! skips only its partition; a listing page that cannot be read fails its objects under that scope; a 429, a 5xx or a network failure is retried within the tenant's retry
 //! budget; any other failure fails its partition and the run goes on. A partition's watermark (the
 //! highest cursor value it read) moves only when its read completes.
 
@@ -25,15 +27,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::anyhow;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::dest::{self, PAGES_IN_WRITER, PendingPage, Writer};
 use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
-use crate::lanes;
-use crate::plan::{self, Partition, Plan};
+use crate::lanes::{self, AbortOnDrop};
+use crate::plan::{self, Listed, Partition, Plan};
 use crate::progress::{ObjectProgress, Progress};
 use crate::resume;
 use crate::retry::{Ended, Retrier};
@@ -77,24 +79,23 @@ pub async fn run(
         state::check_available(url).map_err(|e| fail(flow.origins.error("state.url", format!("{e:#}"))))?;
     }
     let planning_stats = Arc::new(GateStats::default());
-    let mut control = plugin
+    let control = plugin
         .instantiate(policy.clone(), planning_stats.clone(), &limits, label(flow, "planning"))
         .await
         .map_err(|e| fail(e.into()))?;
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
     let retrier = Retrier::new(policy.clone(), planning_stats.clone());
-    let plan = plan::plan(&mut control, &retrier, &connection, flow).await;
+    let plan = plan::plan(control, retrier, &connection, flow).await;
     let planned = started.elapsed();
     let fail = |error: anyhow::Error| {
         let mut summary = Summary::new(flow, Vec::new(), started);
         summary.add_planning(&planning_stats, planned);
         RunFailure { summary, error }
     };
-    let Plan { tables, partitions, skipped } = plan.map_err(|e| match planning_stats.refusals().first() {
+    let Plan { tables, partitions, skipped, listing } = plan.map_err(|e| match planning_stats.refusals().first() {
         Some(refusal) => fail(anyhow!("request refused by the host: {refusal}")),
         None => fail(e),
     })?;
-    drop(control);
 
     let destination =
         dest::open(&flow.destination).map_err(|e| fail(flow.origins.error("destination.url", format!("{e:#}"))))?;
@@ -105,11 +106,12 @@ pub async fn run(
         }
     };
     let writer = Writer::start(destination, store);
+    let objects: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     for table in tables {
         writer.prepare(table).await.map_err(fail)?;
     }
+    let progress = Arc::new(Progress::start(&objects));
 
-    let progress = Arc::new(Progress::start(partitions.iter().map(|p| p.request.object.as_str())));
     let shared = Arc::new(Shared {
         flow: flow.clone(),
         plugin,
@@ -123,33 +125,73 @@ pub async fn run(
     // A tenant's flows share its partitions; a flow alone has its own.
     let permits = permits.unwrap_or_else(|| Arc::new(Semaphore::new(flow.concurrency.max(1))));
     let mut tasks = JoinSet::new();
-    for (index, partition) in partitions.into_iter().enumerate() {
+    let spawn = |tasks: &mut JoinSet<_>, partition: Partition| {
         let shared = shared.clone();
         let permits = permits.clone();
+        if let Some(progress) = shared.progress.object(&partition.request.object) {
+            progress.partition_planned();
+        }
         // In the caller's span: a tenant's log lines carry its id.
         tasks.spawn(
             async move {
                 let _permit = permits.acquire_owned().await;
+                let position = partition.position;
                 let read = async move { read_partition(&shared, partition).await }.in_current_span();
-                (index, lanes::lanes().run(read).await)
+                (position, lanes::lanes().run(read).await)
             }
             .in_current_span(),
         );
+    };
+    for partition in partitions {
+        spawn(&mut tasks, partition);
     }
+    // The listings' later pages, read beside the partitions: each new partition is read as it comes.
+    let (listed_to, mut listed) = mpsc::unbounded_channel();
+    let listing =
+        listing.map(|listing| AbortOnDrop(tokio::spawn(listing.run(listed_to).in_current_span()).abort_handle()));
     let mut reports = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((index, Ok(report))) => reports.push((index, report)),
-            Ok((_, Err(panic))) | Err(panic) => return Err(fail(anyhow!("a partition task failed: {panic}"))),
+    let mut unlisted = Vec::new();
+    loop {
+        tokio::select! {
+            Some(item) = listed.recv() => match item {
+                Listed::Partition(partition) => spawn(&mut tasks, *partition),
+                Listed::Failed(failure) => {
+                    if failure.fatal {
+                        shared.stop.store(true, Ordering::Relaxed);
+                    }
+                    unlisted.push(failure);
+                }
+            },
+            Some(joined) = tasks.join_next() => match joined {
+                Ok((position, Ok(report))) => reports.push((position, report)),
+                Ok((_, Err(panic))) | Err(panic) => return Err(fail(anyhow!("a partition task failed: {panic}"))),
+            },
+            else => break,
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            // The run ends: no more partitions to start.
+            listed.close();
         }
     }
-    reports.sort_by_key(|(index, _)| *index);
+    drop(listing);
+    reports.sort_by_key(|(position, _)| *position);
     let mut reports: Vec<PartitionReport> = reports.into_iter().map(|(_, r)| r).collect();
     reports.extend(skipped.into_iter().map(|s| {
         let mut report = PartitionReport::new(&s.object, s.scope);
         report.outcome = Outcome::Skipped(s.reason);
         report
     }));
+    for failure in unlisted {
+        tracing::warn!(flow = %flow.id, scope = %failure.scope, "listing failed: {}", crate::credential::redact(&failure.message));
+        reports.extend(failure.objects.iter().map(|object| {
+            let mut report = PartitionReport::new(object, failure.scope.clone());
+            report.outcome = match failure.fatal {
+                true => Outcome::Fatal(failure.message.clone()),
+                false => Outcome::Failed(failure.message.clone()),
+            };
+            report
+        }));
+    }
     drop(shared);
     if let Some(progress) = Arc::into_inner(progress) {
         progress.finish();

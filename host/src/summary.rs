@@ -96,10 +96,12 @@ pub struct Summary {
     pub pages: u64,
     /// Every request, planning's included.
     pub requests: u64,
-    /// Requests made while planning (resolving and expanding scopes).
+    /// Requests made to resolve and expand scopes: planning's, and the later pages of the listings
+    /// read beside the partitions.
     pub planning_requests: u64,
-    /// Wall time of planning, before the first partition started: a part of `seconds` that does not
-    /// shrink with more partitions at once.
+    /// Wall time of planning (the flow checked, the first page of each scope's listing read),
+    /// before the first partition started: a part of `seconds` that does not shrink with more
+    /// partitions at once.
     pub planning_seconds: f64,
     /// Retried calls, planning's included.
     pub retries: u64,
@@ -188,7 +190,8 @@ impl Summary {
         out
     }
 
-    /// Add the figures of planning (resolving and expanding scopes), which took `took`, to the totals.
+    /// Add the figures of resolving and expanding scopes (planning, which took `took`, and the
+    /// listings' later pages) to the totals.
     pub fn add_planning(&mut self, stats: &crate::gate::GateStats, took: std::time::Duration) {
         use std::sync::atomic::Ordering::Relaxed;
         self.planning_seconds = took.as_secs_f64();

@@ -8,10 +8,10 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use gitlab_sim::{FaultCounts, Faults, RateLimit, SimConfig, Simulator, ThrottleHeaders, WorldShape};
+use gitlab_sim::{FaultCounts, Faults, GroupShape, RateLimit, SimConfig, Simulator, ThrottleHeaders, WorldShape};
 use serde_json::Value;
 use support::{HostRun, TOKEN, artifacts, host, host_run, read_jsonl_object, temp_dir};
 
@@ -414,4 +414,90 @@ fn the_summary_says_how_long_planning_took_of_the_run() {
     assert!(requests >= 1, "{}", result.summary);
     assert!(planning >= 0.1 * requests as f64 && planning <= whole - 0.1, "{planning} s of {whole} s");
     assert!(result.run.stdout.contains(&format!("({requests} planning, in {planning:.2} s)")), "{}", result.run.stdout);
+}
+
+/// A simulator whose group `acme` holds 130 projects (two pages of its listing, 100 and 30) with
+/// `faults` on the requests for the listing's second page alone.
+fn simulator_with_a_long_listing(faults: Faults) -> Simulator {
+    let world = WorldShape {
+        acme_groups: vec![
+            GroupShape { path: String::new(), projects: 60 },
+            GroupShape { path: "platform".to_owned(), projects: 70 },
+        ],
+        ..WorldShape::small()
+    };
+    let faults = Faults { path_contains: Some(LISTING_PAGE_2.into()), ..faults };
+    Simulator::start(SimConfig { token: Some(TOKEN.into()), world, faults, ..SimConfig::default() })
+        .expect("starting the simulator")
+}
+
+/// What only the request for the second page of `acme`'s projects has in its path and query.
+const LISTING_PAGE_2: &str = "include_subgroups=true&simple=true&order_by=id&sort=asc&per_page=100&page=2";
+
+/// The ids of the issues of every project in `acme`, subgroups included.
+fn acme_issue_ids(sim: &Simulator) -> BTreeSet<i64> {
+    let world = sim.world();
+    let acme = world.group_by_ref("acme").unwrap();
+    let projects = world.projects_in_group(acme.id, true);
+    assert_eq!(projects.len(), 130);
+    projects.iter().flat_map(|p| world.issues(p.id)).map(|r| r["id"].as_i64().unwrap()).collect()
+}
+
+/// How many partitions ended how (`done`, `skipped`, `failed`).
+fn ended(partitions: &[Value]) -> BTreeMap<&str, usize> {
+    let mut ended = BTreeMap::new();
+    for partition in partitions {
+        *ended.entry(partition["status"].as_str().unwrap()).or_default() += 1;
+    }
+    ended
+}
+
+#[test]
+fn the_first_page_of_a_group_listing_is_read_while_the_next_is_listed() {
+    // The second page of the listing stalls for a second (then the host's 1 s HTTP timeout retries
+    // it); the 100 projects of the first page need not wait.
+    let sim = simulator_with_a_long_listing(Faults {
+        stall_percent: 100,
+        stall: Duration::from_millis(1500),
+        max_in_a_row: Some(1),
+        ..Faults::default()
+    });
+    let result = run(&sim, &["--object", "issue", "--group", "acme", "--concurrency", "8"]);
+    assert!(result.run.success, "{}", result.run.output());
+    assert_eq!(result.ids("issue"), acme_issue_ids(&sim));
+    assert_eq!(sim.faults_injected().stalled, 1);
+
+    let requests = sim.requests();
+    let page_2: Vec<usize> =
+        (0..requests.len()).filter(|&n| requests[n].raw_path_and_query.contains(LISTING_PAGE_2)).collect();
+    assert_eq!(page_2.len(), 2, "the stalled listing page, then its retry");
+    let reads_meanwhile = requests[page_2[0]..page_2[1]].iter().filter(|r| r.path.ends_with("/issues")).count();
+    assert!(reads_meanwhile >= 50, "only {reads_meanwhile} issue pages read while the listing was stalled");
+    // The projects of the second page are read after it.
+    let partitions = result.summary["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 130);
+    assert_eq!(ended(partitions), BTreeMap::from([("done", 129), ("skipped", 1)]), "issues disabled in one project");
+    assert_eq!(result.total("planning_requests"), 3, "the listing's requests count as planning's");
+}
+
+#[test]
+fn a_group_listing_that_fails_past_its_first_page_fails_its_object_after_reading_what_was_listed() {
+    let sim = simulator_with_a_long_listing(Faults { server_error_percent: 100, ..Faults::default() });
+    let result = run(&sim, &["--object", "issue", "--group", "acme"]);
+    assert!(!result.run.success, "{}", result.run.output());
+    // The first page's 100 projects were read, whole, and none of the rest.
+    let partitions = result.summary["partitions"].as_array().unwrap();
+    assert_eq!(ended(partitions), BTreeMap::from([("done", 99), ("failed", 1), ("skipped", 1)]));
+    let written = result.ids("issue");
+    assert!(!written.is_empty() && written.is_subset(&acme_issue_ids(&sim)));
+    let failed: Vec<&Value> = partitions.iter().filter(|p| p["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{}", result.summary);
+    assert_eq!((failed[0]["object"].as_str(), failed[0]["scope"].as_str()), (Some("issue"), Some("group acme")));
+    let reason = failed[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("--group acme: listing the projects of group acme")
+            && reason.ends_with("(the listing stopped after 100 projects)"),
+        "{reason}"
+    );
+    assert!(result.run.output().contains("after 100 projects"), "{}", result.run.output());
 }

@@ -5,11 +5,25 @@
 //!    (`validate-request`: fields, filters, values; for incremental reads, the cursor filter too). One
 //!    bad filter refuses the whole flow, and the error names the key of the flow it is about (the
 //!    plugin refuses a request; validating its parts alone tells which part it refuses).
-//! 2. Resolve scopes (`list-scopes`): a project or group given by path gets its numeric id (partitions
-//!    are keyed by ids, which survive renames); a group or the instance, for an object read per project,
-//!    expands to every project inside it (subgroups included), listed once and shared by the objects.
+//! 2. Resolve scopes (`list-scopes`, the first page of each): a project or group given by path gets
+//!    its numeric id (partitions are keyed by ids, which survive renames); a group or the instance, for
+//!    an object read per project, lists the projects inside it (subgroups included), listed once and
+//!    shared by the objects. A scope that is missing, forbidden or refuses the credential is known
+//!    here, before the destination is opened.
 //! 3. One partition per (object, scope), without duplicates, keyed by the flow's id, the object and the
 //!    scope's id ([`PartitionKey`]).
+//! 4. A listing longer than a page goes on as a [`Listing`], which the run reads beside the
+//!    partitions already planned: a group of 3,000 projects starts reading its first 100 after one
+//!    listing request, not thirty.
+//!
+//! ```text
+//!  flow ──► check ──► first page of each scope ──► Plan { tables, partitions, skipped, listing }
+//!                                                                                      │
+//!        the run reads `partitions` while `listing` reads the later pages ◄────────────┘
+//!        (see `listing`) and hands it theirs
+//! ```
+
+mod listing;
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,6 +40,8 @@ use crate::sandbox::Sandbox;
 use crate::sandbox::wit::{self, ConnectorError, FieldType, ObjectInfo, Scope, ScopeKind};
 use crate::state::PartitionKey;
 
+pub use listing::{Listed, Listing};
+
 /// One (object, scope) pair to read.
 #[derive(Clone, Debug)]
 pub struct Partition {
@@ -41,7 +57,14 @@ pub struct Partition {
     pub cursor: Option<Cursor>,
     /// The object's key in the flow (`objects[1]`), for errors.
     pub flow_key: String,
+    /// Where its report goes in the summary: after those of the scopes the flow names before its
+    /// own, and after those listed before it under the same scope.
+    pub position: Position,
 }
+
+/// A partition's place in the summary: the place in the flow of the scope it comes from (objects
+/// in order, each object's scopes in order), then its place in that scope's listing.
+pub type Position = (usize, usize);
 
 /// An object's incremental cursor: a record field that only grows.
 #[derive(Clone, Debug)]
@@ -57,6 +80,9 @@ pub struct Plan {
     /// Reads that cannot happen because their scope is missing or forbidden (404, 403): skipped,
     /// with the reason, while the rest of the run goes on.
     pub skipped: Vec<Skipped>,
+    /// The listings with pages still to read, and the planning sandbox that reads them; none when
+    /// every listing fit in a page.
+    pub listing: Option<Listing>,
 }
 
 /// An object whose scope could not be resolved or listed, and why.
@@ -75,6 +101,7 @@ pub struct Checked {
 }
 
 /// One scope of one object, checked.
+#[derive(Clone)]
 struct Work {
     /// The request with a sample scope of the kind it is read at.
     request: wit::ReadRequest,
@@ -96,11 +123,14 @@ enum Reach {
 }
 
 /// Check and plan `flow` with the `control` sandbox (whose requests pass through the tenant's gate).
-/// `list-scopes` calls are retried by `retrier` (a 429, a 5xx, a network failure).
-pub async fn plan(control: &mut Sandbox, retrier: &Retrier, connection: &wit::Connection, flow: &Flow) -> Result<Plan> {
-    let checked = check(control, connection, flow).await?;
-    let (partitions, skipped) = resolve(control, retrier, connection, flow, checked.work).await?;
-    Ok(Plan { tables: checked.tables, partitions, skipped })
+/// `list-scopes` calls are retried by `retrier` (a 429, a 5xx, a network failure). The sandbox
+/// goes on in the plan's [`Listing`] if a listing has more pages.
+pub async fn plan(mut control: Sandbox, retrier: Retrier, connection: &wit::Connection, flow: &Flow) -> Result<Plan> {
+    let checked = check(&mut control, connection, flow).await?;
+    let resolved = resolve(&mut control, &retrier, connection, flow, checked.work).await?;
+    let listing = (!resolved.rest.is_empty())
+        .then(|| Listing::new(control, retrier, connection.clone(), flow.clone(), resolved.rest, resolved.seen));
+    Ok(Plan { tables: checked.tables, partitions: resolved.partitions, skipped: resolved.skipped, listing })
 }
 
 /// Check everything `flow` asks, sending nothing: objects, scopes, fields, filters, and (for
@@ -219,20 +249,30 @@ async fn validate(
     bail!(origins.message(&object_flow.key, connector_message(&error)))
 }
 
-/// Resolve and expand the scopes of `work`, each once: one partition per (object, scope by id). A
-/// scope GitLab says is missing or forbidden skips the objects read under it.
+/// What resolving the scopes found: the partitions of every listing's first page, the scopes
+/// skipped, and the listings with more pages.
+struct Resolved {
+    partitions: Vec<Partition>,
+    skipped: Vec<Skipped>,
+    /// The listings with more pages, in the order the flow names their scopes.
+    rest: Vec<listing::Rest>,
+    /// The keys of the partitions planned so far (a scope named twice, or inside another, is read once).
+    seen: HashSet<PartitionKey>,
+}
+
+/// Resolve the scopes of `work`, each once, and list the first page of those expanded: one
+/// partition per (object, scope by id). A scope GitLab says is missing or forbidden skips the
+/// objects read under it; a listing with more pages goes on in `rest`.
 async fn resolve(
     control: &mut Sandbox,
     retrier: &Retrier,
     connection: &wit::Connection,
     flow: &Flow,
     work: Vec<Work>,
-) -> Result<(Vec<Partition>, Vec<Skipped>)> {
-    let mut found: HashMap<(String, u8), Result<Vec<wit::ScopeEntry>, String>> = HashMap::new();
-    let mut partitions = Vec::new();
-    let mut skipped = Vec::new();
-    let mut seen = HashSet::new();
-    for item in work {
+) -> Result<Resolved> {
+    let mut found: HashMap<(String, u8), Result<wit::ScopePage, String>> = HashMap::new();
+    let mut resolved = Resolved { partitions: Vec::new(), skipped: Vec::new(), rest: Vec::new(), seen: HashSet::new() };
+    for (place, item) in work.into_iter().enumerate() {
         let scope = &item.scope.scope;
         let kind = match item.reach {
             Reach::Direct => scope_kind(scope),
@@ -240,57 +280,82 @@ async fn resolve(
         };
         let found_key = (describe_scope(scope), kind as u8);
         if !found.contains_key(&found_key) {
-            let entries = match (&item.reach, scope) {
-                (Reach::Direct, Scope::Instance) => {
-                    Ok(vec![wit::ScopeEntry { scope: Scope::Instance, label: "instance".into() }])
-                }
+            let page = match (&item.reach, scope) {
+                (Reach::Direct, Scope::Instance) => Ok(wit::ScopePage {
+                    scopes: vec![wit::ScopeEntry { scope: Scope::Instance, label: "instance".into() }],
+                    next_page_token: None,
+                }),
                 // The scope itself: the first entry of the first page (a group lists its
                 // descendants after it, on later pages).
                 (Reach::Direct, _) => {
-                    list_scopes(control, retrier, connection, scope, kind, Pages::First).await.map(|mut entries| {
-                        entries.truncate(1);
-                        entries
+                    list_scope_page(control, retrier, connection, scope, kind, None).await.map(|mut page| {
+                        page.scopes.truncate(1);
+                        page.next_page_token = None;
+                        page
                     })
                 }
-                (Reach::Expand(_), _) => list_scopes(control, retrier, connection, scope, kind, Pages::All).await,
+                (Reach::Expand(_), _) => list_scope_page(control, retrier, connection, scope, kind, None).await,
             };
-            let entries = match entries {
-                Ok(entries) => Ok(entries),
+            let page = match page {
+                Ok(page) => Ok(page),
                 Err(ScopeFailure::Connector(ConnectorError::NotFound(m) | ConnectorError::Forbidden(m), _)) => {
                     Err(format!("skipped, not found or hidden from the token: {m}"))
                 }
                 Err(failure) => return Err(scope_error(flow, retrier.policy(), &item.scope.key, failure)),
             };
-            found.insert(found_key.clone(), entries);
+            found.insert(found_key.clone(), page);
         }
-        let entries = match &found[&found_key] {
-            Ok(entries) => entries,
+        let page = match &found[&found_key] {
+            Ok(page) => page,
             Err(reason) => {
                 let skip = Skipped {
                     object: item.request.object.clone(),
                     scope: describe_scope(scope),
                     reason: reason.clone(),
                 };
-                skipped.push(skip);
+                resolved.skipped.push(skip);
                 continue;
             }
         };
-        for entry in entries {
-            let key = partition_key(&flow.id, &item.request.object, &entry.scope);
-            if seen.insert(key.clone()) {
-                let label = format!("{} {}", scope_kind_name(scope_kind(&entry.scope)), entry.label);
-                partitions.push(Partition {
-                    request: wit::ReadRequest { scope: entry.scope.clone(), ..item.request.clone() },
-                    label,
-                    key,
-                    mode: item.mode,
-                    cursor: item.cursor.clone(),
-                    flow_key: item.flow_key.clone(),
-                });
+        for (n, entry) in page.scopes.iter().enumerate() {
+            if let Some(partition) = item.partition(&flow.id, entry, (place, n), &mut resolved.seen) {
+                resolved.partitions.push(partition);
+            }
+        }
+        if let Some(token) = &page.next_page_token {
+            match resolved.rest.iter_mut().find(|rest| rest.is_of(scope, kind)) {
+                Some(rest) => rest.add(place, item),
+                None => {
+                    let mut rest = listing::Rest::new(scope.clone(), kind, token.clone(), page.scopes.len());
+                    rest.add(place, item);
+                    resolved.rest.push(rest);
+                }
             }
         }
     }
-    Ok((partitions, skipped))
+    Ok(resolved)
+}
+
+impl Work {
+    /// The partition of this work's object under `entry`, at `position`, unless `seen` has it.
+    fn partition(
+        &self,
+        flow_id: &str,
+        entry: &wit::ScopeEntry,
+        position: Position,
+        seen: &mut HashSet<PartitionKey>,
+    ) -> Option<Partition> {
+        let key = partition_key(flow_id, &self.request.object, &entry.scope);
+        seen.insert(key.clone()).then(|| Partition {
+            request: wit::ReadRequest { scope: entry.scope.clone(), ..self.request.clone() },
+            label: format!("{} {}", scope_kind_name(scope_kind(&entry.scope)), entry.label),
+            key,
+            mode: self.mode,
+            cursor: self.cursor.clone(),
+            flow_key: self.flow_key.clone(),
+            position,
+        })
+    }
 }
 
 /// Resolve each scope `checked` names to its id (the first page of `list-scopes`, one request each),
@@ -309,10 +374,10 @@ pub async fn resolve_named_scopes(
         if matches!(scope, Scope::Instance) || !seen.insert(describe_scope(scope)) {
             continue;
         }
-        let entries = list_scopes(control, retrier, connection, scope, scope_kind(scope), Pages::First)
+        let page = list_scope_page(control, retrier, connection, scope, scope_kind(scope), None)
             .await
             .map_err(|e| scope_error(flow, retrier.policy(), &item.scope.key, e))?;
-        let label = entries.first().map_or_else(|| "(none)".to_owned(), |e| describe_scope(&e.scope));
+        let label = page.scopes.first().map_or_else(|| "(none)".to_owned(), |e| describe_scope(&e.scope));
         resolved.push((describe_scope(scope), label));
     }
     Ok(resolved)
@@ -406,15 +471,6 @@ fn reach(info: &ObjectInfo, scope: &Scope) -> Result<Reach> {
     )
 }
 
-/// How much of `list-scopes` to read.
-#[derive(Clone, Copy, PartialEq)]
-enum Pages {
-    /// The first page only: enough to resolve a path to its id.
-    First,
-    /// Every page: every scope inside.
-    All,
-}
-
 /// Why `list-scopes` failed.
 enum ScopeFailure {
     /// The plugin answered with an error, in this context (`cannot list the projects of group 7`).
@@ -423,41 +479,33 @@ enum ScopeFailure {
     Call(String),
 }
 
-/// The entries of `list-scopes`, from the first page only or from every page.
-async fn list_scopes(
+/// One page of `list-scopes`: the first (`token` none) or the one at `token`, retried as the
+/// tenant's retry policy allows.
+async fn list_scope_page(
     control: &mut Sandbox,
     retrier: &Retrier,
     connection: &wit::Connection,
     within: &Scope,
     kind: ScopeKind,
-    pages: Pages,
-) -> Result<Vec<wit::ScopeEntry>, ScopeFailure> {
-    let mut entries = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let what = format!("listing the {}s of {}", scope_kind_name(kind), describe_scope(within));
-        let mut attempts = retrier.attempts(&what);
-        let listed = loop {
-            attempts.begin().await;
-            let listed = control.list_scopes(connection, within, kind, token.as_deref()).await;
-            match attempts.judge(listed).await {
-                Ok(Some(page)) => break Ok(page),
-                Ok(None) => {}
-                Err(ended) => break Err(ended),
-            }
-        };
-        let context = || format!("cannot list the {}s of {}", scope_kind_name(kind), describe_scope(within));
-        let page = match listed {
-            Ok(page) => page,
-            Err(Ended::Connector(error)) => return Err(ScopeFailure::Connector(error, context())),
-            Err(Ended::Call(failure)) => return Err(ScopeFailure::Call(failure.0)),
-            Err(Ended::Exhausted(message)) => return Err(ScopeFailure::Call(message)),
-        };
-        entries.extend(page.scopes);
-        match page.next_page_token {
-            Some(next) if pages == Pages::All => token = Some(next),
-            _ => return Ok(entries),
+    token: Option<&str>,
+) -> Result<wit::ScopePage, ScopeFailure> {
+    let what = format!("listing the {}s of {}", scope_kind_name(kind), describe_scope(within));
+    let mut attempts = retrier.attempts(&what);
+    let listed = loop {
+        attempts.begin().await;
+        let listed = control.list_scopes(connection, within, kind, token).await;
+        match attempts.judge(listed).await {
+            Ok(Some(page)) => break Ok(page),
+            Ok(None) => {}
+            Err(ended) => break Err(ended),
         }
+    };
+    let context = || format!("cannot list the {}s of {}", scope_kind_name(kind), describe_scope(within));
+    match listed {
+        Ok(page) => Ok(page),
+        Err(Ended::Connector(error)) => Err(ScopeFailure::Connector(error, context())),
+        Err(Ended::Call(failure)) => Err(ScopeFailure::Call(failure.0)),
+        Err(Ended::Exhausted(message)) => Err(ScopeFailure::Call(message)),
     }
 }
 
