@@ -10,7 +10,8 @@
 //!    the `RateLimit-*` headers (`Limit`, `Observed`, `Remaining`, `Reset` as a Unix time, `ResetTime`).
 //!    Windows are aligned on multiples of their length since the Unix epoch, as GitLab's are;
 //! 3. otherwise one random draw decides whether this request gets a fault: a 429 (with the headers the
-//!    storm is set to send), a 500/502/503/504, a truncated body (a `Content-Length` larger than what
+//!    storm is set to send), a 500/502/503/504, a 401 (the token revoked or expired mid-run), a
+//!    truncated body (a `Content-Length` larger than what
 //!    is sent, then the connection closed) or a stall (headers, then nothing for [`Faults::stall`]).
 //!
 //! The draw is deterministic: a function of the seed, the request (method, path and query) and how many
@@ -64,6 +65,8 @@ pub struct Faults {
     pub throttle_wait_secs: u32,
     /// Percent of requests answered 500, 502, 503 or 504.
     pub server_error_percent: u8,
+    /// Percent of requests answered 401, as GitLab answers once a token is revoked or has expired.
+    pub unauthorized_percent: u8,
     /// Percent of requests whose body is cut short.
     pub truncate_percent: u8,
     /// Percent of requests whose body never comes.
@@ -102,10 +105,11 @@ impl Faults {
     }
 
     /// The random faults and their shares, in draw order.
-    fn table(&self) -> [(u8, Kind); 4] {
+    fn table(&self) -> [(u8, Kind); 5] {
         [
             (self.throttle_percent, Kind::Throttle),
             (self.server_error_percent, Kind::ServerError),
+            (self.unauthorized_percent, Kind::Unauthorized),
             (self.truncate_percent, Kind::Truncate),
             (self.stall_percent, Kind::Stall),
         ]
@@ -140,6 +144,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 enum Kind {
     Throttle,
     ServerError,
+    Unauthorized,
     Truncate,
     Stall,
 }
@@ -151,6 +156,8 @@ pub struct FaultCounts {
     pub throttled: u64,
     /// 500/502/503/504 answers.
     pub server_errors: u64,
+    /// 401 answers.
+    pub unauthorized: u64,
     /// Bodies cut short.
     pub truncated: u64,
     /// Bodies that never came.
@@ -295,6 +302,10 @@ impl FaultState {
                 let (status, body) = SERVER_ERRORS[variant as usize % SERVER_ERRORS.len()];
                 Admission::Refuse(server_error(status, body), status.as_u16())
             }
+            Kind::Unauthorized => {
+                self.count(|c| &mut c.unauthorized);
+                Admission::Refuse(server_error(StatusCode::UNAUTHORIZED, UNAUTHORIZED), 401)
+            }
             Kind::Truncate => {
                 self.count(|c| &mut c.truncated);
                 Admission::Answer(Admitted { headers, body: Some(BodyFault::Truncate), close: true })
@@ -327,6 +338,9 @@ const SERVER_ERRORS: [(StatusCode, &str); 4] = [
     (StatusCode::GATEWAY_TIMEOUT, "<html><body><h1>GitLab is not responding</h1></body></html>\n"),
 ];
 
+/// GitLab's 401 for a token it no longer accepts.
+const UNAUTHORIZED: &str = r#"{"message":"401 Unauthorized"}"#;
+
 fn too_many_requests(headers: Vec<(HeaderName, String)>) -> Response<Body> {
     let mut response = Response::new(Body::from("Retry later\n"));
     *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
@@ -335,6 +349,7 @@ fn too_many_requests(headers: Vec<(HeaderName, String)>) -> Response<Body> {
     response
 }
 
+/// An error answer of `status` with `body` (JSON or HTML, as its first byte says).
 fn server_error(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;

@@ -3,7 +3,7 @@
 //! `gitlab-sim [--port 0] [--seed 42] [--token TOKEN] [--shape standard|small] [--big-issues N]
 //! [--big-merge-requests N] [--no-gzip] [FAULTS]` binds 127.0.0.1:PORT, prints exactly one line, `listening on http://127.0.0.1:PORT`, and serves
 //! until SIGTERM or ctrl-c, then exits 0. The fault flags (`--latency-ms`, `--fault-429`,
-//! `--fault-5xx`, `--fault-truncate`, `--fault-stall`, `--rate-limit`...) make it a hostile upstream;
+//! `--fault-5xx`, `--fault-401`, `--fault-truncate`, `--fault-stall`, `--rate-limit`...) make it a hostile upstream;
 //! see `gitlab-sim --help` and `gitlab_sim::Faults`. `--big-issues N` gives the standard world's
 //! `bigco/monorepo` (`gitlab_sim::BIG_PROJECT`) N issues instead of 12,345, for load tests that walk
 //! many pages of one list (`--big-merge-requests N` likewise; default 300).
@@ -73,6 +73,9 @@ struct Args {
     /// Percent of requests whose body is cut short (Content-Length larger than what is sent).
     #[arg(long = "fault-truncate", default_value_t = 0, value_name = "PERCENT")]
     fault_truncate: u8,
+    /// Percent of requests answered 401 (a token revoked or expired mid-run).
+    #[arg(long = "fault-401", default_value_t = 0, value_name = "PERCENT")]
+    fault_401: u8,
     /// Percent of requests whose body never comes (headers, then silence).
     #[arg(long = "fault-stall", default_value_t = 0, value_name = "PERCENT")]
     fault_stall: u8,
@@ -125,6 +128,7 @@ impl Args {
             },
             throttle_wait_secs: self.fault_429_wait_secs,
             server_error_percent: self.fault_5xx,
+            unauthorized_percent: self.fault_401,
             truncate_percent: self.fault_truncate,
             stall_percent: self.fault_stall,
             stall: Duration::from_secs(self.stall_secs),

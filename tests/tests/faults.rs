@@ -79,7 +79,7 @@ fn world_ids(sim: &Simulator, object: &str) -> BTreeSet<i64> {
 }
 
 fn injected(counts: &FaultCounts) -> u64 {
-    counts.throttled + counts.server_errors + counts.truncated + counts.stalled
+    counts.throttled + counts.server_errors + counts.unauthorized + counts.truncated + counts.stalled
 }
 
 /// The run succeeded with the world's exact records, and its counts match what the simulator did.
@@ -500,4 +500,22 @@ fn a_group_listing_that_fails_past_its_first_page_fails_its_object_after_reading
         "{reason}"
     );
     assert!(result.run.output().contains("after 100 projects"), "{}", result.run.output());
+}
+
+#[test]
+fn a_token_refused_while_a_group_is_listed_ends_the_run() {
+    // The token is revoked between the listing's first page and its second.
+    let sim = simulator_with_a_long_listing(Faults { unauthorized_percent: 100, ..Faults::default() });
+    let result = run(&sim, &["--object", "issue", "--group", "acme", "--concurrency", "2"]);
+    assert!(!result.run.success, "{}", result.run.output());
+    assert_eq!(sim.faults_injected().unauthorized, 1, "a 401 is not retried");
+    let output = result.run.output();
+    assert!(output.contains("GitLab refused the token (401 Unauthorized)"), "{output}");
+    let partitions = result.summary["partitions"].as_array().unwrap();
+    let fatal: Vec<&Value> = partitions.iter().filter(|p| p["status"] == "fatal").collect();
+    assert_eq!(fatal.len(), 1, "{fatal:?}");
+    assert_eq!(fatal[0]["scope"], "group acme");
+    // The run stopped: of the first page's 100 projects, two at a time, most were never read.
+    let ended = ended(partitions);
+    assert!(ended.get("done").copied().unwrap_or(0) < 50, "{ended:?}");
 }
