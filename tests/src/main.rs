@@ -70,12 +70,12 @@ struct Args {
     /// Percent of requests answered 500, 502, 503 or 504.
     #[arg(long = "fault-5xx", default_value_t = 0, value_name = "PERCENT")]
     fault_5xx: u8,
-    /// Percent of requests whose body is cut short (Content-Length larger than what is sent).
-    #[arg(long = "fault-truncate", default_value_t = 0, value_name = "PERCENT")]
-    fault_truncate: u8,
     /// Percent of requests answered 401 (a token revoked or expired mid-run).
     #[arg(long = "fault-401", default_value_t = 0, value_name = "PERCENT")]
     fault_401: u8,
+    /// Percent of requests whose body is cut short (Content-Length larger than what is sent).
+    #[arg(long = "fault-truncate", default_value_t = 0, value_name = "PERCENT")]
+    fault_truncate: u8,
     /// Percent of requests whose body never comes (headers, then silence).
     #[arg(long = "fault-stall", default_value_t = 0, value_name = "PERCENT")]
     fault_stall: u8,

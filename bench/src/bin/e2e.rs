@@ -2,13 +2,14 @@
 //! simulator, each figure next to its goal.
 //!
 //! ```text
-//!  cargo run --release -p bench --bin e2e [-- --records N --runs R --tenants T --only SECTION]
+//!  cargo run --release -p bench --bin e2e [-- --records N --runs R --tenants T --only SECTION --host PATH]
 //!    1. throughput, 0 ms latency: host run (JSONL, SQLite) vs a raw fetch of the same pages with the
 //!       same client stack (hyper, keep-alive, gzip), no wasm, no destination; and into JSONL on
 //!       tmpfs (/dev/shm, where there is one): the same run without the disk's write path; and SQLite
 //!       alone: each round's database replayed by SQLite with nothing else running, its ceiling
 //!    2. requests made vs the minimum (ceil(records/100) + scope resolution)
-//!    3. 50 ms latency: wall time of 150 one-page partitions at 1, 4, 16, 64 at once
+//!    3. 50 ms latency: wall time of 150 one-page partitions at 1, 4, 16, 64 at once; and of a group
+//!       of 2,000 projects, 64 at once, whose listing takes 20 pages one after the other
 //!    4. a simulator rate limit: requests per minute achieved, and 429s
 //!    5. peak RSS of the host over the largest sync; sandbox instantiation (from the host's debug log);
 //!       start from the on-disk component cache
@@ -23,7 +24,8 @@
 //! speed drifts from minute to minute, and a raw phase then a host phase measured that drift too.
 //!
 //! Every figure is the median of `--runs` runs (default 3). The host is the one `cargo xtask build`
-//! builds (target/release/host), so build first.
+//! builds (target/release/host), so build first; `--host PATH` measures another build of it (an
+//! earlier commit's, to compare).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use gitlab_sim::{BigShape, Faults, RateLimit, SimConfig, Simulator, WorldShape};
+use gitlab_sim::{BigShape, Faults, GroupShape, RateLimit, SimConfig, Simulator, WorldShape};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -46,12 +48,14 @@ struct Options {
     tenants: usize,
     /// Only this section; all of them when `None`.
     only: Option<String>,
+    /// The host binary, when not target/release/host.
+    host: Option<PathBuf>,
 }
 
 const SECTIONS: [&str; 5] = ["throughput", "latency", "rate", "cold", "tenants"];
 
 fn main() -> Result<()> {
-    let mut options = Options { records: 100_000, runs: 3, tenants: 1000, only: None };
+    let mut options = Options { records: 100_000, runs: 3, tenants: 1000, only: None, host: None };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().context("a value after the flag").and_then(|v| Ok(v.parse::<usize>()?));
@@ -63,15 +67,18 @@ fn main() -> Result<()> {
                 Some(section) if SECTIONS.contains(&section.as_str()) => options.only = Some(section),
                 other => bail!("--only takes one of {SECTIONS:?}, not {other:?}"),
             },
+            "--host" => options.host = Some(args.next().context("a path after --host")?.into()),
             "--bench" => {} // what `cargo bench` passes
-            other => bail!("unknown argument {other}: use --records N, --runs R, --tenants T, --only SECTION"),
+            other => {
+                bail!("unknown argument {other}: use --records N, --runs R, --tenants T, --only SECTION, --host PATH")
+            }
         }
     }
     // The normalize bench's component builds the connector's library without its exports, over the
     // same gitlab.wasm: build the real one again (a no-op when it is fresh).
     bench::build_wasm(&["gitlab-connector"])?;
     let target = bench::target_dir();
-    let host = target.join("release/host");
+    let host = options.host.clone().unwrap_or_else(|| target.join("release/host"));
     let plugin = target.join("wasm32-wasip2/release/gitlab.wasm");
     for path in [&host, &plugin] {
         if !path.exists() {
@@ -309,6 +316,36 @@ impl Bench {
                 instantiation.len()
             );
         }
+        self.large_group()
+    }
+
+    /// A group of 2,000 projects (20 pages of listing, one after the other) at 50 ms latency, 64 at
+    /// once: the projects of the first pages are read while the later ones are listed.
+    fn large_group(&self) -> Result<()> {
+        const PROJECTS: usize = 2000;
+        let world = WorldShape {
+            acme_groups: vec![GroupShape { path: String::new(), projects: PROJECTS }],
+            bigco: None,
+            ..WorldShape::small()
+        };
+        let faults = Faults { latency: Duration::from_millis(50), ..Faults::default() };
+        let sim = Simulator::start(SimConfig { token: Some(TOKEN.into()), world, faults, ..SimConfig::default() })?;
+        let (mut walls, mut plannings, mut listings) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..self.runs {
+            let dest = self.dest("jsonl", 2000 + run);
+            let args = ["--object", "issue", "--group", "acme", "--concurrency", "64", "--dest", &dest];
+            let figures = self.host_run(&sim, &args, &[])?;
+            walls.push(figures.wall.as_secs_f64());
+            plannings.push(figures.summary["planning_seconds"].as_f64().unwrap_or(f64::NAN));
+            listings.push(figures.summary["planning_requests"].as_f64().unwrap_or(f64::NAN));
+        }
+        let (wall, planning, listing) = (median(walls), median(plannings), median(listings));
+        let reads = PROJECTS.div_ceil(64);
+        println!(
+            "a group of {PROJECTS} projects, 64 at once: {wall:.2} s; planning {planning:.2} s, {listing:.0} listing requests ({:.2} s at 50 ms each, one after the other); reading alone: {reads} rounds of 50 ms = {:.2} s",
+            listing * 0.05,
+            reads as f64 * 0.05
+        );
         Ok(())
     }
 
