@@ -57,11 +57,6 @@ fn slots() -> &'static [OnceLock<Schema>] {
     SCHEMAS.get_or_init(|| OBJECTS.iter().map(|_| OnceLock::new()).collect())
 }
 
-/// Every object's compiled schema, in catalogue order.
-pub fn schemas() -> impl Iterator<Item = &'static Schema> {
-    OBJECTS.iter().zip(slots()).map(|(spec, slot)| slot.get_or_init(|| compile(spec)))
-}
-
 /// The compiled schema of `object`, or an invalid-request error listing the known objects.
 pub fn schema(object: &str) -> Result<&'static Schema, ConnectorError> {
     let index = OBJECTS.iter().position(|o| o.name == object).ok_or_else(|| {
@@ -71,9 +66,22 @@ pub fn schema(object: &str) -> Result<&'static Schema, ConnectorError> {
     Ok(slots()[index].get_or_init(|| compile(&OBJECTS[index])))
 }
 
-/// What `list-objects` returns.
+/// What `list-objects` returns: from the objects' specs alone, no schema compiled (a host plans
+/// with it before each run, and a tenant's run reads one object or two of the 21).
 pub fn object_infos() -> Vec<ObjectInfo> {
-    schemas().map(|s| s.described.object.clone()).collect()
+    OBJECTS.iter().map(object_info).collect()
+}
+
+/// What the contract says of `spec` as an object.
+fn object_info(spec: &ObjectSpec) -> ObjectInfo {
+    ObjectInfo {
+        name: spec.name.to_owned(),
+        label: spec.label.to_owned(),
+        scopes: spec.endpoints.iter().map(|e| e.scope).collect(),
+        primary_key: spec.primary_key.iter().map(|k| (*k).to_owned()).collect(),
+        cursor_field: spec.cursor.as_ref().map(|c| c.field.to_owned()),
+        readable: spec.readable,
+    }
 }
 
 /// Join the table's rows for `spec` with `spec`'s GitLab metadata.
@@ -126,17 +134,7 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
     record_infos.extend(filter_infos);
     Schema {
         spec,
-        described: ObjectSchema {
-            object: ObjectInfo {
-                name: spec.name.to_owned(),
-                label: spec.label.to_owned(),
-                scopes: spec.endpoints.iter().map(|e| e.scope).collect(),
-                primary_key: spec.primary_key.iter().map(|k| (*k).to_owned()).collect(),
-                cursor_field: spec.cursor.as_ref().map(|c| c.field.to_owned()),
-                readable: spec.readable,
-            },
-            fields: record_infos,
-        },
+        described: ObjectSchema { object: object_info(spec), fields: record_infos },
         record_fields,
         filters,
     }
@@ -227,6 +225,15 @@ mod tests {
         assert_eq!(branch.record_fields[0].name, "project_id");
         assert_eq!(branch.record_fields[0].field_type, FieldType::Integer);
         assert_eq!(schema("issue").unwrap().record_fields.iter().filter(|f| f.name == "project_id").count(), 1);
+    }
+
+    #[test]
+    fn list_objects_says_what_each_schema_says() {
+        let infos = object_infos();
+        assert_eq!(infos.len(), OBJECTS.len());
+        for info in infos {
+            assert_eq!(info, schema(&info.name).unwrap().described.object);
+        }
     }
 
     #[test]
