@@ -85,7 +85,16 @@ pub async fn run(
         .map_err(|e| fail(e.into()))?;
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
     let retrier = Retrier::new(policy.clone(), planning_stats.clone());
-    let plan = plan::plan(control, retrier, &connection, flow).await;
+    let resolvers = plan::Resolvers {
+        plugin: plugin.clone(),
+        policy: policy.clone(),
+        stats: planning_stats.clone(),
+        limits: limits.clone(),
+        label: label(flow, "planning"),
+        at_once: flow.concurrency.max(1),
+    };
+    let plan = plan::plan(control, &resolvers, retrier, &connection, flow).await;
+    drop(resolvers);
     let planned = started.elapsed();
     let fail = |error: anyhow::Error| {
         let mut summary = Summary::new(flow, Vec::new(), started);

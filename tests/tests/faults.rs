@@ -519,3 +519,30 @@ fn a_token_refused_while_a_group_is_listed_ends_the_run() {
     let ended = ended(partitions);
     assert!(ended.get("done").copied().unwrap_or(0) < 50, "{ended:?}");
 }
+
+#[test]
+fn the_projects_a_flow_names_are_resolved_several_at_once() {
+    let sim = simulator(Faults { latency: Duration::from_millis(200), ..Faults::default() });
+    let world = sim.world();
+    let paths: Vec<String> = ["acme", "demo"]
+        .iter()
+        .flat_map(|group| world.projects_in_group(world.group_by_ref(group).unwrap().id, true))
+        .map(|project| project.path_with_namespace.clone())
+        .collect();
+    assert_eq!(paths.len(), 8);
+    let mut args = vec!["--object", "issue", "--concurrency", "8"];
+    for path in &paths {
+        args.extend(["--project", path.as_str()]);
+    }
+    let result = run(&sim, &args);
+    assert!(result.run.success, "{}", result.run.output());
+    assert_eq!(result.total("planning_requests"), 8, "one lookup per project");
+    let planning = result.summary["planning_seconds"].as_f64().unwrap();
+    // One after the other, the eight lookups would take 1.6 s at least.
+    assert!(planning < 0.8, "planning took {planning} s");
+    let partitions = result.summary["partitions"].as_array().unwrap();
+    let scopes: Vec<&str> = partitions.iter().map(|p| p["scope"].as_str().unwrap()).collect();
+    let expected: Vec<String> = paths.iter().map(|path| format!("project {path}")).collect();
+    assert_eq!(scopes, expected, "in the flow's order");
+    assert_eq!(ended(partitions), BTreeMap::from([("done", 7), ("skipped", 1)]), "issues disabled in one project");
+}

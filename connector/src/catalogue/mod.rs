@@ -132,12 +132,7 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
     }
 
     record_infos.extend(filter_infos);
-    Schema {
-        spec,
-        described: ObjectSchema { object: object_info(spec), fields: record_infos },
-        record_fields,
-        filters,
-    }
+    Schema { spec, described: ObjectSchema { object: object_info(spec), fields: record_infos }, record_fields, filters }
 }
 
 fn field_info(

@@ -23,7 +23,9 @@ use std::collections::HashSet;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{Partition, ScopeFailure, Work, describe_scope, list_scope_page, scope_error, scope_kind_name};
+use super::{
+    Partition, ScopeFailure, Work, describe_scope, list_scope_page, same_listing, scope_error, scope_kind_name,
+};
 use crate::flow::Flow;
 use crate::retry::Retrier;
 use crate::sandbox::Sandbox;
@@ -80,7 +82,7 @@ impl Rest {
 
     /// Whether this is the listing of the `kind`s within `within`.
     pub(super) fn is_of(&self, within: &Scope, kind: ScopeKind) -> bool {
-        self.kind == kind && describe_scope(&self.within) == describe_scope(within)
+        same_listing(&(&self.within, self.kind), &(within, kind))
     }
 
     /// Also read `work` (at `place` in the flow) under each scope listed.

@@ -9,7 +9,9 @@
 //!    its numeric id (partitions are keyed by ids, which survive renames); a group or the instance, for
 //!    an object read per project, lists the projects inside it (subgroups included), listed once and
 //!    shared by the objects. A scope that is missing, forbidden or refuses the credential is known
-//!    here, before the destination is opened.
+//!    here, before the destination is opened. Each scope is one request, and a flow naming twenty
+//!    projects does not make them one after the other: up to the flow's concurrency go at once,
+//!    each from a sandbox of its own ([`Resolvers`]).
 //! 3. One partition per (object, scope), without duplicates, keyed by the flow's id, the object and the
 //!    scope's id ([`PartitionKey`]).
 //! 4. A listing longer than a page goes on as a [`Listing`], which the run reads beside the
@@ -25,7 +27,9 @@
 
 mod listing;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, anyhow, bail};
 
@@ -33,11 +37,12 @@ use crate::dest::{Column, TableSchema};
 use crate::flow::origin::Origins;
 use crate::flow::{Flow, Mode, ObjectFlow, ScopeRef, connection};
 use crate::gate::GatePolicy;
+use crate::gate::GateStats;
 use crate::resume;
 use crate::retry::{Ended, Retrier};
 use crate::run::connector_message;
-use crate::sandbox::Sandbox;
 use crate::sandbox::wit::{self, ConnectorError, FieldType, ObjectInfo, Scope, ScopeKind};
+use crate::sandbox::{CallFailure, Label, Limits, Plugin, Sandbox};
 use crate::state::PartitionKey;
 
 pub use listing::{Listed, Listing};
@@ -122,12 +127,38 @@ enum Reach {
     Expand(ScopeKind),
 }
 
-/// Check and plan `flow` with the `control` sandbox (whose requests pass through the tenant's gate).
-/// `list-scopes` calls are retried by `retrier` (a 429, a 5xx, a network failure). The sandbox
-/// goes on in the plan's [`Listing`] if a listing has more pages.
-pub async fn plan(mut control: Sandbox, retrier: Retrier, connection: &wit::Connection, flow: &Flow) -> Result<Plan> {
+/// How planning starts more sandboxes, to resolve several scopes at once.
+pub struct Resolvers {
+    pub plugin: Arc<Plugin>,
+    /// The tenant's gate.
+    pub policy: Arc<GatePolicy>,
+    /// Planning's figures.
+    pub stats: Arc<GateStats>,
+    pub limits: Limits,
+    pub label: Label,
+    /// How many scopes at once, at most (the flow's concurrency).
+    pub at_once: usize,
+}
+
+impl Resolvers {
+    async fn sandbox(&self) -> Result<Sandbox, CallFailure> {
+        self.plugin.instantiate(self.policy.clone(), self.stats.clone(), &self.limits, self.label.clone()).await
+    }
+}
+
+/// Check and plan `flow` with the `control` sandbox (whose requests pass through the tenant's gate),
+/// and as many more from `resolvers` as resolving its scopes at once takes. `list-scopes` calls are
+/// retried by `retrier` (a 429, a 5xx, a network failure). The control sandbox goes on in the plan's
+/// [`Listing`] if a listing has more pages.
+pub async fn plan(
+    mut control: Sandbox,
+    resolvers: &Resolvers,
+    retrier: Retrier,
+    connection: &wit::Connection,
+    flow: &Flow,
+) -> Result<Plan> {
     let checked = check(&mut control, connection, flow).await?;
-    let resolved = resolve(&mut control, &retrier, connection, flow, checked.work).await?;
+    let resolved = resolve(&mut control, resolvers, &retrier, connection, flow, checked.work).await?;
     let listing = (!resolved.rest.is_empty())
         .then(|| Listing::new(control, retrier, connection.clone(), flow.clone(), resolved.rest, resolved.seen));
     Ok(Plan { tables: checked.tables, partitions: resolved.partitions, skipped: resolved.skipped, listing })
@@ -265,47 +296,48 @@ struct Resolved {
 /// objects read under it; a listing with more pages goes on in `rest`.
 async fn resolve(
     control: &mut Sandbox,
+    resolvers: &Resolvers,
     retrier: &Retrier,
     connection: &wit::Connection,
     flow: &Flow,
     work: Vec<Work>,
 ) -> Result<Resolved> {
-    let mut found: HashMap<(String, u8), Result<wit::ScopePage, String>> = HashMap::new();
+    // Each scope once, by how it is listed: (scope, kind listed, the first entry only).
+    let mut wanted: Vec<(Scope, ScopeKind, bool)> = Vec::new();
+    for item in &work {
+        let listing = listing_of(item);
+        if !wanted.iter().any(|(scope, kind, _)| same_listing(&(scope, *kind), &listing)) {
+            wanted.push((item.scope.scope.clone(), listing.1, matches!(item.reach, Reach::Direct)));
+        }
+    }
+    let pages = first_pages(control, resolvers, retrier, connection, &wanted).await;
+    let mut found: Vec<Result<wit::ScopePage, String>> = Vec::with_capacity(pages.len());
+    for ((scope, kind, direct), page) in wanted.iter().zip(pages) {
+        let page = match page {
+            Ok(mut page) if *direct => {
+                // The scope itself: the first entry of the first page (a group lists its
+                // descendants after it, on later pages).
+                page.scopes.truncate(1);
+                page.next_page_token = None;
+                Ok(page)
+            }
+            Ok(page) => Ok(page),
+            Err(ScopeFailure::Connector(ConnectorError::NotFound(m) | ConnectorError::Forbidden(m), _)) => {
+                Err(format!("skipped, not found or hidden from the token: {m}"))
+            }
+            Err(failure) => {
+                let item = work.iter().find(|item| same_listing(&listing_of(item), &(scope, *kind))).expect("asked");
+                return Err(scope_error(flow, retrier.policy(), &item.scope.key, failure));
+            }
+        };
+        found.push(page);
+    }
     let mut resolved = Resolved { partitions: Vec::new(), skipped: Vec::new(), rest: Vec::new(), seen: HashSet::new() };
     for (place, item) in work.into_iter().enumerate() {
         let scope = &item.scope.scope;
-        let kind = match item.reach {
-            Reach::Direct => scope_kind(scope),
-            Reach::Expand(kind) => kind,
-        };
-        let found_key = (describe_scope(scope), kind as u8);
-        if !found.contains_key(&found_key) {
-            let page = match (&item.reach, scope) {
-                (Reach::Direct, Scope::Instance) => Ok(wit::ScopePage {
-                    scopes: vec![wit::ScopeEntry { scope: Scope::Instance, label: "instance".into() }],
-                    next_page_token: None,
-                }),
-                // The scope itself: the first entry of the first page (a group lists its
-                // descendants after it, on later pages).
-                (Reach::Direct, _) => {
-                    list_scope_page(control, retrier, connection, scope, kind, None).await.map(|mut page| {
-                        page.scopes.truncate(1);
-                        page.next_page_token = None;
-                        page
-                    })
-                }
-                (Reach::Expand(_), _) => list_scope_page(control, retrier, connection, scope, kind, None).await,
-            };
-            let page = match page {
-                Ok(page) => Ok(page),
-                Err(ScopeFailure::Connector(ConnectorError::NotFound(m) | ConnectorError::Forbidden(m), _)) => {
-                    Err(format!("skipped, not found or hidden from the token: {m}"))
-                }
-                Err(failure) => return Err(scope_error(flow, retrier.policy(), &item.scope.key, failure)),
-            };
-            found.insert(found_key.clone(), page);
-        }
-        let page = match &found[&found_key] {
+        let (_, kind) = listing_of(&item);
+        let found_at = wanted.iter().position(|(s, k, _)| same_listing(&(s, *k), &(scope, kind))).expect("asked");
+        let page = match &found[found_at] {
             Ok(page) => page,
             Err(reason) => {
                 let skip = Skipped {
@@ -334,6 +366,102 @@ async fn resolve(
         }
     }
     Ok(resolved)
+}
+
+/// The listing `item` is read from: its scope, and the kind of scope listed in it.
+fn listing_of(item: &Work) -> (&Scope, ScopeKind) {
+    let scope = &item.scope.scope;
+    match item.reach {
+        Reach::Direct => (scope, scope_kind(scope)),
+        Reach::Expand(kind) => (scope, kind),
+    }
+}
+
+/// Whether two listings are the same (a scope named twice, or by the same words).
+fn same_listing(a: &(&Scope, ScopeKind), b: &(&Scope, ScopeKind)) -> bool {
+    a.1 == b.1 && describe_scope(a.0) == describe_scope(b.0)
+}
+
+/// The first page of each listing `wanted` (scope, kind listed), in its order: the instance itself
+/// needs no request; the others go at most `resolvers.at_once` at a time, the `control` sandbox and
+/// as many more as that takes each taking the next one left. After a failure that ends planning (not
+/// a 403 or 404, which skip their scope), no more are asked.
+async fn first_pages(
+    control: &mut Sandbox,
+    resolvers: &Resolvers,
+    retrier: &Retrier,
+    connection: &wit::Connection,
+    wanted: &[(Scope, ScopeKind, bool)],
+) -> Vec<Result<wit::ScopePage, ScopeFailure>> {
+    let to_ask = wanted.iter().filter(|(scope, _, direct)| !(*direct && matches!(scope, Scope::Instance))).count();
+    let mut more = Vec::new();
+    for _ in 1..resolvers.at_once.min(to_ask) {
+        match resolvers.sandbox().await {
+            Ok(sandbox) => more.push(sandbox),
+            // One sandbox fewer: the others list its share.
+            Err(failure) => {
+                tracing::debug!("no second planning sandbox: {failure}");
+                break;
+            }
+        }
+    }
+    let shared = FirstPages {
+        wanted,
+        retrier,
+        connection,
+        next: AtomicUsize::new(0),
+        ended: AtomicBool::new(false),
+        pages: Mutex::new(wanted.iter().map(|_| None).collect()),
+    };
+    let mut sandboxes = vec![control];
+    sandboxes.extend(more.iter_mut());
+    futures_util::future::join_all(sandboxes.into_iter().map(|sandbox| shared.work(sandbox))).await;
+    // Those never asked (after a failure) come after it, and are never looked at.
+    shared
+        .pages
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|page| page.unwrap_or_else(|| Err(ScopeFailure::Call("not listed: planning had failed".into()))))
+        .collect()
+}
+
+/// The listings whose first page is wanted, and what the sandboxes listing them share (polled
+/// together in one task, `join_all`; atomics and a lock only because the task moves between threads).
+struct FirstPages<'a> {
+    wanted: &'a [(Scope, ScopeKind, bool)],
+    retrier: &'a Retrier,
+    connection: &'a wit::Connection,
+    /// The next listing to ask.
+    next: AtomicUsize,
+    /// A failure that ends planning came: ask no more.
+    ended: AtomicBool,
+    pages: Mutex<Vec<Option<Result<wit::ScopePage, ScopeFailure>>>>,
+}
+
+impl FirstPages<'_> {
+    /// With `sandbox`, ask the next listing left until none is.
+    async fn work(&self, sandbox: &mut Sandbox) {
+        while !self.ended.load(Ordering::Relaxed) {
+            let at = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some((scope, kind, direct)) = self.wanted.get(at) else { return };
+            let page = match (direct, scope) {
+                (true, Scope::Instance) => Ok(wit::ScopePage {
+                    scopes: vec![wit::ScopeEntry { scope: Scope::Instance, label: "instance".into() }],
+                    next_page_token: None,
+                }),
+                _ => list_scope_page(sandbox, self.retrier, self.connection, scope, *kind, None).await,
+            };
+            let skips = matches!(
+                page,
+                Ok(_) | Err(ScopeFailure::Connector(ConnectorError::NotFound(_) | ConnectorError::Forbidden(_), _))
+            );
+            if !skips {
+                self.ended.store(true, Ordering::Relaxed);
+            }
+            self.pages.lock().unwrap_or_else(|e| e.into_inner())[at] = Some(page);
+        }
+    }
 }
 
 impl Work {
