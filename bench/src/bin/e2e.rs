@@ -8,8 +8,9 @@
 //!       tmpfs (/dev/shm, where there is one): the same run without the disk's write path; and SQLite
 //!       alone: each round's database replayed by SQLite with nothing else running, its ceiling
 //!    2. requests made vs the minimum (ceil(records/100) + scope resolution)
-//!    3. 50 ms latency: wall time of 150 one-page partitions at 1, 4, 16, 64 at once; and of a group
-//!       of 2,000 projects, 64 at once, whose listing takes 20 pages one after the other
+//!    3. 50 ms latency: wall time of 150 one-page partitions at 1, 4, 16, 64 at once; of a group
+//!       of 2,000 projects, 64 at once, whose listing takes 20 pages one after the other; and of a
+//!       flow naming 20 projects, 8 at once (20 lookups while planning)
 //!    4. a simulator rate limit: requests per minute achieved, and 429s
 //!    5. peak RSS of the host over the largest sync; sandbox instantiation (from the host's debug log);
 //!       start from the on-disk component cache
@@ -316,7 +317,38 @@ impl Bench {
                 instantiation.len()
             );
         }
+        self.named_projects(&sim)?;
         self.large_group()
+    }
+
+    /// A flow naming 20 projects of `sim`'s group acme, 8 at once: planning looks each up.
+    fn named_projects(&self, sim: &Simulator) -> Result<()> {
+        const NAMED: usize = 20;
+        let world = sim.world();
+        let paths: Vec<String> = world
+            .projects_in_group(world.group_by_ref("acme").unwrap().id, true)
+            .iter()
+            .take(NAMED)
+            .map(|p| p.path_with_namespace.clone())
+            .collect();
+        let (mut walls, mut plannings) = (Vec::new(), Vec::new());
+        for run in 0..self.runs {
+            let dest = self.dest("jsonl", 3000 + run);
+            let mut args = vec!["--object", "issue", "--concurrency", "8", "--dest", &dest];
+            for path in &paths {
+                args.extend(["--project", path.as_str()]);
+            }
+            let figures = self.host_run(sim, &args, &[])?;
+            walls.push(figures.wall.as_secs_f64());
+            plannings.push(figures.summary["planning_seconds"].as_f64().unwrap_or(f64::NAN));
+        }
+        println!(
+            "a flow naming {NAMED} projects, 8 at once: {:.2} s; planning {:.2} s ({NAMED} lookups of 50 ms: {:.2} s one after the other)",
+            median(walls),
+            median(plannings),
+            NAMED as f64 * 0.05
+        );
+        Ok(())
     }
 
     /// A group of 2,000 projects (20 pages of listing, one after the other) at 50 ms latency, 64 at
