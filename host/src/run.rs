@@ -17,8 +17,9 @@
 //! ```
 //!
 //! A 401 or an invalid request stops the whole run (every partition would fail alike); a 403 or 404
-//! skips only its partition; a listing page that cannot be read fails its objects under that scope; a 429, a 5xx or a network failure is retried within the tenant's retry
-//! budget; any other failure fails its partition and the run goes on. A partition's watermark (the
+//! skips only its partition; a listing page that cannot be read fails its objects under that scope;
+//! a 429, a 5xx or a network failure is retried within the tenant's retry budget; any other failure
+//! fails its partition and the run goes on. A partition's watermark (the
 //! highest cursor value it read) moves only when its read completes.
 
 use std::collections::VecDeque;
@@ -35,7 +36,7 @@ use crate::dest::{self, PAGES_IN_WRITER, PendingPage, Writer};
 use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
 use crate::lanes::{self, AbortOnDrop};
-use crate::plan::{self, Listed, Partition, Plan};
+use crate::plan::{self, Listed, Partition, Plan, Unlisted};
 use crate::progress::{ObjectProgress, Progress};
 use crate::resume;
 use crate::retry::{Ended, Retrier};
@@ -94,7 +95,6 @@ pub async fn run(
         at_once: flow.concurrency.max(1),
     };
     let plan = plan::plan(control, &resolvers, retrier, &connection, flow).await;
-    drop(resolvers);
     let planned = started.elapsed();
     let fail = |error: anyhow::Error| {
         let mut summary = Summary::new(flow, Vec::new(), started);
@@ -190,17 +190,7 @@ pub async fn run(
         report.outcome = Outcome::Skipped(s.reason);
         report
     }));
-    for failure in unlisted {
-        tracing::warn!(flow = %flow.id, scope = %failure.scope, "listing failed: {}", crate::credential::redact(&failure.message));
-        reports.extend(failure.objects.iter().map(|object| {
-            let mut report = PartitionReport::new(object, failure.scope.clone());
-            report.outcome = match failure.fatal {
-                true => Outcome::Fatal(failure.message.clone()),
-                false => Outcome::Failed(failure.message.clone()),
-            };
-            report
-        }));
-    }
+    reports.extend(unlisted.into_iter().flat_map(|failure| unlisted_reports(flow, failure)));
     drop(shared);
     if let Some(progress) = Arc::into_inner(progress) {
         progress.finish();
@@ -221,6 +211,21 @@ pub async fn run(
         (None, Err(error)) => Err(RunFailure { summary, error }),
         (None, Ok(())) => Ok(summary),
     }
+}
+
+/// The reports of a listing that ended early: one per object read under its scope.
+fn unlisted_reports(flow: &Flow, failure: Unlisted) -> Vec<PartitionReport> {
+    let (tenant, reason) = (flow.tenant.as_ref().map(|t| t.id.as_str()), crate::credential::redact(&failure.message));
+    tracing::warn!(tenant, flow = %flow.id, scope = %failure.scope, "listing failed: {reason}");
+    let outcome = match failure.fatal {
+        true => Outcome::Fatal(failure.message),
+        false => Outcome::Failed(failure.message),
+    };
+    let report = |object: &String| PartitionReport {
+        outcome: outcome.clone(),
+        ..PartitionReport::new(object, failure.scope.clone())
+    };
+    failure.objects.iter().map(report).collect()
 }
 
 /// Read every page of one partition.

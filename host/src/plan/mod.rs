@@ -45,7 +45,7 @@ use crate::sandbox::wit::{self, ConnectorError, FieldType, ObjectInfo, Scope, Sc
 use crate::sandbox::{CallFailure, Label, Limits, Plugin, Sandbox};
 use crate::state::PartitionKey;
 
-pub use listing::{Listed, Listing};
+pub use listing::{Listed, Listing, Unlisted};
 
 /// One (object, scope) pair to read.
 #[derive(Clone, Debug)]
@@ -398,9 +398,9 @@ async fn first_pages(
     for _ in 1..resolvers.at_once.min(to_ask) {
         match resolvers.sandbox().await {
             Ok(sandbox) => more.push(sandbox),
-            // One sandbox fewer: the others list its share.
+            // The sandboxes there are list its share.
             Err(failure) => {
-                tracing::debug!("no second planning sandbox: {failure}");
+                tracing::debug!("{} planning sandboxes, not {}: {failure}", more.len() + 1, resolvers.at_once);
                 break;
             }
         }
