@@ -302,19 +302,19 @@ async fn resolve(
     flow: &Flow,
     work: Vec<Work>,
 ) -> Result<Resolved> {
-    // Each scope once, by how it is listed: (scope, kind listed, the first entry only).
-    let mut wanted: Vec<(Scope, ScopeKind, bool)> = Vec::new();
+    // Each listing once (a scope named twice, or by two objects read alike, is asked once).
+    let mut wanted: Vec<ScopeListing> = Vec::new();
     for item in &work {
-        let listing = listing_of(item);
-        if !wanted.iter().any(|(scope, kind, _)| same_listing(&(scope, *kind), &listing)) {
-            wanted.push((item.scope.scope.clone(), listing.1, matches!(item.reach, Reach::Direct)));
+        let listed = ScopeListing::of(item);
+        if !wanted.iter().any(|w| w.is(&listed)) {
+            wanted.push(listed);
         }
     }
     let pages = first_pages(control, resolvers, retrier, connection, &wanted).await;
     let mut found: Vec<Result<wit::ScopePage, String>> = Vec::with_capacity(pages.len());
-    for ((scope, kind, direct), page) in wanted.iter().zip(pages) {
+    for (listed, page) in wanted.iter().zip(pages) {
         let page = match page {
-            Ok(mut page) if *direct => {
+            Ok(mut page) if listed.direct => {
                 // The scope itself: the first entry of the first page (a group lists its
                 // descendants after it, on later pages).
                 page.scopes.truncate(1);
@@ -326,7 +326,7 @@ async fn resolve(
                 Err(format!("skipped, not found or hidden from the token: {m}"))
             }
             Err(failure) => {
-                let item = work.iter().find(|item| same_listing(&listing_of(item), &(scope, *kind))).expect("asked");
+                let item = work.iter().find(|item| listed.is(&ScopeListing::of(item))).expect("a listing of the work");
                 return Err(scope_error(flow, retrier.policy(), &item.scope.key, failure));
             }
         };
@@ -334,10 +334,9 @@ async fn resolve(
     }
     let mut resolved = Resolved { partitions: Vec::new(), skipped: Vec::new(), rest: Vec::new(), seen: HashSet::new() };
     for (place, item) in work.into_iter().enumerate() {
-        let scope = &item.scope.scope;
-        let (_, kind) = listing_of(&item);
-        let found_at = wanted.iter().position(|(s, k, _)| same_listing(&(s, *k), &(scope, kind))).expect("asked");
-        let page = match &found[found_at] {
+        let listed = ScopeListing::of(&item);
+        let (scope, kind) = (&item.scope.scope, listed.kind);
+        let page = match &found[wanted.iter().position(|w| w.is(&listed)).expect("asked above")] {
             Ok(page) => page,
             Err(reason) => {
                 let skip = Skipped {
@@ -368,21 +367,36 @@ async fn resolve(
     Ok(resolved)
 }
 
-/// The listing `item` is read from: its scope, and the kind of scope listed in it.
-fn listing_of(item: &Work) -> (&Scope, ScopeKind) {
-    let scope = &item.scope.scope;
-    match item.reach {
-        Reach::Direct => (scope, scope_kind(scope)),
-        Reach::Expand(kind) => (scope, kind),
+/// A listing planning reads the first page of: the scopes of a kind within a scope.
+struct ScopeListing {
+    within: Scope,
+    kind: ScopeKind,
+    /// Only the scope itself is wanted (a project or group resolved to its id), not what is in it.
+    direct: bool,
+}
+
+impl ScopeListing {
+    /// The listing `item` is read from.
+    fn of(item: &Work) -> ScopeListing {
+        let within = item.scope.scope.clone();
+        match item.reach {
+            Reach::Direct => ScopeListing { kind: scope_kind(&within), within, direct: true },
+            Reach::Expand(kind) => ScopeListing { within, kind, direct: false },
+        }
+    }
+
+    /// Whether `other` is the same listing (of the same scope, named alike).
+    fn is(&self, other: &ScopeListing) -> bool {
+        same_listing(&(&self.within, self.kind), &(&other.within, other.kind))
     }
 }
 
-/// Whether two listings are the same (a scope named twice, or by the same words).
+/// Whether two (scope, kind listed in it) are the same listing.
 fn same_listing(a: &(&Scope, ScopeKind), b: &(&Scope, ScopeKind)) -> bool {
     a.1 == b.1 && describe_scope(a.0) == describe_scope(b.0)
 }
 
-/// The first page of each listing `wanted` (scope, kind listed), in its order: the instance itself
+/// The first page of each listing `wanted`, in its order: the instance itself
 /// needs no request; the others go at most `resolvers.at_once` at a time, the `control` sandbox and
 /// as many more as that takes each taking the next one left. After a failure that ends planning (not
 /// a 403 or 404, which skip their scope), no more are asked.
@@ -391,9 +405,9 @@ async fn first_pages(
     resolvers: &Resolvers,
     retrier: &Retrier,
     connection: &wit::Connection,
-    wanted: &[(Scope, ScopeKind, bool)],
+    wanted: &[ScopeListing],
 ) -> Vec<Result<wit::ScopePage, ScopeFailure>> {
-    let to_ask = wanted.iter().filter(|(scope, _, direct)| !(*direct && matches!(scope, Scope::Instance))).count();
+    let to_ask = wanted.iter().filter(|w| !(w.direct && matches!(w.within, Scope::Instance))).count();
     let mut more = Vec::new();
     for _ in 1..resolvers.at_once.min(to_ask) {
         match resolvers.sandbox().await {
@@ -429,7 +443,7 @@ async fn first_pages(
 /// The listings whose first page is wanted, and what the sandboxes listing them share (polled
 /// together in one task, `join_all`; atomics and a lock only because the task moves between threads).
 struct FirstPages<'a> {
-    wanted: &'a [(Scope, ScopeKind, bool)],
+    wanted: &'a [ScopeListing],
     retrier: &'a Retrier,
     connection: &'a wit::Connection,
     /// The next listing to ask.
@@ -444,13 +458,13 @@ impl FirstPages<'_> {
     async fn work(&self, sandbox: &mut Sandbox) {
         while !self.ended.load(Ordering::Relaxed) {
             let at = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some((scope, kind, direct)) = self.wanted.get(at) else { return };
-            let page = match (direct, scope) {
+            let Some(listed) = self.wanted.get(at) else { return };
+            let page = match (listed.direct, &listed.within) {
                 (true, Scope::Instance) => Ok(wit::ScopePage {
                     scopes: vec![wit::ScopeEntry { scope: Scope::Instance, label: "instance".into() }],
                     next_page_token: None,
                 }),
-                _ => list_scope_page(sandbox, self.retrier, self.connection, scope, *kind, None).await,
+                (_, within) => list_scope_page(sandbox, self.retrier, self.connection, within, listed.kind, None).await,
             };
             let skips = matches!(
                 page,
