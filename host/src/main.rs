@@ -336,7 +336,8 @@ async fn run_command(
 }
 
 /// `host check`: the flow checked whole (sending nothing), then the credential tested with
-/// `check-connection` (one request), then each named scope resolved (one request each).
+/// `check-connection` (one request), then each named scope resolved (one request each, up to the
+/// flow's concurrency at once).
 async fn check_command(
     args: &FlowArgs,
     flow: &Flow,
@@ -344,7 +345,9 @@ async fn check_command(
     cache_dir: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     let limits = limits_of(args, flow.tenant.as_ref());
-    let (plugin, policy) = load_plugin(args, flow, credential, 2, &limits, cache_dir)?;
+    // The control sandbox, and the others that look the named scopes up at once.
+    let at_once = flow.concurrency.max(1);
+    let (plugin, policy) = load_plugin(args, flow, credential, at_once as u32 + 1, &limits, cache_dir)?;
     let stats = Arc::new(GateStats::default());
     let retrier = Retrier::new(policy.clone(), stats.clone());
     let mut control = plugin.instantiate(policy.clone(), stats.clone(), &limits, Label::partition("check")).await?;
@@ -374,7 +377,16 @@ async fn check_command(
             }
         }
     }
-    for (scope, resolved) in plan::resolve_named_scopes(&mut control, &retrier, &connection, flow, &checked).await? {
+    let resolvers = plan::Resolvers {
+        plugin: plugin.clone(),
+        policy: policy.clone(),
+        stats: stats.clone(),
+        limits: limits.clone(),
+        label: Label::partition("check"),
+        at_once,
+    };
+    let named = plan::resolve_named_scopes(&mut control, &resolvers, &retrier, &connection, flow, &checked).await?;
+    for (scope, resolved) in named {
         println!("scope: {scope} is {resolved}");
     }
     Ok(ExitCode::SUCCESS)

@@ -256,17 +256,27 @@ fn bad_flow_files_are_refused_whole_naming_file_line_and_key() {
 fn host_check_names_the_tokens_user_or_explains_the_401() {
     let sim = simulator();
     let dir = temp_dir();
-    let text = flow_text(&sim, "", "[[objects]]\nobject = \"issue\"\nprojects = [\"demo/api\"]\n");
+    let projects = ["demo/api", "demo/website", "demo/mobile-app"];
+    let objects = format!("[[objects]]\nobject = \"issue\"\nprojects = {projects:?}\n");
+    let text = flow_text(&sim, "", &objects);
     std::fs::write(dir.path().join("flow.toml"), &text).unwrap();
 
     let run = host_in(dir.path(), &["check", "--flow", "flow.toml"], Some(TOKEN));
     assert!(run.success, "{}", run.output());
     assert!(run.stdout.contains("flow.toml: valid"), "{}", run.stdout);
     assert!(run.stdout.contains("authenticated as @root"), "{}", run.stdout);
-    let api = sim.world().project_by_ref("demo/api").unwrap().id;
-    assert!(run.stdout.contains(&format!("scope: project demo/api is project {api}")), "{}", run.stdout);
-    let paths: Vec<String> = sim.requests().iter().map(|r| r.path.clone()).collect();
-    assert_eq!(paths, ["/api/v4/user", "/api/v4/projects/demo/api"], "one request for the token, one per scope");
+    // Looked up at once, reported in the flow's order.
+    let scopes: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("scope: ")).collect();
+    let expected: Vec<String> = projects
+        .iter()
+        .map(|p| format!("scope: project {p} is project {}", sim.world().project_by_ref(p).unwrap().id))
+        .collect();
+    assert_eq!(scopes, expected, "{}", run.stdout);
+    let paths: BTreeSet<String> = sim.requests().iter().map(|r| r.path.clone()).collect();
+    let mut one_each: BTreeSet<String> = projects.iter().map(|p| format!("/api/v4/projects/{p}")).collect();
+    one_each.insert("/api/v4/user".into());
+    assert_eq!(paths, one_each, "one request for the token, one per scope");
+    assert_eq!(sim.request_count(), 4);
     assert!(!dir.path().join("out.db").exists(), "check writes nothing");
 
     let wrong = "glpat-wrong-0000000000";
@@ -277,7 +287,7 @@ fn host_check_names_the_tokens_user_or_explains_the_401() {
     assert!(error.contains("GitLab refused the token (401 Unauthorized)"), "{error}");
     assert!(error.contains("put it in the environment variable GITLAB_TOKEN"), "{error}");
     assert!(!run.output().contains(wrong), "the token leaked: {}", run.output());
-    assert_eq!(sim.request_count(), 3, "the 401 stops the check at its first request");
+    assert_eq!(sim.request_count(), 5, "the 401 stops the check at its first request");
 }
 
 #[test]

@@ -500,27 +500,32 @@ impl Work {
     }
 }
 
-/// Resolve each scope `checked` names to its id (the first page of `list-scopes`, one request each),
-/// for `host check`: it proves each exists and is visible. Returns `(scope, label)` pairs.
+/// Resolve each scope `checked` names to its id (the first page of `list-scopes`, one request each,
+/// up to `resolvers.at_once` at a time), for `host check`: it proves each exists and is visible.
+/// Returns `(scope, label)` pairs, in the flow's order.
 pub async fn resolve_named_scopes(
     control: &mut Sandbox,
+    resolvers: &Resolvers,
     retrier: &Retrier,
     connection: &wit::Connection,
     flow: &Flow,
     checked: &Checked,
 ) -> Result<Vec<(String, String)>> {
-    let mut resolved = Vec::new();
-    let mut seen = HashSet::new();
+    let (mut wanted, mut keys) = (Vec::new(), Vec::new());
     for item in &checked.work {
-        let scope = &item.scope.scope;
-        if matches!(scope, Scope::Instance) || !seen.insert(describe_scope(scope)) {
-            continue;
+        let within = item.scope.scope.clone();
+        let listing = ScopeListing { kind: scope_kind(&within), within, direct: true };
+        if !matches!(listing.within, Scope::Instance) && !wanted.iter().any(|w: &ScopeListing| w.is(&listing)) {
+            wanted.push(listing);
+            keys.push(item.scope.key.as_str());
         }
-        let page = list_scope_page(control, retrier, connection, scope, scope_kind(scope), None)
-            .await
-            .map_err(|e| scope_error(flow, retrier.policy(), &item.scope.key, e))?;
+    }
+    let pages = first_pages(control, resolvers, retrier, connection, &wanted).await;
+    let mut resolved = Vec::new();
+    for ((listing, key), page) in wanted.iter().zip(keys).zip(pages) {
+        let page = page.map_err(|e| scope_error(flow, retrier.policy(), key, e))?;
         let label = page.scopes.first().map_or_else(|| "(none)".to_owned(), |e| describe_scope(&e.scope));
-        resolved.push((describe_scope(scope), label));
+        resolved.push((describe_scope(&listing.within), label));
     }
     Ok(resolved)
 }
