@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{TOKEN, artifacts, host_with_env, read_jsonl_object, simulator, sqlite_ids, temp_dir};
+use support::{TOKEN, artifacts, host_with_env, host_within, read_jsonl_object, simulator, sqlite_ids, temp_dir};
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
@@ -193,4 +193,53 @@ fn a_flow_naming_an_unknown_tenant_is_refused_before_any_request() {
     assert!(error.contains("b.toml:"), "{error}");
     assert!(error.contains("tenant: unknown tenant 'initech': the tenants file has acme"), "{error}");
     assert!(sim.requests().is_empty(), "no request before the flows are checked whole");
+}
+
+#[test]
+fn tenants_planning_side_by_side_on_one_engine_do_not_wait_for_each_others_sandboxes() {
+    // Three tenants of one partition at a time, each with a flow naming six projects: the engine has
+    // two sandboxes per tenant, and each planning would look its six projects up with six at once.
+    // It takes those that are free, never waiting for more while holding some.
+    let sim = simulator();
+    let world = sim.world();
+    let dir = temp_dir();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let acme = world.projects_in_group(world.group_by_ref("acme").unwrap().id, true);
+    let projects: Vec<&str> =
+        acme.iter().filter(|p| p.issues_enabled).map(|p| p.path_with_namespace.as_str()).take(18).collect();
+    let mut tenants = String::new();
+    for (n, projects) in projects.chunks(6).enumerate() {
+        tenants.push_str(&format!(
+            "[[tenants]]\nid = \"t{n}\"\nconcurrency = 1\ncredential = {{ source = \"env\", var = \"GITLAB_TOKEN\" }}\n"
+        ));
+        let dest = format!("jsonl:{}", dir.path().join(format!("out-{n}")).display());
+        let pairs: Vec<(&str, &str)> = projects.iter().map(|p| ("issue", *p)).collect();
+        write(
+            &flows.join(format!("t{n}.toml")),
+            &flow(&format!("t{n}"), &artifacts().gitlab_wasm, &sim.base_url(), &pairs, &dest),
+        );
+    }
+    write(&dir.path().join("tenants.toml"), &tenants);
+    let summary_path = dir.path().join("summary.json");
+    let tenants = dir.path().join("tenants.toml");
+    let args = [
+        "run",
+        "--tenants",
+        tenants.to_str().unwrap(),
+        "--flows",
+        flows.to_str().unwrap(),
+        "--summary-json",
+        summary_path.to_str().unwrap(),
+    ];
+    let run = host_within(std::time::Duration::from_secs(120), &args, Some(TOKEN), &[]);
+    assert!(run.success, "{}", run.output());
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let records: u64 = summary["tenants"].as_array().unwrap().iter().map(|t| t["records"].as_u64().unwrap()).sum();
+    let expected: usize = acme
+        .iter()
+        .filter(|p| projects.contains(&p.path_with_namespace.as_str()))
+        .map(|p| world.issues(p.id).len())
+        .sum();
+    assert_eq!(records, expected as u64);
 }

@@ -141,8 +141,11 @@ pub struct Resolvers {
 }
 
 impl Resolvers {
-    async fn sandbox(&self) -> Result<Sandbox, CallFailure> {
-        self.plugin.instantiate(self.policy.clone(), self.stats.clone(), &self.limits, self.label.clone()).await
+    /// One more sandbox if the engine's pool has a slot free now; `None` if not (planning then
+    /// goes on with those it has: waiting for a slot while holding one could wait for ever, with
+    /// tenants planning side by side on one engine).
+    async fn sandbox(&self) -> Option<Result<Sandbox, CallFailure>> {
+        self.plugin.try_instantiate(self.policy.clone(), self.stats.clone(), &self.limits, self.label.clone()).await
     }
 }
 
@@ -396,10 +399,10 @@ fn same_listing(a: &(&Scope, ScopeKind), b: &(&Scope, ScopeKind)) -> bool {
     a.1 == b.1 && describe_scope(a.0) == describe_scope(b.0)
 }
 
-/// The first page of each listing `wanted`, in its order: the instance itself
-/// needs no request; the others go at most `resolvers.at_once` at a time, the `control` sandbox and
-/// as many more as that takes each taking the next one left. After a failure that ends planning (not
-/// a 403 or 404, which skip their scope), no more are asked.
+/// The first page of each listing `wanted`, in its order. The instance itself needs no request; the
+/// others go at most `resolvers.at_once` at a time, the `control` sandbox and as many more as that
+/// takes (and the engine has free) each taking the next one left. After a failure that ends planning
+/// (not a 403 or 404, which skip their scope), no more are asked.
 async fn first_pages(
     control: &mut Sandbox,
     resolvers: &Resolvers,
@@ -411,12 +414,13 @@ async fn first_pages(
     let mut more = Vec::new();
     for _ in 1..resolvers.at_once.min(to_ask) {
         match resolvers.sandbox().await {
-            Ok(sandbox) => more.push(sandbox),
+            Some(Ok(sandbox)) => more.push(sandbox),
             // The sandboxes there are list its share.
-            Err(failure) => {
+            Some(Err(failure)) => {
                 tracing::debug!("{} planning sandboxes, not {}: {failure}", more.len() + 1, resolvers.at_once);
                 break;
             }
+            None => break,
         }
     }
     let shared = FirstPages {

@@ -120,6 +120,32 @@ impl Plugin {
         let slot = self.slots.clone().acquire_owned().await.map_err(|_| {
             CallFailure(format!("cannot instantiate the plugin {}: the engine is shutting down", self.name), None)
         })?;
+        self.instantiate_in(slot, policy, stats, limits, label).await
+    }
+
+    /// As [`Plugin::instantiate`] when a slot of the engine's pool is free now; `None` when every
+    /// slot is taken. For a sandbox that only speeds work up (planning's extra lookups): waiting for
+    /// one while holding another could wait for ever, when every slot is held so.
+    pub async fn try_instantiate(
+        &self,
+        policy: Arc<GatePolicy>,
+        stats: Arc<GateStats>,
+        limits: &Limits,
+        label: Label,
+    ) -> Option<Result<Sandbox, CallFailure>> {
+        let slot = self.slots.clone().try_acquire_owned().ok()?;
+        Some(self.instantiate_in(slot, policy, stats, limits, label).await)
+    }
+
+    /// A fresh sandbox in the pool's `slot`.
+    async fn instantiate_in(
+        &self,
+        slot: OwnedSemaphorePermit,
+        policy: Arc<GatePolicy>,
+        stats: Arc<GateStats>,
+        limits: &Limits,
+        label: Label,
+    ) -> Result<Sandbox, CallFailure> {
         let started = Instant::now();
         let tripwire = Tripwire::default();
         let output = GuestOutput::new(label.clone(), limits.log_bytes_per_call, tripwire.clone());

@@ -9,9 +9,11 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use gitlab_sim::{SimConfig, Simulator, WorldShape};
 use serde_json::Value;
@@ -113,6 +115,51 @@ pub fn host(args: &[&str], token: Option<&str>) -> HostRun {
 
 /// [`host`], with more environment variables (`HOST_LOG`, `HOST_CACHE_DIR`...).
 pub fn host_with_env(args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> HostRun {
+    let output = host_command(args, token, env).output().expect("running host");
+    HostRun {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// [`host_with_env`], failing the test if the host has not ended within `limit` (it is killed): for
+/// a run that could hang.
+pub fn host_within(limit: Duration, args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> HostRun {
+    let mut child =
+        host_command(args, token, env).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("running host");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for host") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let run = HostRun {
+        success: status.is_some_and(|s| s.success()),
+        stdout: stdout.join().expect("reading stdout"),
+        stderr: stderr.join().expect("reading stderr"),
+    };
+    assert!(status.is_some(), "host still running after {limit:?}, killed: {}", run.output());
+    run
+}
+
+/// The `host` command with `args`, `GITLAB_TOKEN` set to `token` (unset when none), and `env`.
+fn host_command(args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(&artifacts().host);
     command.args(args).env_remove("GITLAB_TOKEN").env_remove("GITLAB_OAUTH_TOKEN").env_remove("HOST_PLUGIN");
     command.env("HOST_CACHE_DIR", &artifacts().cache_dir);
@@ -120,12 +167,7 @@ pub fn host_with_env(args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -
         command.env("GITLAB_TOKEN", token);
     }
     command.envs(env.iter().copied());
-    let output = command.output().expect("running host");
-    HostRun {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    command
 }
 
 /// `host run --plugin gitlab.wasm --base-url SIM ...rest`.
