@@ -277,7 +277,7 @@ impl Destination for FileDestination {
                 // were published) or were never checkpointed: nothing refers to them any more.
                 Self::clear_dir(&dir, None)?;
                 let run = self.run.id.clone();
-                OpenPart { spool: Spool::create(&dir.join(format!("{run}.ndjson")))?, run, seen: SeenFields::default() }
+                OpenPart { spool: Spool::create(&dir.join(format!("{run}.ndjson"))), run, seen: SeenFields::default() }
             }
             Some(marker) => {
                 let marker: Marker = marker.parse()?;
@@ -435,6 +435,21 @@ mod tests {
         // Nothing left behind but the (empty) spool folders.
         assert_eq!(std::fs::read_dir(dir.join("_spool/runs")).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(dir.join("_spool/parts/cli/issue/project-1")).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_read_without_records_leaves_no_spool_and_publishes_nothing() {
+        let dir = dir("empty");
+        let mut dest = Box::new(FileDestination::local(FileFormat::Jsonl, &dir).unwrap());
+        dest.prepare(&table(false)).unwrap();
+        dest.open_part(&part(), None).unwrap();
+        dest.commit().unwrap().run().unwrap();
+        dest.close_part(&part()).unwrap();
+        dest.finish().unwrap();
+        assert!(!dir.join("_spool/parts/cli/issue/project-1").exists(), "no spool made");
+        assert!(!dir.join("issue").exists(), "nothing published");
+        assert!(manifests(&dir)[0].parts.is_empty());
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -1,5 +1,7 @@
 //! A part's spool: the NDJSON records of one partition's read, appended page by page; the writer
 //! makes the pages durable ([`Spool::sync_later`], at its group commit) before their checkpoints are saved.
+//! The file is made with the first page of records: a read that finds none (most of an incremental
+//! run's partitions) leaves no file, no folder entry and no sync behind.
 //!
 //! After each page the spool has a [`Marker`]: the run that started the part, and how many bytes and
 //! records of it are durable. The marker goes into the page's checkpoint; a resumed run reopens the
@@ -48,7 +50,8 @@ impl std::str::FromStr for Marker {
 #[derive(Debug)]
 pub struct Spool {
     path: PathBuf,
-    file: File,
+    /// None until the first page of records.
+    file: Option<File>,
     bytes: u64,
     records: u64,
     /// Bytes appended since the last sync.
@@ -58,13 +61,22 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Start an empty spool at `path` (replacing any file there).
-    pub fn create(path: &Path) -> Result<Spool> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    /// An empty spool at `path`, its file (replacing any there) made with the first page.
+    pub fn create(path: &Path) -> Spool {
+        Spool { path: path.to_owned(), file: None, bytes: 0, records: 0, unsynced: false, new: true }
+    }
+
+    /// The spool's file, made (and its folder) if this is its first page.
+    fn file(&mut self) -> Result<&mut File> {
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+            }
+            let file =
+                File::create(&self.path).with_context(|| format!("cannot create the spool {}", self.path.display()))?;
+            self.file = Some(file);
         }
-        let file = File::create(path).with_context(|| format!("cannot create the spool {}", path.display()))?;
-        Ok(Spool { path: path.to_owned(), file, bytes: 0, records: 0, unsynced: true, new: true })
+        Ok(self.file.as_mut().expect("made above"))
     }
 
     /// Reopen the spool at `path` and cut it back to `marker`.
@@ -91,7 +103,7 @@ impl Spool {
             .with_context(|| format!("cannot cut the spool {} back to {} bytes", path.display(), marker.bytes))?;
         Ok(Spool {
             path: path.to_owned(),
-            file,
+            file: Some(file),
             bytes: marker.bytes,
             records: marker.records,
             unsynced: false,
@@ -106,11 +118,12 @@ impl Spool {
             return Ok(());
         }
         let newline = !records.ends_with(b"\n");
-        let written =
-            self.file.write_all(records).and_then(|()| if newline { self.file.write_all(b"\n") } else { Ok(()) });
+        let bytes = self.bytes;
+        let file = self.file()?;
+        let written = file.write_all(records).and_then(|()| if newline { file.write_all(b"\n") } else { Ok(()) });
         if let Err(error) = written {
             // Leave the spool as it was before the page, as far as the disk lets us.
-            let _ = self.file.set_len(self.bytes).and_then(|()| self.file.seek(SeekFrom::End(0)).map(drop));
+            let _ = file.set_len(bytes).and_then(|()| file.seek(SeekFrom::End(0)).map(drop));
             return Err(error).with_context(|| format!("cannot write to the spool {}", self.path.display()));
         }
         self.unsynced = true;
@@ -121,8 +134,9 @@ impl Spool {
 
     /// Have every page appended so far made durable (and a new spool's folder entry) by `syncs`.
     pub fn sync_later(&mut self, syncs: &mut Syncs) -> Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
         if self.unsynced {
-            syncs.data(&self.file, format!("the spool {}", self.path.display()))?;
+            syncs.data(file, format!("the spool {}", self.path.display()))?;
             self.unsynced = false;
         }
         if self.new {
@@ -165,7 +179,8 @@ mod tests {
     fn resuming_cuts_back_to_the_marker() {
         let dir = tempdir();
         let path = dir.join("part.ndjson");
-        let mut spool = Spool::create(&path).unwrap();
+        let mut spool = Spool::create(&path);
+        assert!(!path.exists(), "no file before the first page");
         spool.append(b"{\"id\":1}\n{\"id\":2}\n").unwrap();
         let marker = spool.marker("run1");
         assert_eq!(marker, Marker { run: "run1".into(), bytes: 18, records: 2 });
