@@ -26,6 +26,12 @@ fn flow(tenant: &str, plugin: &Path, base: &str, objects: &[(&str, &str)], dest:
     text
 }
 
+/// `host run --tenants TENANTS --flows FLOWS --summary-json SUMMARY`.
+fn tenants_run<'a>(tenants: &'a Path, flows: &'a Path, summary: &'a Path) -> [&'a str; 7] {
+    let path = |p: &'a Path| p.to_str().unwrap();
+    ["run", "--tenants", path(tenants), "--flows", path(flows), "--summary-json", path(summary)]
+}
+
 #[test]
 fn tenants_run_side_by_side_and_a_hostile_or_greedy_one_ends_only_its_own_partitions() {
     let sim = simulator();
@@ -74,15 +80,7 @@ fn tenants_run_side_by_side_and_a_hostile_or_greedy_one_ends_only_its_own_partit
 
     let summary_path = out.join("summary.json");
     let tenants = dir.path().join("tenants.toml");
-    let args = [
-        "run",
-        "--tenants",
-        tenants.to_str().unwrap(),
-        "--flows",
-        flows.to_str().unwrap(),
-        "--summary-json",
-        summary_path.to_str().unwrap(),
-    ];
+    let args = tenants_run(&tenants, &flows, &summary_path);
     let env = [
         ("ACME_TOKEN", TOKEN),
         ("GLOBEX_TOKEN", TOKEN),
@@ -223,15 +221,7 @@ fn tenants_planning_side_by_side_on_one_engine_do_not_wait_for_each_others_sandb
     write(&dir.path().join("tenants.toml"), &tenants);
     let summary_path = dir.path().join("summary.json");
     let tenants = dir.path().join("tenants.toml");
-    let args = [
-        "run",
-        "--tenants",
-        tenants.to_str().unwrap(),
-        "--flows",
-        flows.to_str().unwrap(),
-        "--summary-json",
-        summary_path.to_str().unwrap(),
-    ];
+    let args = tenants_run(&tenants, &flows, &summary_path);
     let run = host_within(std::time::Duration::from_secs(120), &args, Some(TOKEN), &[]);
     assert!(run.success, "{}", run.output());
     let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();

@@ -34,12 +34,15 @@ use crate::state::PartitionKey;
 
 /// The listings with pages still to read, and what reads them.
 pub struct Listing {
-    control: Sandbox,
-    retrier: Retrier,
-    connection: wit::Connection,
-    flow: Flow,
-    rest: Vec<Rest>,
-    seen: HashSet<PartitionKey>,
+    /// The planning sandbox, which reads the pages.
+    pub(super) control: Sandbox,
+    pub(super) retrier: Retrier,
+    pub(super) connection: wit::Connection,
+    pub(super) flow: Flow,
+    /// The listings, in the order the flow names their scopes.
+    pub(super) rest: Vec<Rest>,
+    /// The keys of the partitions planned so far.
+    pub(super) seen: HashSet<PartitionKey>,
 }
 
 /// What a [`Listing`] hands the run.
@@ -92,17 +95,6 @@ impl Rest {
 }
 
 impl Listing {
-    pub(super) fn new(
-        control: Sandbox,
-        retrier: Retrier,
-        connection: wit::Connection,
-        flow: Flow,
-        rest: Vec<Rest>,
-        seen: HashSet<PartitionKey>,
-    ) -> Listing {
-        Listing { control, retrier, connection, flow, rest, seen }
-    }
-
     /// Read every page left, handing `run` each new partition as its page comes; stop at the first
     /// page that cannot be read, or when `run` stops listening.
     pub async fn run(mut self, run: UnboundedSender<Listed>) {

@@ -162,8 +162,15 @@ pub async fn plan(
 ) -> Result<Plan> {
     let checked = check(&mut control, connection, flow).await?;
     let resolved = resolve(&mut control, resolvers, &retrier, connection, flow, checked.work).await?;
-    let listing = (!resolved.rest.is_empty())
-        .then(|| Listing::new(control, retrier, connection.clone(), flow.clone(), resolved.rest, resolved.seen));
+    let (rest, seen) = (resolved.rest, resolved.seen);
+    let listing = (!rest.is_empty()).then(|| Listing {
+        control,
+        retrier,
+        connection: connection.clone(),
+        flow: flow.clone(),
+        rest,
+        seen,
+    });
     Ok(Plan { tables: checked.tables, partitions: resolved.partitions, skipped: resolved.skipped, listing })
 }
 
