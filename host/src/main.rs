@@ -336,8 +336,8 @@ async fn run_command(
 }
 
 /// `host check`: the flow checked whole (sending nothing), then the credential tested with
-/// `check-connection` (one request), then each named scope resolved (one request each, up to the
-/// flow's concurrency at once).
+/// `check-connection` (one request), then each named scope resolved (one request each, several at
+/// once, as planning does).
 async fn check_command(
     args: &FlowArgs,
     flow: &Flow,
@@ -383,7 +383,7 @@ async fn check_command(
         stats: stats.clone(),
         limits: limits.clone(),
         label: Label::partition("check"),
-        at_once,
+        permits: Arc::new(tokio::sync::Semaphore::new(at_once)),
     };
     let named = plan::resolve_named_scopes(&mut control, &resolvers, &retrier, &connection, flow, &checked).await?;
     for (scope, resolved) in named {

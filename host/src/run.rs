@@ -79,6 +79,8 @@ pub async fn run(
     if let Some(url) = &flow.state {
         state::check_available(url).map_err(|e| fail(flow.origins.error("state.url", format!("{e:#}"))))?;
     }
+    // A tenant's flows share its partitions; a flow alone has its own.
+    let permits = permits.unwrap_or_else(|| Arc::new(Semaphore::new(flow.concurrency.max(1))));
     let planning_stats = Arc::new(GateStats::default());
     let control = plugin
         .instantiate(policy.clone(), planning_stats.clone(), &limits, label(flow, "planning"))
@@ -92,7 +94,7 @@ pub async fn run(
         stats: planning_stats.clone(),
         limits: limits.clone(),
         label: label(flow, "planning"),
-        at_once: flow.concurrency.max(1),
+        permits: permits.clone(),
     };
     let plan = plan::plan(control, &resolvers, retrier, &connection, flow).await;
     let planned = started.elapsed();
@@ -131,8 +133,6 @@ pub async fn run(
         progress: progress.clone(),
         stop: AtomicBool::new(false),
     });
-    // A tenant's flows share its partitions; a flow alone has its own.
-    let permits = permits.unwrap_or_else(|| Arc::new(Semaphore::new(flow.concurrency.max(1))));
     let mut tasks = JoinSet::new();
     let spawn = |tasks: &mut JoinSet<_>, partition: Partition| {
         let shared = shared.clone();

@@ -10,8 +10,8 @@
 //!    an object read per project, lists the projects inside it (subgroups included), listed once and
 //!    shared by the objects. A scope that is missing, forbidden or refuses the credential is known
 //!    here, before the destination is opened. Each scope is one request, and a flow naming twenty
-//!    projects does not make them one after the other: up to the flow's concurrency go at once,
-//!    each from a sandbox of its own ([`Resolvers`]).
+//!    projects does not make them one after the other: planning's sandbox and one more per free
+//!    permit of the partitions (the flow's, or its tenant's) each ask the next ([`Resolvers`]).
 //! 3. One partition per (object, scope), without duplicates, keyed by the flow's id, the object and the
 //!    scope's id ([`PartitionKey`]).
 //! 4. A listing longer than a page goes on as a [`Listing`], which the run reads beside the
@@ -32,12 +32,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, anyhow, bail};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::dest::{Column, TableSchema};
 use crate::flow::origin::Origins;
 use crate::flow::{Flow, Mode, ObjectFlow, ScopeRef, connection};
-use crate::gate::GatePolicy;
-use crate::gate::GateStats;
+use crate::gate::{GatePolicy, GateStats};
 use crate::resume;
 use crate::retry::{Ended, Retrier};
 use crate::run::connector_message;
@@ -136,16 +136,23 @@ pub struct Resolvers {
     pub stats: Arc<GateStats>,
     pub limits: Limits,
     pub label: Label,
-    /// How many scopes at once, at most (the flow's concurrency).
-    pub at_once: usize,
+    /// The partitions' permits (the tenant's, or the flow's own): each extra sandbox holds one while
+    /// it lists, so planning asks at most one request more at once than the partitions may (its own
+    /// sandbox's).
+    pub permits: Arc<Semaphore>,
 }
 
 impl Resolvers {
-    /// One more sandbox if the engine's pool has a slot free now; `None` if not (planning then
-    /// goes on with those it has: waiting for a slot while holding one could wait for ever, with
-    /// tenants planning side by side on one engine).
-    async fn sandbox(&self) -> Option<Result<Sandbox, CallFailure>> {
-        self.plugin.try_instantiate(self.policy.clone(), self.stats.clone(), &self.limits, self.label.clone()).await
+    /// One more sandbox, with its permit, if a permit and a slot of the engine's pool are free now;
+    /// `None` if not (planning then goes on with those it has: waiting for a slot while holding one
+    /// could wait for ever, with tenants planning side by side on one engine).
+    async fn sandbox(&self) -> Option<Result<(Sandbox, OwnedSemaphorePermit), CallFailure>> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        let sandbox = self
+            .plugin
+            .try_instantiate(self.policy.clone(), self.stats.clone(), &self.limits, self.label.clone())
+            .await?;
+        Some(sandbox.map(|sandbox| (sandbox, permit)))
     }
 }
 
@@ -407,9 +414,9 @@ fn same_listing(a: &(&Scope, ScopeKind), b: &(&Scope, ScopeKind)) -> bool {
 }
 
 /// The first page of each listing `wanted`, in its order. The instance itself needs no request; the
-/// others go at most `resolvers.at_once` at a time, the `control` sandbox and as many more as that
-/// takes (and the engine has free) each taking the next one left. After a failure that ends planning
-/// (not a 403 or 404, which skip their scope), no more are asked.
+/// others go several at a time, the `control` sandbox and one more per permit and engine slot free
+/// (see [`Resolvers`]), each taking the next one left. After a failure that ends planning (not a 403
+/// or 404, which skip their scope), no more are asked.
 async fn first_pages(
     control: &mut Sandbox,
     resolvers: &Resolvers,
@@ -419,12 +426,12 @@ async fn first_pages(
 ) -> Vec<Result<wit::ScopePage, ScopeFailure>> {
     let to_ask = wanted.iter().filter(|w| !(w.direct && matches!(w.within, Scope::Instance))).count();
     let mut more = Vec::new();
-    for _ in 1..resolvers.at_once.min(to_ask) {
+    while more.len() + 1 < to_ask {
         match resolvers.sandbox().await {
             Some(Ok(sandbox)) => more.push(sandbox),
             // The sandboxes there are list its share.
             Some(Err(failure)) => {
-                tracing::debug!("{} planning sandboxes, not {}: {failure}", more.len() + 1, resolvers.at_once);
+                tracing::debug!("{} planning sandboxes, not more: {failure}", more.len() + 1);
                 break;
             }
             None => break,
@@ -439,7 +446,7 @@ async fn first_pages(
         pages: Mutex::new(wanted.iter().map(|_| None).collect()),
     };
     let mut sandboxes = vec![control];
-    sandboxes.extend(more.iter_mut());
+    sandboxes.extend(more.iter_mut().map(|(sandbox, _permit)| sandbox));
     futures_util::future::join_all(sandboxes.into_iter().map(|sandbox| shared.work(sandbox))).await;
     // Those never asked (after a failure) come after it, and are never looked at.
     shared
@@ -512,7 +519,7 @@ impl Work {
 }
 
 /// Resolve each scope `checked` names to its id (the first page of `list-scopes`, one request each,
-/// up to `resolvers.at_once` at a time), for `host check`: it proves each exists and is visible.
+/// several at a time, see [`Resolvers`]), for `host check`: it proves each exists and is visible.
 /// Returns `(scope, label)` pairs, in the flow's order.
 pub async fn resolve_named_scopes(
     control: &mut Sandbox,
