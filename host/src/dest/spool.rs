@@ -1,7 +1,7 @@
 //! A part's spool: the NDJSON records of one partition's read, appended page by page; the writer
 //! makes the pages durable ([`Spool::sync_later`], at its group commit) before their checkpoints are saved.
-//! The file is made with the first page of records: a read that finds none (most of an incremental
-//! run's partitions) leaves no file, no folder entry and no sync behind.
+//! The file is made with the first page of records: a read that finds none (a project without
+//! issues, a filter that matches nothing) leaves no file, no folder entry and no sync behind.
 //!
 //! After each page the spool has a [`Marker`]: the run that started the part, and how many bytes and
 //! records of it are durable. The marker goes into the page's checkpoint; a resumed run reopens the

@@ -23,9 +23,7 @@ use std::collections::HashSet;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{
-    Partition, ScopeFailure, Work, describe_scope, list_scope_page, same_listing, scope_error, scope_kind_name,
-};
+use super::{Partition, ScopeFailure, Work, describe_scope, list_scope_page, scope_error, scope_kind_name};
 use crate::flow::Flow;
 use crate::retry::Retrier;
 use crate::sandbox::Sandbox;
@@ -68,6 +66,8 @@ pub struct Unlisted {
 
 /// One listing with pages still to read.
 pub(super) struct Rest {
+    /// Its place among the listings planning read the first page of.
+    pub(super) listing: usize,
     within: Scope,
     kind: ScopeKind,
     token: String,
@@ -78,14 +78,10 @@ pub(super) struct Rest {
 }
 
 impl Rest {
-    /// The listing of the `kind`s within `within`, whose next page is at `token`, `listed` entries in.
-    pub(super) fn new(within: Scope, kind: ScopeKind, token: String, listed: usize) -> Rest {
-        Rest { within, kind, token, listed, work: Vec::new() }
-    }
-
-    /// Whether this is the listing of the `kind`s within `within`.
-    pub(super) fn is_of(&self, within: &Scope, kind: ScopeKind) -> bool {
-        same_listing(&(&self.within, self.kind), &(within, kind))
+    /// The `listing`-th listing, of the `kind`s within `within`, whose next page is at `token`,
+    /// `listed` entries in.
+    pub(super) fn new(listing: usize, within: Scope, kind: ScopeKind, token: String, listed: usize) -> Rest {
+        Rest { listing, within, kind, token, listed, work: Vec::new() }
     }
 
     /// Also read `work` (at `place` in the flow) under each scope listed.

@@ -319,17 +319,20 @@ async fn resolve(
     flow: &Flow,
     work: Vec<Work>,
 ) -> Result<Resolved> {
-    // Each listing once (a scope named twice, or by two objects read alike, is asked once).
+    // Each listing once (a scope named twice, or by two objects read alike, is asked once);
+    // `listing_of[n]` is the place in `wanted` of the listing work item n is read from.
     let mut wanted: Vec<ScopeListing> = Vec::new();
+    let mut listing_of = Vec::with_capacity(work.len());
     for item in &work {
         let listed = ScopeListing::of(item);
-        if !wanted.iter().any(|w| w.is(&listed)) {
+        listing_of.push(wanted.iter().position(|w| w.is(&listed)).unwrap_or_else(|| {
             wanted.push(listed);
-        }
+            wanted.len() - 1
+        }));
     }
     let pages = first_pages(control, resolvers, retrier, connection, &wanted).await;
     let mut found: Vec<Result<wit::ScopePage, String>> = Vec::with_capacity(pages.len());
-    for (listed, page) in wanted.iter().zip(pages) {
+    for (at, (listed, page)) in wanted.iter().zip(pages).enumerate() {
         let page = match page {
             Ok(mut page) if listed.direct => {
                 // The scope itself: the first entry of the first page (a group lists its
@@ -343,22 +346,21 @@ async fn resolve(
                 Err(format!("skipped, not found or hidden from the token: {m}"))
             }
             Err(failure) => {
-                let item = work.iter().find(|item| listed.is(&ScopeListing::of(item))).expect("a listing of the work");
+                // Named by the key of the first work read from it.
+                let item = &work[listing_of.iter().position(|&of| of == at).expect("each listing is some work's")];
                 return Err(scope_error(flow, retrier.policy(), &item.scope.key, failure));
             }
         };
         found.push(page);
     }
     let mut resolved = Resolved { partitions: Vec::new(), skipped: Vec::new(), rest: Vec::new(), seen: HashSet::new() };
-    for (place, item) in work.into_iter().enumerate() {
-        let listed = ScopeListing::of(&item);
-        let (scope, kind) = (&item.scope.scope, listed.kind);
-        let page = match &found[wanted.iter().position(|w| w.is(&listed)).expect("asked above")] {
+    for (place, (item, at)) in work.into_iter().zip(listing_of).enumerate() {
+        let page = match &found[at] {
             Ok(page) => page,
             Err(reason) => {
                 let skip = Skipped {
                     object: item.request.object.clone(),
-                    scope: describe_scope(scope),
+                    scope: describe_scope(&item.scope.scope),
                     reason: reason.clone(),
                 };
                 resolved.skipped.push(skip);
@@ -371,10 +373,12 @@ async fn resolve(
             }
         }
         if let Some(token) = &page.next_page_token {
-            match resolved.rest.iter_mut().find(|rest| rest.is_of(scope, kind)) {
+            match resolved.rest.iter_mut().find(|rest| rest.listing == at) {
                 Some(rest) => rest.add(place, item),
                 None => {
-                    let mut rest = listing::Rest::new(scope.clone(), kind, token.clone(), page.scopes.len());
+                    let listed = &wanted[at];
+                    let mut rest =
+                        listing::Rest::new(at, listed.within.clone(), listed.kind, token.clone(), page.scopes.len());
                     rest.add(place, item);
                     resolved.rest.push(rest);
                 }
@@ -404,13 +408,8 @@ impl ScopeListing {
 
     /// Whether `other` is the same listing (of the same scope, named alike).
     fn is(&self, other: &ScopeListing) -> bool {
-        same_listing(&(&self.within, self.kind), &(&other.within, other.kind))
+        self.kind == other.kind && describe_scope(&self.within) == describe_scope(&other.within)
     }
-}
-
-/// Whether two (scope, kind listed in it) are the same listing.
-fn same_listing(a: &(&Scope, ScopeKind), b: &(&Scope, ScopeKind)) -> bool {
-    a.1 == b.1 && describe_scope(a.0) == describe_scope(b.0)
 }
 
 /// The first page of each listing `wanted`, in its order. The instance itself needs no request; the
