@@ -5,7 +5,7 @@
 //! A destination's [`super::Destination::commit`] does on the writer thread what must happen there
 //! (a transaction's `COMMIT`, the bookkeeping of what changed) and returns the rest as [`Syncs`]:
 //! a file's data (through its own handle, so the writer may go on appending to the file meanwhile)
-//! or a folder's entries. The writer hands them to its committer thread ([`super::committer`]),
+//! or a folder's entries. The writer hands them to its committer thread (`writer::committer`),
 //! which runs them, then saves the group's checkpoints, then answers the group, while the writer
 //! writes the next group's pages. An `fdatasync` takes about 2 ms on ext4; done on the writer thread,
 //! every group's syncs held up the pages behind it.

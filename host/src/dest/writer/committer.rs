@@ -26,8 +26,8 @@ use std::thread::JoinHandle;
 use anyhow::{Result, anyhow};
 
 use super::Reply;
-use super::cpu::CpuMeter;
-use super::syncs::Syncs;
+use crate::dest::CpuMeter;
+use crate::dest::syncs::Syncs;
 use crate::state::{Checkpoint, CheckpointStore, PartitionKey};
 
 /// The partitions whose pages are refused: a write or a commit failed for them since they were last
