@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use gitlab_sim::{Faults, RateLimit, SimConfig, ThrottleHeaders, WorldShape, serve};
+use gitlab_sim::{Faults, GroupShape, RateLimit, SimConfig, ThrottleHeaders, WorldShape, serve};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Shape {
@@ -52,6 +52,9 @@ struct Args {
     /// Merge requests of `bigco/monorepo` (standard shape only; default 300).
     #[arg(long, value_name = "N")]
     big_merge_requests: Option<usize>,
+    /// Projects directly in the group `acme` (its subgroups keep theirs): a large group for load tests.
+    #[arg(long, value_name = "N")]
+    acme_projects: Option<usize>,
     /// Never gzip answers (by default JSON is compressed for clients that accept gzip).
     #[arg(long)]
     no_gzip: bool,
@@ -102,18 +105,25 @@ struct Args {
 impl Args {
     fn world(&self) -> anyhow::Result<WorldShape> {
         let big = self.big_issues.is_some() || self.big_merge_requests.is_some();
-        match self.shape {
+        let mut shape = match self.shape {
             Shape::Small if big => anyhow::bail!("--big-issues and --big-merge-requests need --shape standard"),
-            Shape::Small => Ok(WorldShape::small()),
+            Shape::Small => WorldShape::small(),
             Shape::Standard => {
                 let mut shape = WorldShape::standard();
                 if let Some(bigco) = &mut shape.bigco {
                     bigco.issues = self.big_issues.unwrap_or(bigco.issues);
                     bigco.merge_requests = self.big_merge_requests.unwrap_or(bigco.merge_requests);
                 }
-                Ok(shape)
+                shape
+            }
+        };
+        if let Some(projects) = self.acme_projects {
+            match shape.acme_groups.iter_mut().find(|group| group.path.is_empty()) {
+                Some(acme) => acme.projects = projects,
+                None => shape.acme_groups.insert(0, GroupShape { path: String::new(), projects }),
             }
         }
+        Ok(shape)
     }
 
     fn faults(&self) -> anyhow::Result<Faults> {

@@ -1,7 +1,7 @@
 //! File destinations: one part per partition per run, in a local folder or an S3 bucket.
 //!
 //! ```text
-//!  write_page ──► spool  SPOOL/parts/FLOW/OBJECT/SCOPE/RUN.ndjson   (appended; marker RUN:BYTES:RECORDS)
+//!  write_page ──► spool  SPOOL/parts/FLOW/OBJECT/SCOPE.ndjson   (appended; marker RUN:BYTES:RECORDS)
 //!  commit     ──► every spool written and every folder changed since the last commit, to be synced
 //!                 (by the writer's committer thread, see `syncs`)
 //!  close_part ──► render (JSONL: the spool itself; CSV, Parquet: see `format`)
@@ -180,30 +180,20 @@ impl FileDestination {
         })
     }
 
-    /// The folder of `part`'s spools.
-    fn part_dir(&self, part: &PartitionKey) -> PathBuf {
+    /// `part`'s spool. One file per part, not one per run: the run that started it is in its marker.
+    /// All spools of an object share a folder, so that a run of 2,000 partitions makes 2,000 files,
+    /// not 2,000 folders as well (a folder per part cost a tenth of such a run's CPU).
+    fn spool_path(&self, part: &PartitionKey) -> PathBuf {
         self.spool_dir
             .join("parts")
             .join(path_component(&part.flow))
             .join(path_component(&part.object))
-            .join(path_component(&part.scope))
+            .join(format!("{}.ndjson", path_component(&part.scope)))
     }
 
     /// The published name of `part` when started by `run`.
     fn part_name(&self, part: &PartitionKey, run: &str) -> String {
         format!("{}/{run}-{}.{}", path_component(&part.object), path_component(&part.scope), self.format.name())
-    }
-
-    /// Remove every file in `dir` but `keep`.
-    fn clear_dir(dir: &Path, keep: Option<&Path>) -> Result<()> {
-        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if Some(path.as_path()) != keep && path.is_file() {
-                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-            }
-        }
-        Ok(())
     }
 
     /// Render (unless JSONL) and publish `part`, and record it in the run's journal.
@@ -270,24 +260,21 @@ impl Destination for FileDestination {
         if self.open.contains_key(part) {
             bail!("{part} is already being written");
         }
-        let dir = self.part_dir(part);
+        let path = self.spool_path(part);
         let open = match resume {
             None => {
-                // Spools left by earlier reads of this partition belong to reads that completed (and
-                // were published) or were never checkpointed: nothing refers to them any more.
-                Self::clear_dir(&dir, None)?;
+                // A spool left by an earlier read of this partition belongs to a read that completed
+                // (and was published) or was never checkpointed: nothing refers to it any more.
                 let run = self.run.id.clone();
-                OpenPart { spool: Spool::create(&dir.join(format!("{run}.ndjson"))), run, seen: SeenFields::default() }
+                OpenPart { spool: Spool::create(&path)?, run, seen: SeenFields::default() }
             }
             Some(marker) => {
                 let marker: Marker = marker.parse()?;
-                let path = dir.join(format!("{}.ndjson", marker.run));
                 // Published, but its completed checkpoint never saved: take it back first.
                 let name = self.part_name(part, &marker.run);
                 self.target
                     .remove(&name)
                     .with_context(|| format!("cannot unpublish {name} from {}", self.target.location()))?;
-                Self::clear_dir(&dir, Some(&path))?;
                 let spool = Spool::resume(&path, &marker)?;
                 let mut seen = SeenFields::default();
                 seen.spool(&path)?;
@@ -434,7 +421,7 @@ mod tests {
         assert_eq!(manifests[0].parts[0].path, format!("issue/{run}-project-1.jsonl"));
         // Nothing left behind but the (empty) spool folders.
         assert_eq!(std::fs::read_dir(dir.join("_spool/runs")).unwrap().count(), 0);
-        assert_eq!(std::fs::read_dir(dir.join("_spool/parts/cli/issue/project-1")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(dir.join("_spool/parts/cli/issue")).unwrap().count(), 0);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -447,7 +434,7 @@ mod tests {
         dest.commit().unwrap().run().unwrap();
         dest.close_part(&part()).unwrap();
         dest.finish().unwrap();
-        assert!(!dir.join("_spool/parts/cli/issue/project-1").exists(), "no spool made");
+        assert!(!dir.join("_spool/parts/cli").exists(), "no spool made, nor its folder");
         assert!(!dir.join("issue").exists(), "nothing published");
         assert!(manifests(&dir)[0].parts.is_empty());
         let _ = std::fs::remove_dir_all(dir);
@@ -504,6 +491,45 @@ mod tests {
     #[test]
     fn killed_after_publishing_before_the_completed_checkpoint() {
         die_and_resume("published", 6, 5, true);
+    }
+
+    /// A run killed after publishing a part, and after saving the checkpoint that completes it, but
+    /// before its end, leaves the part's spool behind: a hard link of the published part (and, for a
+    /// rendered format, perhaps the rendered file too). The next read of the partition starts a new
+    /// spool, and the published part stays as it was.
+    #[test]
+    fn a_new_read_never_cuts_the_files_a_killed_run_published() {
+        for format in [FileFormat::Jsonl, FileFormat::Csv] {
+            let dir = dir(&format!("linked-{}", format.name()));
+            let mut dest = Box::new(FileDestination::local(format, &dir).unwrap());
+            dest.prepare(&table(false)).unwrap();
+            dest.open_part(&part(), None).unwrap();
+            dest.write_page(&part(), &page(0..10), None).unwrap();
+            dest.close_part(&part()).unwrap();
+            let first = dir.join(dest.part_name(&part(), &dest.run.id.clone()));
+            let spool = dest.spool_path(&part());
+            drop(dest);
+            let published = std::fs::read(&first).unwrap();
+            if format != FileFormat::Jsonl {
+                // Killed between publishing the rendered file and removing it.
+                std::fs::hard_link(&first, spool.with_extension(format.name())).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+
+            let mut dest = Box::new(FileDestination::local(format, &dir).unwrap());
+            dest.prepare(&table(false)).unwrap();
+            dest.open_part(&part(), None).unwrap();
+            dest.write_page(&part(), &page(10..13), None).unwrap();
+            dest.close_part(&part()).unwrap();
+            let second = dir.join(dest.part_name(&part(), &dest.run.id.clone()));
+            dest.finish().unwrap();
+            assert_ne!(first, second);
+            assert_eq!(std::fs::read(&first).unwrap(), published, "{}: the first run's part is untouched", format.name());
+            let lines = std::fs::read_to_string(&second).unwrap().lines().count();
+            let header = usize::from(format == FileFormat::Csv);
+            assert_eq!(lines, 3 + header, "{}: the second run's part has its own records", format.name());
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     #[test]

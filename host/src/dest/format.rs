@@ -156,9 +156,16 @@ impl SeenFields {
     }
 }
 
-/// Render the spool at `spool` as `format` into `out` (durably), with `columns`.
+/// Render the spool at `spool` as `format` into `out` (durably), with `columns`. A file already at
+/// `out` is removed, not cut: a run killed right after publishing it leaves it behind as a hard link
+/// of the published part.
 pub fn render(format: FileFormat, spool: &Path, columns: &[Column], out: &Path) -> Result<()> {
-    let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    super::spool::remove_if_present(out)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
     let file = match format {
         FileFormat::Jsonl => {
             let mut writer = BufWriter::new(file);

@@ -56,24 +56,38 @@ pub struct Spool {
     records: u64,
     /// Bytes appended since the last sync.
     unsynced: bool,
-    /// A new file whose folder entry is not synced yet.
-    new: bool,
+    /// The folders whose entries changed for this spool and are not synced yet: its own folder once
+    /// the file is made, and the parents of any folder made for it.
+    unsynced_folders: Vec<PathBuf>,
 }
 
 impl Spool {
-    /// An empty spool at `path`, its file (replacing any there) made with the first page.
-    pub fn create(path: &Path) -> Spool {
-        Spool { path: path.to_owned(), file: None, bytes: 0, records: 0, unsynced: false, new: true }
+    /// An empty spool at `path`, its file made with the first page. A file already there (the spool
+    /// of an earlier read of the same part) is removed now, never cut: once published, a spool is
+    /// also the published part (a hard link), which a run killed before its end leaves behind.
+    pub fn create(path: &Path) -> Result<Spool> {
+        remove_if_present(path)?;
+        Ok(Spool {
+            path: path.to_owned(),
+            file: None,
+            bytes: 0,
+            records: 0,
+            unsynced: false,
+            unsynced_folders: Vec::new(),
+        })
     }
 
-    /// The spool's file, made (and its folder) if this is its first page.
+    /// The spool's file, made (and its folders) if this is its first page.
     fn file(&mut self) -> Result<&mut File> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+                self.unsynced_folders = create_dir_all(dir)?;
             }
-            let file =
-                File::create(&self.path).with_context(|| format!("cannot create the spool {}", self.path.display()))?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&self.path)
+                .with_context(|| format!("cannot create the spool {}", self.path.display()))?;
             self.file = Some(file);
         }
         Ok(self.file.as_mut().expect("made above"))
@@ -107,7 +121,7 @@ impl Spool {
             bytes: marker.bytes,
             records: marker.records,
             unsynced: false,
-            new: false,
+            unsynced_folders: Vec::new(),
         })
     }
 
@@ -132,18 +146,15 @@ impl Spool {
         Ok(())
     }
 
-    /// Have every page appended so far made durable (and a new spool's folder entry) by `syncs`.
+    /// Have every page appended so far made durable (and a new spool's folder entries) by `syncs`.
     pub fn sync_later(&mut self, syncs: &mut Syncs) -> Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
         if self.unsynced {
             syncs.data(file, format!("the spool {}", self.path.display()))?;
             self.unsynced = false;
         }
-        if self.new {
-            if let Some(dir) = self.path.parent() {
-                syncs.folder(dir);
-            }
-            self.new = false;
+        for folder in self.unsynced_folders.drain(..) {
+            syncs.folder(&folder);
         }
         Ok(())
     }
@@ -160,6 +171,37 @@ impl Spool {
     pub fn records(&self) -> u64 {
         self.records
     }
+}
+
+/// Remove the file at `path`, if there is one.
+pub fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Make `dir` and whatever of its parents is missing; the folders whose entries that changed, to be
+/// synced: `dir` itself (which a new file is about to be made in) and the parent of each folder made.
+fn create_dir_all(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    let mut missing = Some(dir);
+    while let Some(folder) = missing.filter(|folder| !folder.as_os_str().is_empty() && !folder.is_dir()) {
+        made.push(folder);
+        missing = folder.parent();
+    }
+    if !made.is_empty() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    }
+    let parent = |folder: &&Path| match folder.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Path::new(".").to_owned(),
+        parent => parent.unwrap_or(Path::new("/")).to_owned(),
+    };
+    let mut changed: Vec<PathBuf> = made.iter().rev().map(parent).collect();
+    changed.push(dir.to_owned());
+    Ok(changed)
 }
 
 #[cfg(test)]
@@ -179,7 +221,7 @@ mod tests {
     fn resuming_cuts_back_to_the_marker() {
         let dir = tempdir();
         let path = dir.join("part.ndjson");
-        let mut spool = Spool::create(&path);
+        let mut spool = Spool::create(&path).unwrap();
         assert!(!path.exists(), "no file before the first page");
         spool.append(b"{\"id\":1}\n{\"id\":2}\n").unwrap();
         let marker = spool.marker("run1");

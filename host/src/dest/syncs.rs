@@ -46,9 +46,10 @@ impl Syncs {
         self.steps.push(Step::Data { file, what });
     }
 
-    /// Sync `dir`'s entries (once, however many times it is added in a row).
+    /// Sync `dir`'s entries, once however many times it is added: every entry of the group was made
+    /// before its syncs run, so one sync, where the folder was first added, covers them all.
     pub fn folder(&mut self, dir: &Path) {
-        if !matches!(self.steps.last(), Some(Step::Folder(last)) if last == dir) {
+        if !self.steps.iter().any(|step| matches!(step, Step::Folder(folder) if folder == dir)) {
             self.steps.push(Step::Folder(dir.to_owned()));
         }
     }
