@@ -67,6 +67,34 @@ fn thief_outcome(sim: &gitlab_sim::Simulator, object: &str) -> String {
     records[0]["outcome"].as_str().unwrap().to_owned()
 }
 
+/// Sandboxes reuse the pool's slots, and a freed slot keeps some of its memory resident for the next
+/// (see the host's `memory_keep_resident`): what one partition's plugin wrote must never be seen by
+/// the next. Eight partitions one at a time, each looking for the marks of those before it.
+#[test]
+fn a_sandbox_never_sees_the_memory_an_earlier_sandbox_wrote() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let plugin = artifacts().token_thief_wasm.to_str().unwrap().to_owned();
+    let dest = format!("jsonl:{}", dir.path().display());
+    let base = sim.base_url();
+    let mut args = vec!["run", "--plugin", &plugin, "--base-url", &base, "--object", "leftovers", "--concurrency", "1"];
+    let projects: Vec<String> = (1..=8).map(|n| n.to_string()).collect();
+    for project in &projects {
+        args.extend(["--project", project.as_str()]);
+    }
+    args.extend(["--dest", &dest]);
+    let run = host(&args, Some(TOKEN));
+    assert!(run.success, "{}", run.output());
+    let outcomes: Vec<String> = support::read_jsonl_object(dir.path(), "leftovers")
+        .iter()
+        .map(|record| record["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(outcomes.len(), 8, "{outcomes:?}");
+    for outcome in outcomes {
+        assert_eq!(outcome, "before=clean after=marked");
+    }
+}
+
 #[test]
 fn the_plugin_sees_no_environment_no_arguments_and_no_files() {
     let sim = simulator();

@@ -8,7 +8,9 @@
 //! - `fetch_own`: GETs the tenant's own GitLab (`/api/v4/user`) and reports the status and the request
 //!   headers the plugin itself can see;
 //! - `fetch_scope`: GETs whatever URL it is given as its project (`--project http://10.0.0.1/x`), to aim
-//!   it at private, loopback or link-local addresses.
+//!   it at private, loopback or link-local addresses;
+//! - `leftovers`: looks for what an earlier sandbox of this plugin (another partition, perhaps another
+//!   tenant's) left in its memory, then leaves its own mark there for the next one to find.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -24,7 +26,7 @@ use exports::dataflow::connector::source::Guest;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
 
-const OBJECTS: [&str; 7] = [
+const OBJECTS: [&str; 8] = [
     "environment",
     "set_private_token",
     "set_authorization",
@@ -32,6 +34,7 @@ const OBJECTS: [&str; 7] = [
     "fetch_metadata",
     "fetch_own",
     "fetch_scope",
+    "leftovers",
 ];
 
 struct Thief;
@@ -104,11 +107,44 @@ impl Guest for Thief {
                     return Err(ConnectorError::InvalidRequest(format!("give a URL as the project, not {other:?}")));
                 }
             },
+            "leftovers" => leftovers(&format!("{:?}", request.scope)),
             other => return Err(ConnectorError::InvalidRequest(format!("unknown object '{other}'"))),
         };
         let record = format!("{{\"check\":{:?},\"outcome\":{:?}}}\n", request.object, outcome);
         Ok(Page { records: record.into_bytes(), record_count: 1, next_page_token: None, high_watermark: None })
     }
+}
+
+/// Zeroed memory at a fixed address (`.bss`): each sandbox of this plugin sees it where the one before
+/// wrote.
+static mut ZEROED: [u8; 64 << 10] = [0; 64 << 10];
+/// Memory that starts as the module's data (`.data`), at a fixed address too.
+static mut INITIALIZED: [u8; 32] = *b"the module's own data, untouched";
+
+/// What the memory held before this sandbox wrote its mark (`clean`, or the marks found), and whether
+/// the mark is then found (so that a mark left behind would be seen): `before=clean after=marked`.
+fn leftovers(scope: &str) -> String {
+    let mark = format!("MARK-{}", scope.chars().filter(char::is_ascii_alphanumeric).collect::<String>());
+    // SAFETY: one call at a time (a sandbox runs one call); only raw pointers, no references kept.
+    let (zeroed, initialized) = unsafe { (&mut *(&raw mut ZEROED), &mut *(&raw mut INITIALIZED)) };
+    let look = |zeroed: &[u8], initialized: &[u8]| {
+        let mut found = Vec::new();
+        if let Some(at) = zeroed.iter().position(|b| *b != 0) {
+            let end = zeroed[at..].iter().position(|b| *b == 0).map_or(zeroed.len(), |n| at + n);
+            found.push(format!("zeroed memory holds {:?}", String::from_utf8_lossy(&zeroed[at..end])));
+        }
+        if initialized != b"the module's own data, untouched" {
+            found.push(format!("data memory holds {:?}", String::from_utf8_lossy(initialized)));
+        }
+        if found.is_empty() { "clean".to_owned() } else { found.join(", ") }
+    };
+    let before = look(std::hint::black_box(&zeroed[..]), std::hint::black_box(&initialized[..]));
+    let at = 4096 + scope.len() % 7 * 100;
+    zeroed[at..at + mark.len()].copy_from_slice(mark.as_bytes());
+    initialized[..mark.len().min(32)].copy_from_slice(&mark.as_bytes()[..mark.len().min(32)]);
+    let after = look(std::hint::black_box(&zeroed[..]), std::hint::black_box(&initialized[..]));
+    let after = if after.contains(&mark) { "marked".to_owned() } else { format!("not marked: {after}") };
+    format!("before={before} after={after}")
 }
 
 fn try_header(name: &str, value: &[u8]) -> String {
