@@ -524,7 +524,12 @@ mod tests {
             let second = dir.join(dest.part_name(&part(), &dest.run.id.clone()));
             dest.finish().unwrap();
             assert_ne!(first, second);
-            assert_eq!(std::fs::read(&first).unwrap(), published, "{}: the first run's part is untouched", format.name());
+            assert_eq!(
+                std::fs::read(&first).unwrap(),
+                published,
+                "{}: the first run's part is untouched",
+                format.name()
+            );
             let lines = std::fs::read_to_string(&second).unwrap().lines().count();
             let header = usize::from(format == FileFormat::Csv);
             assert_eq!(lines, 3 + header, "{}: the second run's part has its own records", format.name());

@@ -28,7 +28,7 @@ use super::record::{self, Record, Scalar};
 use super::syncs::Syncs;
 use super::{Destination, TableSchema};
 use crate::sandbox::wit::FieldType;
-use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey};
+use crate::state::{self, Checkpoint, CheckpointReader, CheckpointStore, PartitionKey};
 use backfill::{Backfill, LOG_LIMIT};
 
 pub struct SqliteDestination {
@@ -182,6 +182,10 @@ impl Destination for SqliteDestination {
 impl CheckpointStore for SqliteDestination {
     fn load(&mut self, key: &PartitionKey) -> Result<Option<Checkpoint>> {
         state::sqlite::load(&self.db, key)
+    }
+
+    fn reader(&self) -> Result<Option<Box<dyn CheckpointReader>>> {
+        state::sqlite::reader(&self.db)
     }
 
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {

@@ -76,6 +76,11 @@ impl Checkpoint {
 pub trait CheckpointStore: Send {
     /// The checkpoint of `key`, if one was ever saved.
     fn load(&mut self, key: &PartitionKey) -> Result<Option<Checkpoint>>;
+    /// A second handle on the store that loads beside this one, from another thread, what this one
+    /// committed; `None` where the store has no such handle.
+    fn reader(&self) -> Result<Option<Box<dyn CheckpointReader>>> {
+        Ok(None)
+    }
     /// Durably replace the checkpoint of `key`.
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()>;
     /// Durably replace several checkpoints, in order (a later one of the same key wins); a store
@@ -83,6 +88,12 @@ pub trait CheckpointStore: Send {
     fn save_all(&mut self, checkpoints: &[(PartitionKey, Checkpoint)]) -> Result<()> {
         checkpoints.iter().try_for_each(|(key, checkpoint)| self.save(key, checkpoint))
     }
+}
+
+/// A read-only handle on a checkpoint store (see [`CheckpointStore::reader`]).
+pub trait CheckpointReader: Send {
+    /// The checkpoint of `key` as last committed, if one was ever saved.
+    fn load(&mut self, key: &PartitionKey) -> Result<Option<Checkpoint>>;
 }
 
 /// Where checkpoints are kept: a parsed `--state` value.

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{Checkpoint, CheckpointStore, PartitionKey};
+use super::{Checkpoint, CheckpointReader, CheckpointStore, PartitionKey};
 
 /// Columns added after the table's first version: (name, type), added to older tables when opened.
 const ADDED_COLUMNS: [(&str, &str); 2] = [("selection", "TEXT"), ("read_mode", "TEXT")];
@@ -94,6 +94,25 @@ pub fn save(db: &Connection, key: &PartitionKey, checkpoint: &Checkpoint) -> Res
     Ok(())
 }
 
+/// A read-only connection to the checkpoints of the database `db` is connected to (`None` for a
+/// database in memory).
+pub fn reader(db: &Connection) -> Result<Option<Box<dyn CheckpointReader>>> {
+    let Some(path) = db.path().filter(|path| !path.is_empty()) else { return Ok(None) };
+    let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .and_then(|reader| reader.busy_timeout(std::time::Duration::from_secs(5)).map(|()| reader))
+        .with_context(|| format!("cannot open the checkpoints in {path} a second time, to read them"))?;
+    Ok(Some(Box::new(SqliteReader(reader))))
+}
+
+/// A read-only connection to a SQLite database's checkpoints.
+struct SqliteReader(Connection);
+
+impl CheckpointReader for SqliteReader {
+    fn load(&mut self, key: &PartitionKey) -> Result<Option<Checkpoint>> {
+        load(&self.0, key)
+    }
+}
+
 /// A checkpoint store in a SQLite file of its own.
 pub struct SqliteCheckpoints {
     db: Connection,
@@ -117,6 +136,10 @@ impl SqliteCheckpoints {
 impl CheckpointStore for SqliteCheckpoints {
     fn load(&mut self, key: &PartitionKey) -> Result<Option<Checkpoint>> {
         load(&self.db, key)
+    }
+
+    fn reader(&self) -> Result<Option<Box<dyn CheckpointReader>>> {
+        reader(&self.db)
     }
 
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
