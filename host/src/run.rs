@@ -5,8 +5,10 @@
 //!           group's projects listed)
 //!       ──► destination (open it; one table per object) and checkpoint store (see `state`)
 //!       ──► partitions (object × scope), those planned and those the listing's later pages bring
-//!           while the first are read (see `plan::listing`), at most `concurrency` at once, each in
-//!           its own sandbox, on one lane from start to end (see `lanes`):
+//!           while the first are read (see `plan::listing`), at most `concurrency` reading at once
+//!           (a partition's permit and sandbox are let go once its last page is read, before it
+//!           waits for that page to be durable), each in its own sandbox, on one lane from start
+//!           to end (see `lanes`):
 //!             checkpoint ──► where the read starts (see `resume`: resume, incremental, full)
 //!             loop { read-page (retried, see `retry`) ──► writer (page durable, then checkpoint)
 //!                    ──► next token } until no token; pages n−1 and n are written while n+1 is
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::anyhow;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -143,9 +145,10 @@ pub async fn run(
         // In the caller's span: a tenant's log lines carry its id.
         tasks.spawn(
             async move {
-                let _permit = permits.acquire_owned().await;
+                // The permits are never closed: `None` cannot happen, and would only mean no limit.
+                let permit = permits.acquire_owned().await.ok();
                 let position = partition.position;
-                let read = async move { read_partition(&shared, partition).await }.in_current_span();
+                let read = async move { read_partition(&shared, partition, permit).await }.in_current_span();
                 (position, lanes::lanes().run(read).await)
             }
             .in_current_span(),
@@ -229,12 +232,18 @@ fn unlisted_reports(flow: &Flow, failure: Unlisted) -> Vec<PartitionReport> {
 }
 
 /// Read every page of one partition.
-async fn read_partition(shared: &Shared, partition: Partition) -> PartitionReport {
+/// Read `partition` to its end, holding `permit` (one of the flow's, or its tenant's, partitions at
+/// once) while it reads from GitLab.
+async fn read_partition(
+    shared: &Shared,
+    partition: Partition,
+    permit: Option<OwnedSemaphorePermit>,
+) -> PartitionReport {
     let started = Instant::now();
     let stats = Arc::new(GateStats::default());
     let mut report = PartitionReport::new(&partition.request.object, partition.label.clone());
     let progress = shared.progress.object(&partition.request.object);
-    let outcome = read_pages(shared, &partition, &stats, &mut report, progress.as_deref()).await;
+    let outcome = read_pages(shared, &partition, permit, &stats, &mut report, progress.as_deref()).await;
     if let Some(progress) = &progress {
         progress.partition_ended();
     }
@@ -275,6 +284,7 @@ async fn read_partition(shared: &Shared, partition: Partition) -> PartitionRepor
 async fn read_pages(
     shared: &Shared,
     partition: &Partition,
+    permit: Option<OwnedSemaphorePermit>,
     stats: &Arc<GateStats>,
     report: &mut PartitionReport,
     progress: Option<&ObjectProgress>,
@@ -334,6 +344,11 @@ async fn read_pages(
         match page.next_page_token {
             Some(token) => request.page_token = Some(token),
             None => {
+                // Read to its end: the sandbox and the permit go to the next partition while this
+                // one's last pages are made durable and its part closed (two commits' wait, which
+                // held a permit from GitLab reads for nothing).
+                drop(sandbox);
+                drop(permit);
                 settle_all(&mut handed, progress).await.map_err(fatal)?;
                 return shared.writer.close(part).await.map_err(fatal);
             }
