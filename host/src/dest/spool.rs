@@ -183,8 +183,9 @@ pub fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
-/// Make `dir` and whatever of its parents is missing; the folders whose entries that changed, to be
-/// synced: `dir` itself (which a new file is about to be made in) and the parent of each folder made.
+/// Make `dir` and whatever of its parents is missing. Returns the folders whose entries changed, to
+/// be synced: the parent of each folder made, then `dir` itself (which a new file is about to be made
+/// in).
 fn create_dir_all(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut made = Vec::new();
     let mut missing = Some(dir);
@@ -234,6 +235,18 @@ mod tests {
         assert_eq!(spool.records(), 3);
         let long = Marker { bytes: 1000, ..marker };
         assert!(Spool::resume(&path, &long).unwrap_err().to_string().contains("cut short"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_folders_made_for_a_spool_are_synced_with_their_parents() {
+        let dir = tempdir().join("folders");
+        let _ = std::fs::remove_dir_all(&dir);
+        let nested = dir.join("flow/issue");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(create_dir_all(&nested).unwrap(), [dir.clone(), dir.join("flow"), nested.clone()]);
+        assert!(nested.is_dir());
+        assert_eq!(create_dir_all(&nested).unwrap(), vec![nested], "only the folder the file goes in");
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -106,7 +106,9 @@ pub struct Writer {
 /// 64 at once, each holding a permit. A partition not opened in this run has no checkpoint in the
 /// writer's hands, so what the store last committed is its checkpoint, read by a second handle.
 struct DirectLoads {
-    reader: Mutex<Box<dyn CheckpointReader>>,
+    /// Closed (`None`) before the destination and the store are: the last connection to a SQLite
+    /// database to close removes its log.
+    reader: Mutex<Option<Box<dyn CheckpointReader>>>,
     /// The partitions opened in this run: their loads go through the writer, after their saves.
     opened: Mutex<HashSet<PartitionKey>>,
 }
@@ -360,9 +362,8 @@ impl Writer {
             None => destination.checkpoints().map_or(Ok(None), |store| store.reader()),
         };
         let direct = match reader {
-            Ok(reader) => {
-                reader.map(|reader| Arc::new(DirectLoads { reader: Mutex::new(reader), opened: Mutex::default() }))
-            }
+            Ok(reader) => reader
+                .map(|reader| Arc::new(DirectLoads { reader: Mutex::new(Some(reader)), opened: Mutex::default() })),
             Err(error) => {
                 tracing::debug!("checkpoints are loaded through the writer: {error:#}");
                 None
@@ -469,8 +470,9 @@ impl Writer {
     pub async fn load(&self, part: &PartitionKey) -> Result<Option<Checkpoint>> {
         if let Some(direct) = &self.direct
             && !lock(&direct.opened).contains(part)
+            && let Some(reader) = lock(&direct.reader).as_mut()
         {
-            return lock(&direct.reader).load(part);
+            return reader.load(part);
         }
         self.submit(|done| Message::Job(Job::Load(part.clone(), done))).await
     }
@@ -518,12 +520,21 @@ impl Writer {
 
     /// Finish the destination and stop the thread.
     pub async fn finish(self) -> Result<()> {
+        self.close_reader();
         self.submit(Message::Finish).await
     }
 
     /// Abort the destination and stop the thread.
     pub async fn abort(self) -> Result<()> {
+        self.close_reader();
         self.submit(Message::Abort).await
+    }
+
+    /// Close the store's second handle, before the store itself.
+    fn close_reader(&self) {
+        if let Some(direct) = &self.direct {
+            lock(&direct.reader).take();
+        }
     }
 }
 
@@ -810,6 +821,8 @@ mod tests {
         page.durable().await.unwrap();
         assert_eq!(writer.load(&key("a")).await.unwrap(), Some(in_progress()), "its own save, through the writer");
         writer.abort().await.unwrap();
+        // The second handle was closed first: the store's own, closing last, removed the log.
+        assert!(!dir.join("checkpoints.db-wal").exists(), "the store's log was left behind");
         let _ = std::fs::remove_dir_all(dir);
     }
 
