@@ -28,7 +28,7 @@ use super::record::{self, Record, Scalar};
 use super::syncs::Syncs;
 use super::{Destination, TableSchema};
 use crate::sandbox::wit::FieldType;
-use crate::state::{self, Checkpoint, CheckpointReader, CheckpointStore, PartitionKey};
+use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey, ReaderOpener};
 use backfill::{Backfill, LOG_LIMIT};
 
 pub struct SqliteDestination {
@@ -184,7 +184,7 @@ impl CheckpointStore for SqliteDestination {
         state::sqlite::load(&self.db, key)
     }
 
-    fn reader(&self) -> Result<Option<Box<dyn CheckpointReader>>> {
+    fn reader(&self) -> Option<ReaderOpener> {
         state::sqlite::reader(&self.db)
     }
 

@@ -76,10 +76,10 @@ impl Checkpoint {
 pub trait CheckpointStore: Send {
     /// The checkpoint of `key`, if one was ever saved.
     fn load(&mut self, key: &PartitionKey) -> Result<Option<Checkpoint>>;
-    /// A second handle on the store that loads beside this one, from another thread, what this one
-    /// committed; `None` where the store has no such handle.
-    fn reader(&self) -> Result<Option<Box<dyn CheckpointReader>>> {
-        Ok(None)
+    /// How to open a second handle on the store, that loads beside this one, from another thread,
+    /// what this one committed; `None` where the store has no such handle.
+    fn reader(&self) -> Option<ReaderOpener> {
+        None
     }
     /// Durably replace the checkpoint of `key`.
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()>;
@@ -89,6 +89,9 @@ pub trait CheckpointStore: Send {
         checkpoints.iter().try_for_each(|(key, checkpoint)| self.save(key, checkpoint))
     }
 }
+
+/// Opens a read-only handle on a checkpoint store (see [`CheckpointStore::reader`]).
+pub type ReaderOpener = Box<dyn FnOnce() -> Result<Box<dyn CheckpointReader>> + Send>;
 
 /// A read-only handle on a checkpoint store (see [`CheckpointStore::reader`]).
 pub trait CheckpointReader: Send {

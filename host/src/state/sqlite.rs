@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{Checkpoint, CheckpointReader, CheckpointStore, PartitionKey};
+use super::{Checkpoint, CheckpointReader, CheckpointStore, PartitionKey, ReaderOpener};
 
 /// Columns added after the table's first version: (name, type), added to older tables when opened.
 const ADDED_COLUMNS: [(&str, &str); 2] = [("selection", "TEXT"), ("read_mode", "TEXT")];
@@ -94,14 +94,17 @@ pub fn save(db: &Connection, key: &PartitionKey, checkpoint: &Checkpoint) -> Res
     Ok(())
 }
 
-/// A read-only connection to the checkpoints of the database `db` is connected to (`None` for a
-/// database in memory).
-pub fn reader(db: &Connection) -> Result<Option<Box<dyn CheckpointReader>>> {
-    let Some(path) = db.path().filter(|path| !path.is_empty()) else { return Ok(None) };
-    let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .and_then(|reader| reader.busy_timeout(std::time::Duration::from_secs(5)).map(|()| reader))
-        .with_context(|| format!("cannot open the checkpoints in {path} a second time, to read them"))?;
-    Ok(Some(Box::new(SqliteReader(reader))))
+/// How to open a read-only connection to the checkpoints of the database `db` is connected to
+/// (`None` for a database in memory).
+pub fn reader(db: &Connection) -> Option<ReaderOpener> {
+    let path = db.path().filter(|path| !path.is_empty())?.to_owned();
+    Some(Box::new(move || {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let reader = Connection::open_with_flags(&path, flags)
+            .and_then(|reader| reader.busy_timeout(std::time::Duration::from_secs(5)).map(|()| reader))
+            .with_context(|| format!("cannot open the checkpoints in {path} a second time, to read them"))?;
+        Ok(Box::new(SqliteReader(reader)) as Box<dyn CheckpointReader>)
+    }))
 }
 
 /// A read-only connection to a SQLite database's checkpoints.
@@ -138,7 +141,7 @@ impl CheckpointStore for SqliteCheckpoints {
         load(&self.db, key)
     }
 
-    fn reader(&self) -> Result<Option<Box<dyn CheckpointReader>>> {
+    fn reader(&self) -> Option<ReaderOpener> {
         reader(&self.db)
     }
 

@@ -26,6 +26,7 @@
 mod committer;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::committer::{Committer, Failed, Group};
 use super::{CpuMeter, Destination, TableSchema};
-use crate::state::{Checkpoint, CheckpointReader, CheckpointStore, PartitionKey};
+use crate::state::{Checkpoint, CheckpointReader, CheckpointStore, PartitionKey, ReaderOpener};
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -105,12 +106,56 @@ pub struct Writer {
 /// committer to finish the group it was syncing: a median of 22 ms, of 2,000 one-page partitions at
 /// 64 at once, each holding a permit. A partition not opened in this run has no checkpoint in the
 /// writer's hands, so what the store last committed is its checkpoint, read by a second handle.
+///
+/// The handle is opened with the run's second load: a run of one partition (as each of 1,000
+/// tenants' at once) would only pay for it, 40 KiB and a file opened a tenant.
 struct DirectLoads {
-    /// Closed (`None`) before the destination and the store are: the last connection to a SQLite
-    /// database to close removes its log.
-    reader: Mutex<Option<Box<dyn CheckpointReader>>>,
+    reader: Mutex<Reader>,
+    /// The loads asked so far.
+    loads: AtomicUsize,
     /// The partitions opened in this run: their loads go through the writer, after their saves.
     opened: Mutex<HashSet<PartitionKey>>,
+}
+
+/// The second handle on the checkpoint store.
+enum Reader {
+    Unopened(ReaderOpener),
+    Open(Box<dyn CheckpointReader>),
+    /// Closed before the destination and the store are (the last connection to a SQLite database to
+    /// close removes its log), or it could not be opened: every load goes through the writer.
+    Closed,
+}
+
+impl DirectLoads {
+    fn new(open: ReaderOpener) -> DirectLoads {
+        DirectLoads { reader: Mutex::new(Reader::Unopened(open)), loads: AtomicUsize::new(0), opened: Mutex::default() }
+    }
+
+    /// The checkpoint of `part` from the second handle, or `None` where its load goes through the
+    /// writer: `part` was opened in this run, this is the run's first load, or there is no handle.
+    fn load(&self, part: &PartitionKey) -> Option<Result<Option<Checkpoint>>> {
+        let first = self.loads.fetch_add(1, Ordering::Relaxed) == 0;
+        if first || lock(&self.opened).contains(part) {
+            return None;
+        }
+        let mut reader = lock(&self.reader);
+        if let Reader::Unopened(_) = &*reader
+            && let Reader::Unopened(open) = std::mem::replace(&mut *reader, Reader::Closed)
+        {
+            match open() {
+                Ok(opened) => *reader = Reader::Open(opened),
+                Err(error) => tracing::debug!("checkpoints are loaded through the writer: {error:#}"),
+            }
+        }
+        match &mut *reader {
+            Reader::Open(reader) => Some(reader.load(part)),
+            Reader::Unopened(_) | Reader::Closed => None,
+        }
+    }
+
+    fn close(&self) {
+        *lock(&self.reader) = Reader::Closed;
+    }
 }
 
 /// The destination and the committer (which holds the separate checkpoint store, if there is one),
@@ -359,16 +404,9 @@ impl Writer {
     ) -> Writer {
         let reader = match &store {
             Some(store) => store.reader(),
-            None => destination.checkpoints().map_or(Ok(None), |store| store.reader()),
+            None => destination.checkpoints().and_then(|store| store.reader()),
         };
-        let direct = match reader {
-            Ok(reader) => reader
-                .map(|reader| Arc::new(DirectLoads { reader: Mutex::new(Some(reader)), opened: Mutex::default() })),
-            Err(error) => {
-                tracing::debug!("checkpoints are loaded through the writer: {error:#}");
-                None
-            }
-        };
+        let direct = reader.map(|open| Arc::new(DirectLoads::new(open)));
         let (jobs, mut queue) = mpsc::channel::<Message>(64);
         let cpu = CpuMeter::default();
         let meter = cpu.clone();
@@ -468,11 +506,8 @@ impl Writer {
 
     /// The saved checkpoint of `part`.
     pub async fn load(&self, part: &PartitionKey) -> Result<Option<Checkpoint>> {
-        if let Some(direct) = &self.direct
-            && !lock(&direct.opened).contains(part)
-            && let Some(reader) = lock(&direct.reader).as_mut()
-        {
-            return reader.load(part);
+        if let Some(loaded) = self.direct.as_ref().and_then(|direct| direct.load(part)) {
+            return loaded;
         }
         self.submit(|done| Message::Job(Job::Load(part.clone(), done))).await
     }
@@ -533,7 +568,7 @@ impl Writer {
     /// Close the store's second handle, before the store itself.
     fn close_reader(&self) {
         if let Some(direct) = &self.direct {
-            lock(&direct.reader).take();
+            direct.close();
         }
     }
 }
@@ -793,9 +828,9 @@ mod tests {
         assert_eq!(journal[5..], ["synced", "save a", "synced", "save a"], "{journal:?}");
     }
 
-    /// A partition not opened in this run loads its checkpoint from the store's reader at once, even
-    /// while the committer is held up in a group's syncs; one opened in this run loads through the
-    /// writer, after its own saves.
+    /// A partition not opened in this run loads its checkpoint from the store's second handle at once
+    /// (but for the run's first load), even while the committer is held up in a group's syncs; one
+    /// opened in this run loads through the writer, after its own saves.
     #[tokio::test]
     async fn checkpoints_of_partitions_not_opened_in_the_run_load_without_waiting_for_the_writer() {
         let dir = std::env::temp_dir().join(format!("writer-loads-{}", std::process::id()));
@@ -810,6 +845,8 @@ mod tests {
         let destination = Noting { journal: journal.clone(), sync_gate, ..Noting::default() };
         let store = crate::state::sqlite::SqliteCheckpoints::open(&path).unwrap();
         let writer = Writer::start_with(Box::new(destination), Some(Box::new(store)), Duration::ZERO);
+        // The run's first load goes through the writer (a run of one partition opens no second handle).
+        assert_eq!(writer.load(&key("a")).await.unwrap(), None);
         writer.open(&key("a"), None).await.unwrap();
         let page = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
         until(&journal, "commit", 1).await;
