@@ -22,6 +22,10 @@
 //!                                              │
 //!  PendingPage::durable ◄──────── answered ────┘
 //! ```
+//!
+//! A partition's checkpoint is loaded before it starts: through the writer (after the saves queued
+//! before it) when the partition was opened in this run, else from a second, read-only handle on
+//! the store ([`DirectLoads`]), which answers at once whatever the writer is busy with.
 
 mod committer;
 

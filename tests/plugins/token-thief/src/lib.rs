@@ -115,18 +115,24 @@ impl Guest for Thief {
     }
 }
 
-/// Zeroed memory at a fixed address (`.bss`): each sandbox of this plugin sees it where the one before
-/// wrote.
-static mut ZEROED: [u8; 64 << 10] = [0; 64 << 10];
-/// Memory that starts as the module's data (`.data`), at a fixed address too.
-static mut INITIALIZED: [u8; 32] = *b"the module's own data, untouched";
+/// Memory at a fixed address, written in place: each sandbox of this plugin sees it where the one
+/// before wrote.
+struct Fixed<const N: usize>(std::cell::UnsafeCell<[u8; N]>);
+
+// SAFETY: a sandbox runs one call at a time, on one thread.
+unsafe impl<const N: usize> Sync for Fixed<N> {}
+
+/// Zeroed memory (`.bss`).
+static ZEROED: Fixed<{ 64 << 10 }> = Fixed(std::cell::UnsafeCell::new([0; 64 << 10]));
+/// Memory that starts as the module's data (`.data`).
+static INITIALIZED: Fixed<32> = Fixed(std::cell::UnsafeCell::new(*b"the module's own data, untouched"));
 
 /// What the memory held before this sandbox wrote its mark (`clean`, or the marks found), and whether
 /// the mark is then found (so that a mark left behind would be seen): `before=clean after=marked`.
 fn leftovers(scope: &str) -> String {
     let mark = format!("MARK-{}", scope.chars().filter(char::is_ascii_alphanumeric).collect::<String>());
-    // SAFETY: one call at a time (a sandbox runs one call); only raw pointers, no references kept.
-    let (zeroed, initialized) = unsafe { (&mut *(&raw mut ZEROED), &mut *(&raw mut INITIALIZED)) };
+    // SAFETY: a sandbox runs one call at a time, and this is the only place that touches them.
+    let (zeroed, initialized) = unsafe { (&mut *ZEROED.0.get(), &mut *INITIALIZED.0.get()) };
     let look = |zeroed: &[u8], initialized: &[u8]| {
         let mut found = Vec::new();
         if let Some(at) = zeroed.iter().position(|b| *b != 0) {
