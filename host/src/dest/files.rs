@@ -264,7 +264,8 @@ impl Destination for FileDestination {
         let open = match resume {
             None => {
                 // A spool left by an earlier read of this partition belongs to a read that completed
-                // (and was published) or was never checkpointed: nothing refers to it any more.
+                // (and was published) or was never checkpointed: nothing refers to it any more, and
+                // `Spool::create` removes it.
                 let run = self.run.id.clone();
                 OpenPart { spool: Spool::create(&path)?, run, seen: SeenFields::default() }
             }
@@ -419,7 +420,7 @@ mod tests {
         assert_eq!(manifests[0].status, "complete");
         assert_eq!(manifests[0].parts[0].records, 5);
         assert_eq!(manifests[0].parts[0].path, format!("issue/{run}-project-1.jsonl"));
-        // Nothing left behind but the (empty) spool folders.
+        // Nothing left behind but the (empty) spool folders of the object and the runs.
         assert_eq!(std::fs::read_dir(dir.join("_spool/runs")).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(dir.join("_spool/parts/cli/issue")).unwrap().count(), 0);
         let _ = std::fs::remove_dir_all(dir);
