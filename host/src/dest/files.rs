@@ -357,6 +357,13 @@ mod tests {
         TableSchema { name: "issue".into(), columns, primary_key: vec!["id".into()] }
     }
 
+    /// A destination of `format` in `dir`, its table prepared (with the extra column, if `extra`).
+    fn prepared(format: FileFormat, dir: &Path, extra: bool) -> Box<FileDestination> {
+        let mut dest = Box::new(FileDestination::local(format, dir).unwrap());
+        dest.prepare(&table(extra)).unwrap();
+        dest
+    }
+
     fn part() -> PartitionKey {
         PartitionKey { flow: "cli".into(), object: "issue".into(), scope: "project-1".into() }
     }
@@ -402,8 +409,7 @@ mod tests {
     #[test]
     fn a_run_publishes_one_part_per_partition_and_a_manifest() {
         let dir = dir("plain");
-        let mut dest = Box::new(FileDestination::local(FileFormat::Jsonl, &dir).unwrap());
-        dest.prepare(&table(false)).unwrap();
+        let mut dest = prepared(FileFormat::Jsonl, &dir, false);
         dest.open_part(&part(), None).unwrap();
         let first = dest.write_page(&part(), &page(0..3), None).unwrap().unwrap();
         assert!(first.ends_with(":3"), "{first}");
@@ -429,8 +435,7 @@ mod tests {
     #[test]
     fn a_read_without_records_leaves_no_spool_and_publishes_nothing() {
         let dir = dir("empty");
-        let mut dest = Box::new(FileDestination::local(FileFormat::Jsonl, &dir).unwrap());
-        dest.prepare(&table(false)).unwrap();
+        let mut dest = prepared(FileFormat::Jsonl, &dir, false);
         dest.open_part(&part(), None).unwrap();
         dest.commit().unwrap().run().unwrap();
         dest.close_part(&part()).unwrap();
@@ -446,8 +451,7 @@ mod tests {
     /// too (but before the completed checkpoint was saved). The next run resumes from the saved marker.
     fn die_and_resume(name: &str, pages: usize, saved: usize, published: bool) {
         let dir = dir(name);
-        let mut dest = Box::new(FileDestination::local(FileFormat::Jsonl, &dir).unwrap());
-        dest.prepare(&table(false)).unwrap();
+        let mut dest = prepared(FileFormat::Jsonl, &dir, false);
         dest.open_part(&part(), None).unwrap();
         let mut markers = Vec::new();
         for p in 0..pages as u32 {
@@ -459,8 +463,7 @@ mod tests {
         drop(dest);
         let resume = markers[saved - 1].clone();
 
-        let mut dest = Box::new(FileDestination::local(FileFormat::Jsonl, &dir).unwrap());
-        dest.prepare(&table(true)).unwrap();
+        let mut dest = prepared(FileFormat::Jsonl, &dir, true);
         dest.open_part(&part(), Some(&resume)).unwrap();
         assert!(published_ids(&dir).is_empty(), "the resumed part is unpublished until it completes");
         for p in saved as u32..6 {
@@ -502,8 +505,7 @@ mod tests {
     fn a_new_read_never_cuts_the_files_a_killed_run_published() {
         for format in [FileFormat::Jsonl, FileFormat::Csv] {
             let dir = dir(&format!("linked-{}", format.name()));
-            let mut dest = Box::new(FileDestination::local(format, &dir).unwrap());
-            dest.prepare(&table(false)).unwrap();
+            let mut dest = prepared(format, &dir, false);
             dest.open_part(&part(), None).unwrap();
             dest.write_page(&part(), &page(0..10), None).unwrap();
             dest.close_part(&part()).unwrap();
@@ -517,8 +519,7 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
 
-            let mut dest = Box::new(FileDestination::local(format, &dir).unwrap());
-            dest.prepare(&table(false)).unwrap();
+            let mut dest = prepared(format, &dir, false);
             dest.open_part(&part(), None).unwrap();
             dest.write_page(&part(), &page(10..13), None).unwrap();
             dest.close_part(&part()).unwrap();
@@ -543,8 +544,7 @@ mod tests {
         for format in [FileFormat::Csv, FileFormat::Parquet] {
             let dir = dir(format.name());
             for extra in [false, true] {
-                let mut dest = Box::new(FileDestination::local(format, &dir).unwrap());
-                dest.prepare(&table(extra)).unwrap();
+                let mut dest = prepared(format, &dir, extra);
                 dest.open_part(&part(), None).unwrap();
                 let records = if extra { b"{\"id\":1,\"title\":\"a\",\"weight\":3}\n".to_vec() } else { page(0..2) };
                 dest.write_page(&part(), &records, None).unwrap();
@@ -566,8 +566,7 @@ mod tests {
     #[test]
     fn a_marker_whose_spool_is_gone_is_a_clear_error() {
         let dir = dir("gone");
-        let mut dest = Box::new(FileDestination::local(FileFormat::Csv, &dir).unwrap());
-        dest.prepare(&table(false)).unwrap();
+        let mut dest = prepared(FileFormat::Csv, &dir, false);
         let err = dest.open_part(&part(), Some("20200101T000000Z-000000:10:1")).unwrap_err();
         assert!(format!("{err:#}").contains("remove the partition's checkpoint"), "{err:#}");
         let _ = std::fs::remove_dir_all(dir);

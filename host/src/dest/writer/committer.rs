@@ -20,12 +20,12 @@
 
 use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{Result, anyhow};
 
-use super::Reply;
+use super::{Reply, lock};
 use crate::dest::CpuMeter;
 use crate::dest::syncs::Syncs;
 use crate::state::{Checkpoint, CheckpointStore, PartitionKey};
@@ -33,11 +33,6 @@ use crate::state::{Checkpoint, CheckpointStore, PartitionKey};
 /// The partitions whose pages are refused: a write or a commit failed for them since they were last
 /// opened. Shared by the writer (which refuses their jobs) and the committer.
 pub(super) type Failed = Arc<Mutex<HashSet<PartitionKey>>>;
-
-/// The set of `failed`, whatever a thread that panicked holding it left in it.
-pub(super) fn lock(failed: &Failed) -> MutexGuard<'_, HashSet<PartitionKey>> {
-    failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// One commit group, as the writer hands it over.
 pub(super) struct Group {

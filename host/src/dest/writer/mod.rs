@@ -143,14 +143,13 @@ impl DirectLoads {
             return None;
         }
         let mut reader = lock(&self.reader);
-        if let Reader::Unopened(_) = &*reader
-            && let Reader::Unopened(open) = std::mem::replace(&mut *reader, Reader::Closed)
-        {
-            match open() {
-                Ok(opened) => *reader = Reader::Open(opened),
-                Err(error) => tracing::debug!("checkpoints are loaded through the writer: {error:#}"),
-            }
-        }
+        *reader = match std::mem::replace(&mut *reader, Reader::Closed) {
+            Reader::Unopened(open) => open().map(Reader::Open).unwrap_or_else(|error| {
+                tracing::debug!("checkpoints are loaded through the writer: {error:#}");
+                Reader::Closed
+            }),
+            opened_or_closed => opened_or_closed,
+        };
         match &mut *reader {
             Reader::Open(reader) => Some(reader.load(part)),
             Reader::Unopened(_) | Reader::Closed => None,
@@ -259,7 +258,7 @@ impl Sink {
     }
 
     fn failed(&self) -> std::sync::MutexGuard<'_, HashSet<PartitionKey>> {
-        committer::lock(&self.failed)
+        lock(&self.failed)
     }
 
     /// Answer a job of `part` with `done`: at the group's commit when it succeeded (at once if
@@ -339,7 +338,8 @@ impl Sink {
     }
 }
 
-/// What `mutex` guards, whatever a thread that panicked holding it left there.
+/// What `mutex` guards, whatever a thread that panicked holding it left there (the writer's and
+/// the committer's shared state).
 fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
