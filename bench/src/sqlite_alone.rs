@@ -4,19 +4,21 @@
 //! thread. To tell the host's own cost from SQLite's, this replays what a host run wrote: every row
 //! of its table, read back into memory in the order the run received them (GitLab's default for a
 //! list, newest created first: ids descending), is inserted again into a fresh database with the
-//! run's own table definition and the statements the destination uses (`INSERT ... ON CONFLICT
-//! (key) DO UPDATE`, a savepoint per page, a transaction per group of pages, WAL with
+//! run's own page size, table and indexes, and the statements the destination uses (`INSERT ... ON
+//! CONFLICT (key) DO UPDATE`, a savepoint per page, a transaction per group of pages, WAL with
 //! `synchronous=NORMAL`, no automatic checkpoint). After each commit a second connection, on a
 //! thread of its own, copies the log into the database, as the host's committer does; every 64 MiB
 //! of rows the writer waits for it, so that the log starts over. Nothing else runs: no network, no
 //! plugin, no record parsing, no sync.
 //!
-//! The order matters: SQLite appends rows at one end of the table's tree far faster than it
-//! inserts them at random places (the same 50,000 issues newest update first took 2.2 s, not 0.6).
+//! The order matters where the key orders the table's tree: SQLite appends rows at one end of a tree
+//! far faster than it inserts them at random places. With the destination's tables keyed by their
+//! INTEGER primary key (before stop 23), the same 50,000 issues newest update first took 2.2 s, not
+//! 0.6. Its tables now store rows in the order they arrive, the key in an index beside them.
 //!
 //! ```text
 //!  host's database ──► SELECT * ORDER BY created_at DESC, id DESC ──► rows in memory
-//!    ──► fresh database, same CREATE TABLE ──► timed: BEGIN, (SAVEPOINT, 100 upserts, RELEASE) × 16, COMMIT ...
+//!    ──► fresh database, same page size, table and index ──► timed: BEGIN, (SAVEPOINT, 100 upserts, RELEASE) × 16, COMMIT ...
 //!                                                └─► after each COMMIT, on a second thread: PRAGMA wal_checkpoint(PASSIVE)
 //! ```
 
@@ -61,15 +63,18 @@ fn process_cpu() -> Result<Duration> {
 /// at `into`, as the SQLite destination does.
 pub fn replay(written: &Path, table: &str, into: &Path) -> Result<Replay> {
     let source = Connection::open(written).with_context(|| format!("opening {}", written.display()))?;
-    let create: String = source
-        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |row| row.get(0))
-        .with_context(|| format!("{} has no table {table}", written.display()))?;
+    let create = schema(&source, table).with_context(|| format!("{} has no table {table}", written.display()))?;
+    let page_size: u32 = source.query_row("PRAGMA page_size", [], |row| row.get(0))?;
     let (columns, key) = columns_and_key(&source, table)?;
     let rows = read_rows(&source, table, columns.len())?;
 
     let db = Connection::open(into).with_context(|| format!("creating {}", into.display()))?;
-    db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;")?;
-    db.execute_batch(&create)?;
+    db.execute_batch(&format!(
+        "PRAGMA page_size={page_size}; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;"
+    ))?;
+    for statement in &create {
+        db.execute_batch(statement)?;
+    }
     let backfill = Backfill::start(into)?;
     let upsert = upsert(table, &columns, &key);
     let (started, cpu_before) = (Instant::now(), process_cpu()?);
@@ -169,16 +174,38 @@ impl Backfill {
     }
 }
 
-/// The table's column names, in order, and its primary key's.
+/// The statements that made `table` and its indexes, the table's first.
+fn schema(db: &Connection, table: &str) -> Result<Vec<String>> {
+    let mut select = db.prepare(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = ?1 AND sql IS NOT NULL ORDER BY type = 'index', rowid",
+    )?;
+    let create: Vec<String> = select.query_map([table], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    if create.is_empty() {
+        bail!("no such table");
+    }
+    Ok(create)
+}
+
+/// The table's column names, in order, and its key's: its primary key, or the columns of its
+/// unique index (the destination's layout since stop 23).
 fn columns_and_key(db: &Connection, table: &str) -> Result<(Vec<String>, Vec<String>)> {
     let mut info = db.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
     let described: Vec<(String, i64)> =
         info.query_map([], |row| Ok((row.get(1)?, row.get(5)?)))?.collect::<Result<_, _>>()?;
     let mut key: Vec<&(String, i64)> = described.iter().filter(|(_, in_key)| *in_key > 0).collect();
     key.sort_by_key(|(_, position)| *position);
-    let key: Vec<String> = key.into_iter().map(|(name, _)| name.clone()).collect();
+    let mut key: Vec<String> = key.into_iter().map(|(name, _)| name.clone()).collect();
     if key.is_empty() {
-        bail!("table {table} has no primary key: the destination upserts on one");
+        key = db
+            .prepare(
+                "SELECT info.name FROM pragma_index_list(?1) AS list, pragma_index_info(list.name) AS info \
+                 WHERE list.\"unique\" AND list.origin = 'c' ORDER BY info.seqno",
+            )?
+            .query_map([table], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+    }
+    if key.is_empty() {
+        bail!("table {table} has no primary key nor unique index: the destination upserts on one");
     }
     Ok((described.into_iter().map(|(name, _)| name).collect(), key))
 }
@@ -214,13 +241,30 @@ mod tests {
 
     #[test]
     fn replays_every_row_with_its_values() {
+        replays_every_row_of(
+            "CREATE TABLE \"issue\" (\"id\" INTEGER, \"title\" TEXT, \"created_at\" TEXT, PRIMARY KEY (\"id\"));",
+        );
+    }
+
+    #[test]
+    fn replays_a_table_keyed_by_a_unique_index_with_its_index_and_page_size() {
+        let (_dir, again) = replays_every_row_of(
+            "PRAGMA page_size=32768; CREATE TABLE \"issue\" (\"id\" INTEGER NOT NULL, \"title\" TEXT, \"created_at\" TEXT); \
+             CREATE UNIQUE INDEX \"issue_primary_key\" ON \"issue\" (\"id\");",
+        );
+        let page_size: u32 = again.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        let indexes: i64 =
+            again.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index'", [], |r| r.get(0)).unwrap();
+        assert_eq!((page_size, indexes), (32768, 1));
+    }
+
+    /// Replays 2,000 rows of a table made by `create`, and checks them; the replay's database, in
+    /// its folder.
+    fn replays_every_row_of(create: &str) -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let written = dir.path().join("run.db");
         let db = Connection::open(&written).unwrap();
-        db.execute_batch(
-            "CREATE TABLE \"issue\" (\"id\" INTEGER, \"title\" TEXT, \"created_at\" TEXT, PRIMARY KEY (\"id\"));",
-        )
-        .unwrap();
+        db.execute_batch(create).unwrap();
         for id in 0..2_000 {
             db.execute(
                 "INSERT INTO issue VALUES (?1, ?2, ?3)",
@@ -237,5 +281,6 @@ mod tests {
             .query_row("SELECT count(*), max(title) FROM issue WHERE id >= 1000", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
         assert_eq!((count, title.as_str()), (1_000, "t1999"));
+        (dir, again)
     }
 }

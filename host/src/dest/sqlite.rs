@@ -10,6 +10,15 @@
 //! The database also keeps the run's checkpoints (the `_checkpoints` table of [`crate::state::sqlite`])
 //! unless the run names another store, and then a page and its checkpoint commit in the same
 //! transaction: exactly once, whatever moment the process dies at.
+//!
+//! A table's rows are stored in the order they arrive, whatever their key: the table has SQLite's
+//! own row numbers, and the object's primary key is a unique index beside it (`OBJECT_primary_key`),
+//! which the upsert's `ON CONFLICT` finds. An INTEGER primary key would be the row number itself, so
+//! each page of GitLab's newest-first answers would be inserted at the front of the table's tree,
+//! and an incremental read (in update order) at random places in it; each insert would then
+//! split and rebalance pages. Appended rows fill pages of [`PAGE_SIZE`] one after the other; only
+//! the small index takes the keys' order. A table made by an earlier version, its key its primary
+//! key, is used as it is.
 //! Integers and booleans become INTEGER, numbers REAL, everything else TEXT (dates and date-times in
 //! RFC 3339, structs and lists as JSON text). A field new to the schema adds a column; nothing is dropped.
 
@@ -31,6 +40,10 @@ use crate::sandbox::wit::FieldType;
 use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey, ReaderOpener};
 use backfill::{Backfill, LOG_LIMIT};
 
+/// The page size of a database the destination creates: a page holds about a dozen issues (SQLite's
+/// default, 4 KiB, holds one ~2.7 KB row and leaves the rest empty).
+const PAGE_SIZE: u32 = 32 << 10;
+
 pub struct SqliteDestination {
     db: Connection,
     /// The write-ahead log, `FILE-wal`.
@@ -48,10 +61,11 @@ impl SqliteDestination {
         }
         let db =
             Connection::open(path).with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-        db.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; \
-             PRAGMA wal_autocheckpoint=0;",
-        )
+        // The page size first: it only takes on a new database, and not once it is in WAL mode.
+        db.execute_batch(&format!(
+            "PRAGMA page_size={PAGE_SIZE}; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+             PRAGMA busy_timeout=5000; PRAGMA wal_autocheckpoint=0;"
+        ))
         .with_context(|| format!("cannot configure the SQLite database {}", path.display()))?;
         state::sqlite::create_table(&db)?;
         let mut wal = path.as_os_str().to_owned();
@@ -59,6 +73,37 @@ impl SqliteDestination {
         let backfill = Backfill::open(path, LOG_LIMIT)?;
         Ok(SqliteDestination { db, wal: PathBuf::from(wal), tables: HashMap::new(), in_transaction: false, backfill })
     }
+}
+
+/// Whether the database has a table `name`.
+fn table_exists(db: &Connection, name: &str) -> Result<bool> {
+    Ok(db.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [name],
+        |row| row.get(0),
+    )?)
+}
+
+/// The statements that create `table`: its rows in a table of their own, stored in the order they
+/// arrive, and its key in a unique index beside them (see the module's doc). One savepoint, so
+/// that the table never exists without its key.
+fn create_table(table: &TableSchema) -> String {
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let not_null = if table.primary_key.contains(&c.name) { " NOT NULL" } else { "" };
+            format!("{} {}{not_null}", quote(&c.name), sql_type(c.field_type))
+        })
+        .collect();
+    let key: Vec<String> = table.primary_key.iter().map(|k| quote(k)).collect();
+    format!(
+        "SAVEPOINT create_table; CREATE TABLE {name} ({}); CREATE UNIQUE INDEX {} ON {name} ({}); RELEASE create_table",
+        columns.join(", "),
+        quote(&format!("{}_primary_key", table.name)),
+        key.join(", "),
+        name = quote(&table.name),
+    )
 }
 
 /// `name` as an SQL identifier.
@@ -90,14 +135,9 @@ impl ToSql for Scalar<'_> {
 impl Destination for SqliteDestination {
     fn prepare(&mut self, table: &TableSchema) -> Result<()> {
         let name = quote(&table.name);
-        let columns: Vec<String> =
-            table.columns.iter().map(|c| format!("{} {}", quote(&c.name), sql_type(c.field_type))).collect();
-        let key: Vec<String> = table.primary_key.iter().map(|k| quote(k)).collect();
-        self.db.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {name} ({}, PRIMARY KEY ({}))",
-            columns.join(", "),
-            key.join(", ")
-        ))?;
+        if !table_exists(&self.db, &table.name)? {
+            self.db.execute_batch(&create_table(table))?;
+        }
         let existing: Vec<String> = self
             .db
             .prepare(&format!("PRAGMA table_info({name})"))?
@@ -289,6 +329,66 @@ mod tests {
         assert_eq!(rows[0], (1, "a2".into(), None));
         assert_eq!(rows[1], (2, "b".into(), Some("[]".into())));
         assert_eq!(rows.len(), 3);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn fresh(name: &str) -> (PathBuf, SqliteDestination) {
+        let dir = std::env::temp_dir().join(format!("sqlite-dest-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dest = SqliteDestination::open(&dir.join("t.db")).unwrap();
+        (dir, dest)
+    }
+
+    #[test]
+    fn rows_are_stored_in_the_order_they_arrive_and_the_key_is_an_index() {
+        let (dir, mut dest) = fresh("order");
+        let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        dest.prepare(&table()).unwrap();
+        // Newest first, as GitLab lists them; then an update of the first row.
+        dest.write_page(&part, b"{\"id\":30,\"title\":\"c\"}\n{\"id\":20,\"title\":\"b\"}\n", None).unwrap();
+        dest.write_page(&part, b"{\"id\":10,\"title\":\"a\"}\n{\"id\":30,\"title\":\"c2\"}\n", None).unwrap();
+        let stored: Vec<(i64, i64, String)> = dest
+            .db
+            .prepare("SELECT rowid, id, title FROM issue ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stored, [(1, 30, "c2".into()), (2, 20, "b".into()), (3, 10, "a".into())]);
+        let page_size: u32 = dest.db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(page_size, PAGE_SIZE);
+        let key: String = dest
+            .db
+            .query_row("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'issue'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(key, "CREATE UNIQUE INDEX \"issue_primary_key\" ON \"issue\" (\"id\")");
+        // A record without its key is refused, naming the key.
+        let error = dest.write_page(&part, b"{\"title\":\"no id\"}\n", None).unwrap_err();
+        assert!(format!("{error:#}").contains("NOT NULL constraint failed: issue.id"), "{error:#}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_table_an_earlier_version_made_keeps_its_primary_key() {
+        let (dir, mut dest) = fresh("earlier");
+        dest.db.execute_batch("CREATE TABLE issue (id INTEGER, title TEXT, PRIMARY KEY (id))").unwrap();
+        let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        dest.prepare(&table()).unwrap();
+        dest.write_page(&part, b"{\"id\":1,\"title\":\"a\"}\n{\"id\":1,\"title\":\"a2\",\"labels\":[]}\n", None)
+            .unwrap();
+        let rows: Vec<(i64, String, Option<String>)> = dest
+            .db
+            .prepare("SELECT id, title, labels FROM issue")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, [(1, "a2".into(), Some("[]".into()))]);
+        let indexes: i64 =
+            dest.db.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index'", [], |r| r.get(0)).unwrap();
+        assert_eq!(indexes, 1, "only the checkpoints' own index");
         let _ = std::fs::remove_dir_all(dir);
     }
 }
