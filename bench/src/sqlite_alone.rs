@@ -6,9 +6,9 @@
 //! list, newest created first: ids descending), is inserted again into a fresh database with the
 //! run's own page size, table and indexes, and the statements the destination uses (`INSERT ... ON
 //! CONFLICT (key) DO UPDATE`, a savepoint per page, a transaction per group of pages, WAL with
-//! `synchronous=NORMAL`, no automatic checkpoint). After each commit a second connection, on a
-//! thread of its own, copies the log into the database, as the host's committer does; every 64 MiB
-//! of rows the writer waits for it, so that the log starts over. Nothing else runs: no network, no
+//! `synchronous=NORMAL`, no automatic checkpoint, savepoints kept in memory). After each commit a
+//! second connection, on a thread of its own, copies the log into the database, as the host's
+//! committer does; every 64 MiB of rows the writer waits for it, so that the log starts over. Nothing else runs: no network, no
 //! plugin, no record parsing, no sync.
 //!
 //! The order matters where the key orders the table's tree: SQLite appends rows at one end of a tree
@@ -70,7 +70,8 @@ pub fn replay(written: &Path, table: &str, into: &Path) -> Result<Replay> {
 
     let db = Connection::open(into).with_context(|| format!("creating {}", into.display()))?;
     db.execute_batch(&format!(
-        "PRAGMA page_size={page_size}; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;"
+        "PRAGMA page_size={page_size}; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+         PRAGMA wal_autocheckpoint=0; PRAGMA temp_store=MEMORY;"
     ))?;
     for statement in &create {
         db.execute_batch(statement)?;

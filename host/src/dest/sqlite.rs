@@ -61,10 +61,12 @@ impl SqliteDestination {
         }
         let db =
             Connection::open(path).with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-        // The page size first: it only takes on a new database, and not once it is in WAL mode.
+        // The page size first: it only takes on a new database, and not once it is in WAL mode. The
+        // savepoint of each page keeps the pages it changes in memory, not in a temporary file
+        // (`temp_store`): a few pages of 32 KiB.
         db.execute_batch(&format!(
             "PRAGMA page_size={PAGE_SIZE}; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-             PRAGMA busy_timeout=5000; PRAGMA wal_autocheckpoint=0;"
+             PRAGMA busy_timeout=5000; PRAGMA wal_autocheckpoint=0; PRAGMA temp_store=MEMORY;"
         ))
         .with_context(|| format!("cannot configure the SQLite database {}", path.display()))?;
         state::sqlite::create_table(&db)?;
@@ -358,6 +360,8 @@ mod tests {
         assert_eq!(stored, [(1, 30, "c2".into()), (2, 20, "b".into()), (3, 10, "a".into())]);
         let page_size: u32 = dest.db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
         assert_eq!(page_size, PAGE_SIZE);
+        let temp_store: i64 = dest.db.query_row("PRAGMA temp_store", [], |r| r.get(0)).unwrap();
+        assert_eq!(temp_store, 2, "savepoints kept in memory");
         let key: String = dest
             .db
             .query_row("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'issue'", [], |r| r.get(0))
