@@ -8,8 +8,8 @@
 //! CONFLICT (key) DO UPDATE`, a savepoint per page, a transaction per group of pages, WAL with
 //! `synchronous=NORMAL`, no automatic checkpoint, savepoints kept in memory). After each commit a
 //! second connection, on a thread of its own, copies the log into the database, as the host's
-//! committer does; every 64 MiB of rows the writer waits for it, so that the log starts over. Nothing else runs: no network, no
-//! plugin, no record parsing, no sync.
+//! committer does; every 64 MiB of rows the writer waits for it, so that the log starts over.
+//! Nothing else runs: no network, no plugin, no record parsing, no sync.
 //!
 //! The order matters where the key orders the table's tree: SQLite appends rows at one end of a tree
 //! far faster than it inserts them at random places. With the destination's tables keyed by their

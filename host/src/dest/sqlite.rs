@@ -13,12 +13,11 @@
 //!
 //! A table's rows are stored in the order they arrive, whatever their key: the table has SQLite's
 //! own row numbers, and the object's primary key is a unique index beside it (`OBJECT_primary_key`),
-//! which the upsert's `ON CONFLICT` finds. An INTEGER primary key would be the row number itself, so
-//! each page of GitLab's newest-first answers would be inserted at the front of the table's tree,
-//! and an incremental read (in update order) at random places in it; each insert would then
-//! split and rebalance pages. Appended rows fill pages of [`PAGE_SIZE`] one after the other; only
-//! the small index takes the keys' order. A table made by an earlier version, its key its primary
-//! key, is used as it is.
+//! which the upsert's `ON CONFLICT` finds. An INTEGER primary key would be the row number itself:
+//! GitLab's newest-first pages would go to the front of the table's tree, and an incremental read's
+//! rows (in update order) to random places in it, splitting pages and leaving them half full.
+//! Appended rows fill pages of [`PAGE_SIZE`] whole, one after the other; only the small index takes
+//! the keys' order. A table made by an earlier version, its key its primary key, is used as it is.
 //! Integers and booleans become INTEGER, numbers REAL, everything else TEXT (dates and date-times in
 //! RFC 3339, structs and lists as JSON text). A field new to the schema adds a column; nothing is dropped.
 
@@ -299,12 +298,17 @@ mod tests {
         }
     }
 
+    /// A destination on a new database in a folder of its own, named after the test.
+    fn fresh(name: &str) -> (PathBuf, SqliteDestination) {
+        let dir = std::env::temp_dir().join(format!("sqlite-dest-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dest = SqliteDestination::open(&dir.join("t.db")).unwrap();
+        (dir, dest)
+    }
+
     #[test]
     fn upserts_on_the_primary_key_and_adds_columns() {
-        let dir = std::env::temp_dir().join(format!("sqlite-dest-{}", std::process::id()));
-        let path = dir.join("t.db");
-        let _ = std::fs::remove_file(&path);
-        let mut dest = SqliteDestination::open(&path).unwrap();
+        let (dir, mut dest) = fresh("upsert");
         let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
         dest.prepare(&table()).unwrap();
         dest.write_page(
@@ -332,13 +336,6 @@ mod tests {
         assert_eq!(rows[1], (2, "b".into(), Some("[]".into())));
         assert_eq!(rows.len(), 3);
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    fn fresh(name: &str) -> (PathBuf, SqliteDestination) {
-        let dir = std::env::temp_dir().join(format!("sqlite-dest-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let dest = SqliteDestination::open(&dir.join("t.db")).unwrap();
-        (dir, dest)
     }
 
     #[test]
