@@ -283,6 +283,8 @@ fn upsert(table: &TableSchema, columns: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::types::FromSql;
+
     use super::*;
     use crate::dest::Column;
 
@@ -296,6 +298,12 @@ mod tests {
             ],
             primary_key: vec!["id".into()],
         }
+    }
+
+    /// The rows `sql` selects, three columns each.
+    fn select3<A: FromSql, B: FromSql, C: FromSql>(db: &Connection, sql: &str) -> Vec<(A, B, C)> {
+        let mut statement = db.prepare(sql).unwrap();
+        statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<Result<_, _>>().unwrap()
     }
 
     /// A destination on a new database in a folder of its own, named after the test.
@@ -324,14 +332,8 @@ mod tests {
         wider.columns.push(Column { name: "upvotes".into(), field_type: FieldType::Integer });
         dest.prepare(&wider).unwrap();
         dest.write_page(&part, b"{\"id\":3,\"title\":\"c\",\"labels\":[],\"upvotes\":4}\n", None).unwrap();
-        let rows: Vec<(i64, String, Option<String>)> = dest
-            .db
-            .prepare("SELECT id, title, labels FROM issue ORDER BY id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let rows: Vec<(i64, String, Option<String>)> =
+            select3(&dest.db, "SELECT id, title, labels FROM issue ORDER BY id");
         assert_eq!(rows[0], (1, "a2".into(), None));
         assert_eq!(rows[1], (2, "b".into(), Some("[]".into())));
         assert_eq!(rows.len(), 3);
@@ -346,14 +348,7 @@ mod tests {
         // Newest first, as GitLab lists them; then an update of the first row.
         dest.write_page(&part, b"{\"id\":30,\"title\":\"c\"}\n{\"id\":20,\"title\":\"b\"}\n", None).unwrap();
         dest.write_page(&part, b"{\"id\":10,\"title\":\"a\"}\n{\"id\":30,\"title\":\"c2\"}\n", None).unwrap();
-        let stored: Vec<(i64, i64, String)> = dest
-            .db
-            .prepare("SELECT rowid, id, title FROM issue ORDER BY rowid")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let stored: Vec<(i64, i64, String)> = select3(&dest.db, "SELECT rowid, id, title FROM issue ORDER BY rowid");
         assert_eq!(stored, [(1, 30, "c2".into()), (2, 20, "b".into()), (3, 10, "a".into())]);
         let page_size: u32 = dest.db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
         assert_eq!(page_size, PAGE_SIZE);
@@ -378,14 +373,7 @@ mod tests {
         dest.prepare(&table()).unwrap();
         dest.write_page(&part, b"{\"id\":1,\"title\":\"a\"}\n{\"id\":1,\"title\":\"a2\",\"labels\":[]}\n", None)
             .unwrap();
-        let rows: Vec<(i64, String, Option<String>)> = dest
-            .db
-            .prepare("SELECT id, title, labels FROM issue")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let rows: Vec<(i64, String, Option<String>)> = select3(&dest.db, "SELECT id, title, labels FROM issue");
         assert_eq!(rows, [(1, "a2".into(), Some("[]".into()))]);
         let indexes: i64 =
             dest.db.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'index'", [], |r| r.get(0)).unwrap();
