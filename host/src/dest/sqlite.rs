@@ -40,7 +40,10 @@ use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey, ReaderOpener
 use backfill::{Backfill, LOG_LIMIT};
 
 /// The page size of a database the destination creates: a page holds about a dozen issues (SQLite's
-/// default, 4 KiB, holds one ~2.7 KB row and leaves the rest empty).
+/// default, 4 KiB, holds one ~2.7 KB row and leaves the rest empty). Appending rows, 32 KiB was the
+/// fastest (50,000 issues: 0.62–0.85 s; 16 KiB 0.67–0.89 s, 4 KiB 1.02–1.20 s). The price is in
+/// updates of rows scattered over a large table, each of which rewrites a whole page: 10,000 of
+/// 50,000 rows updated at random took 1.5 s against 1.2 s with 16 KiB and 0.7 s with 4 KiB.
 const PAGE_SIZE: u32 = 32 << 10;
 
 pub struct SqliteDestination {
