@@ -9,7 +9,8 @@
 //!                 ──► the tenant's pooled client (`upstream`): resolve, refuse non-global addresses
 //!                     (except the tenant's own GitLab origin), connect, send
 //!                 ──► response: status and `RateLimit-*` headers noted (pace, 429 count, retry advice);
-//!                     a 401 lets a refreshable credential refresh once and the request go again;
+//!                     a 401 lets a refreshable credential refresh and the request go again (up to
+//!                     `CREDENTIAL_RESENDS` times);
 //!                     the body counted, timed and gzip-decoded by a task of its own as it arrives,
 //!                     queued for the plugin (`buffered`)
 //! ```
@@ -23,7 +24,7 @@
 //!
 //! Per-tenant state ([`GatePolicy`]: settings, pooled client, pacer) is shared by the tenant's sandboxes;
 //! per-sandbox figures ([`GateStats`]) are read by the page loop and the summary. The gate itself never
-//! retries (but for the one resend after a credential refresh): retries happen in the page loop
+//! retries (but for the resends after a credential refresh): retries happen in the page loop
 //! (`crate::retry`), outside the plugin's call deadline.
 
 mod address;
@@ -99,7 +100,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where the gate gets the tenant's credential: a header before every request bound for the tenant's
 /// GitLab origin, and a chance to refresh when GitLab refuses it (401), after which the gate resends the
-/// request once. A static token never refreshes; an OAuth2 credential refreshes its access token.
+/// request. A static token never refreshes; an OAuth2 credential refreshes its access token.
 pub trait CredentialHeader: Send + Sync {
     /// The header to send (marked sensitive), or why there is none.
     fn header(&self) -> BoxFuture<'_, Result<(HeaderName, HeaderValue), String>>;
@@ -415,14 +416,20 @@ async fn send(
         copy
     });
     let mut response = exchange(&policy, &stats, request, credential.as_deref(), timeouts, prepaid).await?;
-    if response.status() == http::StatusCode::UNAUTHORIZED
-        && let (Some(credential), Some(again)) = (&credential, resend)
+    let mut resends = 0;
+    while response.status() == http::StatusCode::UNAUTHORIZED
+        && resends < CREDENTIAL_RESENDS
+        && let (Some(credential), Some(again)) = (&credential, &resend)
         && let Some(rejected) = response.extensions().get::<SentCredential>()
         && credential.refresh(&rejected.0).await
     {
+        resends += 1;
         tracing::info!("GitLab refused the credential; it was refreshed and the request is sent again");
-        let again = again.map(|()| Empty::new().map_err(|never| match never {}).boxed_unsync());
-        response = exchange(&policy, &stats, again, Some(credential.as_ref()), timeouts, None).await?;
+        let mut again_now = http::Request::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+        *again_now.method_mut() = again.method().clone();
+        *again_now.uri_mut() = again.uri().clone();
+        *again_now.headers_mut() = again.headers().clone();
+        response = exchange(&policy, &stats, again_now, Some(credential.as_ref()), timeouts, None).await?;
     }
     let gzip = gzip && response.headers().get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() == b"gzip");
     if gzip {
@@ -443,6 +450,12 @@ fn request_size(request: &http::Request<WasiBody>) -> u64 {
     let body = request.body().size_hint().exact().unwrap_or(0);
     (line + headers + 2) as u64 + body
 }
+
+/// How many times the gate sends a request again after GitLab refused its credential (401) and the
+/// credential was refreshed. More than once: processes sharing an OAuth2 token file adopt each
+/// other's refreshed tokens, and a token adopted may be spent or replaced again before this request
+/// uses it. Each resend needs a refresh that succeeded, so a refused refresh ends it at once.
+const CREDENTIAL_RESENDS: u32 = 3;
 
 /// The credential header a response was answered to (kept on the response for the 401 path).
 #[derive(Clone)]

@@ -224,10 +224,16 @@ fn big_body() -> Vec<u8> {
     (0..).flat_map(|n: u32| format!("{n:031}\n").into_bytes()).take(3 << 20).collect()
 }
 
-/// A credential whose token is `v1`, then `v2` after a refresh (if it may refresh).
+/// A credential whose token is `v1`, then `v2`, `v3`... after each refresh, up to `v{last}`.
 struct Rotating {
     version: AtomicU32,
-    refreshable: bool,
+    last: u32,
+}
+
+impl Rotating {
+    fn new(last: u32) -> Arc<Rotating> {
+        Arc::new(Rotating { version: AtomicU32::new(1), last })
+    }
 }
 
 impl CredentialHeader for Rotating {
@@ -237,31 +243,48 @@ impl CredentialHeader for Rotating {
     }
 
     fn refresh(&self, rejected: &HeaderValue) -> BoxFuture<'_, bool> {
-        assert_eq!(rejected, "Bearer v1");
-        let refreshed =
-            self.refreshable && self.version.compare_exchange(1, 2, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+        let current = self.version.load(Ordering::Relaxed);
+        assert_eq!(rejected, format!("Bearer v{current}").as_str());
+        let refreshed = current < self.last
+            && self.version.compare_exchange(current, current + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok();
         Box::pin(async move { refreshed })
     }
 }
 
 #[tokio::test]
-async fn a_401_lets_a_refreshable_credential_refresh_and_the_request_go_once_more() {
-    let answer = |head: &str| {
-        if head.contains("authorization: Bearer v2") {
-            ok(b"{}", "")
-        } else {
-            b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\n{}".to_vec()
+async fn a_401_lets_a_refreshable_credential_refresh_and_the_request_go_again_a_few_times_at_most() {
+    const MOST: usize = 1 + CREDENTIAL_RESENDS as usize;
+    fn refuse(_: &str) -> Vec<u8> {
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\n{}".to_vec()
+    }
+    // GitLab takes only the token of the last resend the gate makes.
+    fn take_the_last(head: &str) -> Vec<u8> {
+        match head.contains(&format!("Bearer v{MOST}")) {
+            true => ok(b"{}", ""),
+            false => refuse(head),
         }
-    };
-    for (refreshable, status, requests) in [(true, 200, 2), (false, 401, 1)] {
+    }
+    /// How the server answers a request's head.
+    type Answer = fn(&str) -> Vec<u8>;
+    // (GitLab, the credential's last version, status, requests)
+    let cases: [(Answer, u32, u16, usize); 4] = [
+        // Each token refused in turn (one adopted from another process, spent meanwhile): refreshed
+        // again each time, and the request goes through.
+        (take_the_last, MOST as u32, 200, MOST),
+        // The credential cannot refresh any further: the 401 goes to the plugin.
+        (take_the_last, 2, 401, 2),
+        (take_the_last, 1, 401, 1),
+        // Every token refused: the gate stops after its resends.
+        (refuse, 99, 401, MOST),
+    ];
+    for (answer, last, status, requests) in cases {
         let server = Server::start(answer).await;
-        let credential = Arc::new(Rotating { version: AtomicU32::new(1), refreshable });
-        let settings = settings(vec![server.origin()], Some(server.origin()), Some(credential));
+        let settings = settings(vec![server.origin()], Some(server.origin()), Some(Rotating::new(last)));
         let policy = Arc::new(GatePolicy::new(settings));
         let stats = Arc::new(GateStats::default());
-        assert_eq!(get(&policy, &stats, &server.url("/api/v4/user")).await.unwrap().0, status);
-        assert_eq!(server.heads.lock().unwrap().len(), requests);
-        assert_eq!(stats.requests.load(Ordering::Relaxed), requests as u64);
+        assert_eq!(get(&policy, &stats, &server.url("/api/v4/user")).await.unwrap().0, status, "last v{last}");
+        assert_eq!(server.heads.lock().unwrap().len(), requests, "last v{last}");
+        assert_eq!(stats.requests.load(Ordering::Relaxed), requests as u64, "last v{last}");
     }
 }
 
