@@ -408,13 +408,7 @@ async fn send(
         request.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     }
     // A bodiless request can be sent again after a credential refresh.
-    let resend = (credential.is_some() && request.body().is_end_stream()).then(|| {
-        let mut copy = http::Request::new(());
-        *copy.method_mut() = request.method().clone();
-        *copy.uri_mut() = request.uri().clone();
-        *copy.headers_mut() = request.headers().clone();
-        copy
-    });
+    let resend = (credential.is_some() && request.body().is_end_stream()).then(|| with_body(&request, ()));
     let mut response = exchange(&policy, &stats, request, credential.as_deref(), timeouts, prepaid).await?;
     let mut resends = 0;
     while response.status() == http::StatusCode::UNAUTHORIZED
@@ -425,11 +419,8 @@ async fn send(
     {
         resends += 1;
         tracing::info!("GitLab refused the credential; it was refreshed and the request is sent again");
-        let mut again_now = http::Request::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
-        *again_now.method_mut() = again.method().clone();
-        *again_now.uri_mut() = again.uri().clone();
-        *again_now.headers_mut() = again.headers().clone();
-        response = exchange(&policy, &stats, again_now, Some(credential.as_ref()), timeouts, None).await?;
+        let again = with_body(again, Empty::new().map_err(|never| match never {}).boxed_unsync());
+        response = exchange(&policy, &stats, again, Some(credential.as_ref()), timeouts, None).await?;
     }
     let gzip = gzip && response.headers().get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() == b"gzip");
     if gzip {
@@ -441,6 +432,15 @@ async fn send(
         BufferedBody::new(GateBody::new(body, policy, stats, timeouts.between_bytes, gzip), budget).boxed_unsync()
     });
     Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+}
+
+/// `request`'s method, URL and headers, with `body`.
+fn with_body<A, B>(request: &http::Request<A>, body: B) -> http::Request<B> {
+    let mut copy = http::Request::new(body);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }
 
 /// The bytes of a request as HTTP/1.1 sends them: request line, headers and a known-length body.
