@@ -231,7 +231,6 @@ fn unlisted_reports(flow: &Flow, failure: Unlisted) -> Vec<PartitionReport> {
     failure.objects.iter().map(report).collect()
 }
 
-/// Read every page of one partition.
 /// Read `partition` to its end, holding `permit` (one of the flow's, or its tenant's, partitions at
 /// once) while it reads from GitLab.
 async fn read_partition(

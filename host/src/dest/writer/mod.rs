@@ -257,7 +257,7 @@ impl Sink {
         self.committer.commit(Group { syncs, checkpoints, answers });
     }
 
-    fn failed(&self) -> std::sync::MutexGuard<'_, HashSet<PartitionKey>> {
+    fn failed(&self) -> MutexGuard<'_, HashSet<PartitionKey>> {
         lock(&self.failed)
     }
 
