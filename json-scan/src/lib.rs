@@ -3,7 +3,8 @@
 //! Connectors and destinations mostly move JSON values along as they came: a GitLab record's
 //! `author` object or `description` string is copied into NDJSON as it is, a destination stores it
 //! as it is. What they need from a parser is where each field's value starts and ends, and the
-//! certainty that it is well-formed JSON (RFC 8259): nothing is built, no value is unescaped.
+//! certainty that it is well-formed JSON (RFC 8259): nothing is built, no value is unescaped (but
+//! on request: [`unescape`] reads a string value's escapes, for a destination storing it as text).
 //!
 //! How a page flows through it:
 //!
@@ -16,6 +17,7 @@
 //!                                             record before had there (`KeyOrder`), read if not
 //!    ──► Scanner::value                       any value: grammar checked, its text returned
 //!    ──► Scanner::finish                      nothing but whitespace after
+//!  a string value's text ──► unescape         its value, as a column of text stores it
 //! ```
 //!
 //! Most of a GitLab page is string contents, so `runs` finds a string's end (and a number's last
@@ -34,6 +36,7 @@ mod runs;
 mod scanner;
 mod short_copy;
 mod short_eq;
+mod unescape;
 mod utf8;
 
 pub use error::Error;
@@ -41,3 +44,4 @@ pub use key_order::KeyOrder;
 pub use scanner::{Field, Scanner, validate};
 pub use short_copy::append;
 pub use short_eq::short_eq;
+pub use unescape::unescape;

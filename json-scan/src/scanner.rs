@@ -266,7 +266,7 @@ impl<'a> Scanner<'a> {
         unsafe { std::str::from_utf8_unchecked(self.text.get_unchecked(start..end)) }
     }
 
-    /// A field name: borrowed from the text unless it holds escapes, then unescaped by serde_json.
+    /// A field name: borrowed from the text unless it holds escapes, then unescaped.
     #[inline(always)]
     fn name(&mut self) -> Result<Cow<'a, str>, Error> {
         if self.peek() != Some(b'"') {
@@ -276,7 +276,7 @@ impl<'a> Scanner<'a> {
         if !self.string()? {
             return Ok(Cow::Borrowed(self.token_text(start + 1, self.pos - 1)));
         }
-        serde_json::from_str::<String>(self.token_text(start, self.pos))
+        crate::unescape(self.token_text(start, self.pos))
             .map(Cow::Owned)
             .map_err(|_| Error::at(self.bytes(), start, "a field name whose escapes are not a valid string"))
     }
