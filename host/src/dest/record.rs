@@ -21,31 +21,42 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// Read one line of NDJSON (text or bytes), which must be a JSON object.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(line: &'a T) -> Result<Record<'a>> {
-        Record::read(line, None).map(|(record, _)| record)
-    }
-
-    /// [`Record::parse`], with the names expected in `order`, that of the record parsed with it
-    /// before (they are matched, not read: `json_scan::KeyOrder`); and whether they were that record's.
-    pub fn parse_in_order<T: AsRef<[u8]> + ?Sized>(line: &'a T, order: &mut KeyOrder) -> Result<(Record<'a>, bool)> {
-        Record::read(line, Some(order))
-    }
-
-    fn read<T: AsRef<[u8]> + ?Sized>(line: &'a T, order: Option<&mut KeyOrder>) -> Result<(Record<'a>, bool)> {
         let mut fields = Vec::with_capacity(32);
-        let mut scanner = Scanner::new(line);
-        let push = |field| fields.push(field);
-        let same = match order {
-            Some(order) => scanner.object_in_order(order, push),
-            None => scanner.object(push).map(|()| false),
-        };
-        let same = same.and_then(|same| scanner.finish().map(|()| same)).context("not a JSON object")?;
-        Ok((Record { fields }, same))
+        scan(line, None, &mut fields)?;
+        Ok(Record { fields })
     }
 
     /// The raw value of field `name`, if the record has it.
     pub fn get(&self, name: &str) -> Option<&'a str> {
         self.fields.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
     }
+}
+
+/// [`Record::parse`] into `fields` (cleared first), the names expected in `order`, that of the record
+/// read with it before (they are matched, not read: `json_scan::KeyOrder`); and whether they were that
+/// record's. The records of a page, read one after the other, reuse one vector.
+pub fn fields_in_order<'a, T: AsRef<[u8]> + ?Sized>(
+    line: &'a T,
+    order: &mut KeyOrder,
+    fields: &mut Vec<Field<'a>>,
+) -> Result<bool> {
+    scan(line, Some(order), fields)
+}
+
+/// Read one JSON object's fields into `fields`, which it clears first.
+fn scan<'a, T: AsRef<[u8]> + ?Sized>(
+    line: &'a T,
+    order: Option<&mut KeyOrder>,
+    fields: &mut Vec<Field<'a>>,
+) -> Result<bool> {
+    fields.clear();
+    let mut scanner = Scanner::new(line);
+    let push = |field| fields.push(field);
+    let same = match order {
+        Some(order) => scanner.object_in_order(order, push),
+        None => scanner.object(push).map(|()| false),
+    };
+    same.and_then(|same| scanner.finish().map(|()| same)).context("not a JSON object")
 }
 
 /// The records of a page of NDJSON: its non-empty lines (line breaks found with `memchr`'s SIMD
@@ -100,7 +111,7 @@ impl<'a> Scalar<'a> {
             {
                 Scalar::Text(Cow::Borrowed(&text[1..text.len() - 1]))
             }
-            Some(b'"') => Scalar::Text(Cow::Owned(serde_json::from_str::<String>(text)?)),
+            Some(b'"') => Scalar::Text(Cow::Owned(json_scan::unescape(text)?)),
             Some(b'{' | b'[') => Scalar::Json(text),
             _ => match text.parse::<i64>() {
                 Ok(integer) => Scalar::Integer(integer),
@@ -137,13 +148,14 @@ mod tests {
         let lines = [r#"{"id":1,"t":"a"}"#, r#"{"id":2,"t":"b"}"#, r#"{"id":3,"u":"c"}"#, r#"{"id":4,"u":"d"}"#, "{}"];
         let mut order = KeyOrder::default();
         let mut sames = Vec::new();
+        let mut fields = vec![(Cow::Borrowed("left over"), "1")];
         for line in lines {
-            let (record, same) = Record::parse_in_order(line, &mut order).unwrap();
-            assert_eq!(record.fields, Record::parse(line).unwrap().fields, "{line}");
+            let same = fields_in_order(line, &mut order, &mut fields).unwrap();
+            assert_eq!(fields, Record::parse(line).unwrap().fields, "{line}");
             sames.push(same);
         }
         assert_eq!(sames, [false, true, false, true, false]);
-        assert!(Record::parse_in_order(r#"{"id":5,"u":}"#, &mut order).is_err());
+        assert!(fields_in_order(r#"{"id":5,"u":}"#, &mut order, &mut fields).is_err());
     }
 
     #[test]

@@ -22,22 +22,23 @@
 //! RFC 3339, structs and lists as JSON text). A field new to the schema adds a column; nothing is dropped.
 
 mod backfill;
+mod upsert;
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use json_scan::KeyOrder;
-use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
-use rusqlite::{CachedStatement, Connection, ToSql, params_from_iter};
+use json_scan::{Field, KeyOrder};
+use rusqlite::Connection;
 
-use super::record::{self, Record, Scalar};
+use super::record::{self, Scalar};
 use super::syncs::Syncs;
 use super::{Destination, TableSchema};
 use crate::sandbox::wit::FieldType;
 use crate::state::{self, Checkpoint, CheckpointStore, PartitionKey, ReaderOpener};
 use backfill::{Backfill, LOG_LIMIT};
+use upsert::Upsert;
 
 /// The page size of a database the destination creates: a page holds about a dozen issues (SQLite's
 /// default, 4 KiB, holds one ~2.7 KB row and leaves the rest empty). Appending rows, 32 KiB was the
@@ -47,6 +48,8 @@ use backfill::{Backfill, LOG_LIMIT};
 const PAGE_SIZE: u32 = 32 << 10;
 
 pub struct SqliteDestination {
+    /// Statements on `db`: declared before it, so dropped before it closes.
+    upserts: Upserts,
     db: Connection,
     /// The write-ahead log, `FILE-wal`.
     wal: PathBuf,
@@ -75,7 +78,14 @@ impl SqliteDestination {
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         let backfill = Backfill::open(path, LOG_LIMIT)?;
-        Ok(SqliteDestination { db, wal: PathBuf::from(wal), tables: HashMap::new(), in_transaction: false, backfill })
+        Ok(SqliteDestination {
+            upserts: Upserts::default(),
+            db,
+            wal: PathBuf::from(wal),
+            tables: HashMap::new(),
+            in_transaction: false,
+            backfill,
+        })
     }
 }
 
@@ -120,19 +130,6 @@ fn sql_type(field_type: FieldType) -> &'static str {
         FieldType::Boolean | FieldType::Integer => "INTEGER",
         FieldType::Number => "REAL",
         _ => "TEXT",
-    }
-}
-
-impl ToSql for Scalar<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            Scalar::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Scalar::Bool(b) => ToSqlOutput::Owned(SqlValue::Integer(i64::from(*b))),
-            Scalar::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
-            Scalar::Real(r) => ToSqlOutput::Borrowed(ValueRef::Real(*r)),
-            Scalar::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
-            Scalar::Json(json) => ToSqlOutput::Borrowed(ValueRef::Text(json.as_bytes())),
-        })
     }
 }
 
@@ -183,7 +180,7 @@ impl Destination for SqliteDestination {
         self.backfill.wrote(records.len());
         // The page is a savepoint of the group's transaction: a page that fails leaves nothing.
         self.db.execute_batch("SAVEPOINT page")?;
-        let written = upsert_page(&self.db, table, records).and_then(|()| match checkpoint {
+        let written = upsert_page(&self.db, &mut self.upserts, table, records).and_then(|()| match checkpoint {
             Some(checkpoint) => state::sqlite::save(&self.db, part, checkpoint),
             None => Ok(()),
         });
@@ -218,6 +215,8 @@ impl Destination for SqliteDestination {
 
     fn finish(mut self: Box<Self>) -> Result<()> {
         self.commit()?.run()?;
+        // SQLite closes a connection only once its statements are finalized.
+        self.upserts = Upserts::default();
         self.db.close().map_err(|(_, e)| e)?;
         self.backfill.close().context("cannot close the SQLite database")
     }
@@ -238,31 +237,57 @@ impl CheckpointStore for SqliteDestination {
 }
 
 /// Upsert every record of a page of NDJSON into `table`.
-fn upsert_page(db: &Connection, table: &TableSchema, records: &[u8]) -> Result<()> {
-    // Records of a page have the same fields, as a rule: one statement until they change.
-    let mut upsert_for: Option<(Vec<String>, CachedStatement<'_>)> = None;
+fn upsert_page(db: &Connection, upserts: &mut Upserts, table: &TableSchema, records: &[u8]) -> Result<()> {
+    // One vector of fields and one of values for the whole page, cleared for each record.
+    let mut fields = Vec::with_capacity(64);
+    let mut values = Vec::with_capacity(64);
     let mut order = KeyOrder::default();
+    // Records of a page have the same fields, as a rule: one statement until they change.
+    let mut current = None;
     for (number, line) in record::lines(records).enumerate() {
         let what = || format!("record {} of the page", number + 1);
-        let (record, same) = Record::parse_in_order(line, &mut order).with_context(what)?;
-        let values: Vec<Scalar<'_>> =
-            record.fields.iter().map(|(_, raw)| Scalar::of(raw)).collect::<Result<_>>().with_context(what)?;
-        let statement = match &mut upsert_for {
-            Some((names, statement)) if same || same_names(names, &record) => statement,
-            slot => {
-                let names: Vec<String> = record.fields.iter().map(|(name, _)| name.to_string()).collect();
-                let statement = db.prepare_cached(&upsert(table, &names))?;
-                &mut slot.insert((names, statement)).1
-            }
+        let same = record::fields_in_order(line, &mut order, &mut fields).with_context(what)?;
+        values.clear();
+        for (_, raw) in &fields {
+            values.push(Scalar::of(raw).with_context(what)?);
+        }
+        let upsert = match current {
+            Some(at) if same => at,
+            _ => upserts.find(db, table, &fields)?,
         };
-        statement.execute(params_from_iter(values.iter())).with_context(what)?;
+        current = Some(upsert);
+        upserts.0[upsert].2.execute(&values).with_context(what)?;
     }
     Ok(())
 }
 
-/// Whether `record` has exactly the fields `names`, in that order.
-fn same_names(names: &[String], record: &Record<'_>) -> bool {
-    names.len() == record.fields.len() && names.iter().zip(&record.fields).all(|(name, (key, _))| name == key)
+/// The upserts prepared so far, each with its table and columns: the records of a page share their
+/// fields, as a rule, and so do the pages of an object.
+#[derive(Default)]
+struct Upserts(Vec<(String, Vec<String>, Upsert)>);
+
+impl Upserts {
+    /// So many different sets of columns and the cache starts over.
+    const LIMIT: usize = 16;
+
+    /// The index of the upsert of `fields` into `table`, prepared if it is new.
+    fn find(&mut self, db: &Connection, table: &TableSchema, fields: &[Field<'_>]) -> Result<usize> {
+        let same_names = |names: &[String]| {
+            names.len() == fields.len() && names.iter().zip(fields).all(|(name, (key, _))| name == key)
+        };
+        if let Some(found) = self.0.iter().position(|(name, names, _)| *name == table.name && same_names(names)) {
+            return Ok(found);
+        }
+        if self.0.len() == Self::LIMIT {
+            self.0.clear();
+        }
+        let names: Vec<String> = fields.iter().map(|(name, _)| name.to_string()).collect();
+        // SAFETY: the destination drops its upserts before its connection, and clears them before
+        // it closes it.
+        let statement = unsafe { Upsert::prepare(db, &upsert(table, &names)) }?;
+        self.0.push((table.name.clone(), names, statement));
+        Ok(self.0.len() - 1)
+    }
 }
 
 /// `INSERT ... ON CONFLICT (key) DO UPDATE` for these columns.
