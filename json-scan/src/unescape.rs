@@ -3,7 +3,7 @@
 //! The scanner hands out a string value as the JSON text it was written as, quotes and escapes
 //! included; a destination that stores it as text needs its value. Most strings hold no escape and
 //! are used as they are; this is for those that do (an issue's description, with its `\n`s and
-//! `\"`s). It copies the runs between escapes whole, found by `str::find` (a word at a time), into
+//! `\"`s). It copies the runs between escapes whole, found by `memchr` (16 or 32 bytes at a time), into
 //! one `String` of the text's length: a third of the time serde_json takes, which reads the string
 //! into a scratch buffer first and then copies it again.
 //!
@@ -24,7 +24,7 @@ pub fn unescape(token: &str) -> Result<String, Error> {
     // `rest` is `inner` from byte `at` (of the token) on; every escape is ASCII, so each cut below
     // falls between characters.
     let (mut rest, mut at) = (inner, 1);
-    while let Some(backslash) = rest.find('\\') {
+    while let Some(backslash) = memchr::memchr(b'\\', rest.as_bytes()) {
         value.push_str(&rest[..backslash]);
         let escape = &rest.as_bytes()[backslash + 1..];
         let bad = |what| Error::at(bytes, at + backslash, what);
