@@ -1,7 +1,13 @@
 //! The SQLite destination: a table per object, typed columns, upsert on the primary key.
 //!
-//! The pages of one group of the writer are one transaction, each page a savepoint in it; a page that
-//! fails is rolled back alone. The database is in WAL mode with `synchronous=NORMAL`: a `COMMIT`
+//! The pages of one group of the writer are one transaction. A page is read and checked whole before
+//! any of it is written ([`CheckedPage`]: every record parsed, every key present, every statement
+//! prepared), so a page the plugin got wrong fails alone and leaves nothing. A page that then fails
+//! as SQLite writes it failed for a reason of SQLite's own (a full disk, an I/O error, a trigger a
+//! user added): the transaction is rolled back and the whole group fails, to be read again. A
+//! savepoint per page would roll back that page alone, but SQLite copies each page of the database
+//! it touches first into the savepoint's journal: a tenth of the writer's time for a rare failure.
+//! The database is in WAL mode with `synchronous=NORMAL`: a `COMMIT`
 //! appends the group to the log (`FILE-wal`) without syncing it, and `commit` returns the log's
 //! sync for the writer's committer to run, so the writer inserts the next group while the disk
 //! makes this one durable (the group is answered only after that sync). The log is copied into the
@@ -28,7 +34,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use json_scan::{Field, KeyOrder};
 use rusqlite::Connection;
 
@@ -47,6 +53,9 @@ use upsert::Upsert;
 /// 50,000 rows updated at random took 1.5 s against 1.2 s with 16 KiB and 0.7 s with 4 KiB.
 const PAGE_SIZE: u32 = 32 << 10;
 
+/// Why the pages and checkpoints of a group rolled back are refused.
+const ROLLED_BACK: &str = "the pages written with this one were rolled back when one failed";
+
 pub struct SqliteDestination {
     /// Statements on `db`: declared before it, so dropped before it closes.
     upserts: Upserts,
@@ -56,6 +65,9 @@ pub struct SqliteDestination {
     tables: HashMap<String, TableSchema>,
     /// Whether a transaction holds pages not yet committed.
     in_transaction: bool,
+    /// Why the group's transaction was rolled back, when a page failed half-written: the group's
+    /// other pages, its checkpoints and its commit fail too.
+    rolled_back: Option<String>,
     backfill: Backfill,
 }
 
@@ -66,12 +78,10 @@ impl SqliteDestination {
         }
         let db =
             Connection::open(path).with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-        // The page size first: it only takes on a new database, and not once it is in WAL mode. The
-        // savepoint of each page keeps the pages it changes in memory, not in a temporary file
-        // (`temp_store`): a few pages of 32 KiB.
+        // The page size first: it only takes on a new database, and not once it is in WAL mode.
         db.execute_batch(&format!(
             "PRAGMA page_size={PAGE_SIZE}; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-             PRAGMA busy_timeout=5000; PRAGMA wal_autocheckpoint=0; PRAGMA temp_store=MEMORY;"
+             PRAGMA busy_timeout=5000; PRAGMA wal_autocheckpoint=0;"
         ))
         .with_context(|| format!("cannot configure the SQLite database {}", path.display()))?;
         state::sqlite::create_table(&db)?;
@@ -84,6 +94,7 @@ impl SqliteDestination {
             wal: PathBuf::from(wal),
             tables: HashMap::new(),
             in_transaction: false,
+            rolled_back: None,
             backfill,
         })
     }
@@ -172,29 +183,39 @@ impl Destination for SqliteDestination {
     ) -> Result<Option<String>> {
         let object = part.object.as_str();
         let table = self.tables.get(object).ok_or_else(|| anyhow!("table '{object}' was not prepared"))?;
+        if let Some(why) = &self.rolled_back {
+            return Err(anyhow!("{ROLLED_BACK}: {why}"));
+        }
         if !self.in_transaction {
             self.backfill.wait_if_long();
             self.db.execute_batch("BEGIN")?;
             self.in_transaction = true;
         }
+        // Everything that could refuse the page is checked before any of it is written...
+        let page = CheckedPage::read(&self.db, &mut self.upserts, table, records)?;
         self.backfill.wrote(records.len());
-        // The page is a savepoint of the group's transaction: a page that fails leaves nothing.
-        self.db.execute_batch("SAVEPOINT page")?;
-        let written = upsert_page(&self.db, &mut self.upserts, table, records).and_then(|()| match checkpoint {
+        let written = page.write(&mut self.upserts).and_then(|()| match checkpoint {
             Some(checkpoint) => state::sqlite::save(&self.db, part, checkpoint),
             None => Ok(()),
         });
-        match written {
-            Ok(()) => self.db.execute_batch("RELEASE page")?,
-            Err(error) => {
-                self.db.execute_batch("ROLLBACK TO page; RELEASE page")?;
-                return Err(error);
+        // ... so a page that fails half-written failed in SQLite itself (a full disk, an I/O error, a
+        // trigger a user added): the group's transaction is rolled back, and the group fails.
+        if let Err(error) = written {
+            self.in_transaction = false;
+            self.rolled_back = Some(format!("{error:#}"));
+            // SQLite may have rolled it back itself (after SQLITE_FULL, say).
+            if !self.db.is_autocommit() {
+                self.db.execute_batch("ROLLBACK").context("cannot roll back a page SQLite failed to write")?;
             }
+            return Err(error);
         }
         Ok(None)
     }
 
     fn commit(&mut self) -> Result<Syncs> {
+        if let Some(why) = self.rolled_back.take() {
+            return Err(anyhow!("{ROLLED_BACK}: {why}"));
+        }
         let mut syncs = Syncs::default();
         if self.in_transaction {
             self.db.execute_batch("COMMIT").context("cannot commit the pages to SQLite")?;
@@ -232,39 +253,90 @@ impl CheckpointStore for SqliteDestination {
     }
 
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
+        // Not once the pages it follows were rolled back.
+        if let Some(why) = &self.rolled_back {
+            return Err(anyhow!("{ROLLED_BACK}: {why}"));
+        }
         state::sqlite::save(&self.db, key, checkpoint)
     }
 }
 
-/// Upsert every record of a page of NDJSON into `table`.
-fn upsert_page(db: &Connection, upserts: &mut Upserts, table: &TableSchema, records: &[u8]) -> Result<()> {
-    // One vector of fields and one of values for the whole page, cleared for each record.
-    let mut fields = Vec::with_capacity(64);
-    let mut values = Vec::with_capacity(64);
-    let mut order = KeyOrder::default();
-    // Records of a page have the same fields, as a rule: one statement until they change.
-    let mut current = None;
-    for (number, line) in record::lines(records).enumerate() {
-        let what = || format!("record {} of the page", number + 1);
-        let same = record::fields_in_order(line, &mut order, &mut fields).with_context(what)?;
-        values.clear();
-        for (_, raw) in &fields {
-            values.push(Scalar::of(raw).with_context(what)?);
+/// A page of records read and checked against its table, not yet written: every value parsed, every
+/// key present, every statement prepared.
+struct CheckedPage<'page> {
+    /// The values of every record, one after the other.
+    values: Vec<Scalar<'page>>,
+    /// Each record: where its values end in `values`, and its upsert in [`Upserts`].
+    records: Vec<(usize, usize)>,
+}
+
+impl<'page> CheckedPage<'page> {
+    fn read(db: &Connection, upserts: &mut Upserts, table: &TableSchema, page: &'page [u8]) -> Result<Self> {
+        let mut checked = CheckedPage { values: Vec::with_capacity(4096), records: Vec::with_capacity(100) };
+        // One vector of fields for the whole page, cleared for each record.
+        let mut fields = Vec::with_capacity(64);
+        let mut order = KeyOrder::default();
+        // Records of a page have the same fields, as a rule: one statement until they change.
+        let mut current = None;
+        for (number, line) in record::lines(page).enumerate() {
+            let what = || format!("record {} of the page", number + 1);
+            let same = record::fields_in_order(line, &mut order, &mut fields).with_context(what)?;
+            let start = checked.values.len();
+            for (_, raw) in &fields {
+                checked.values.push(Scalar::of(raw).with_context(what)?);
+            }
+            let upsert = match current {
+                Some(at) if same => at,
+                _ => upserts.find(db, table, &fields).with_context(what)?,
+            };
+            current = Some(upsert);
+            upserts.0[upsert].check_key(&checked.values[start..]).with_context(what)?;
+            checked.records.push((checked.values.len(), upsert));
         }
-        let upsert = match current {
-            Some(at) if same => at,
-            _ => upserts.find(db, table, &fields)?,
-        };
-        current = Some(upsert);
-        upserts.0[upsert].2.execute(&values).with_context(what)?;
+        Ok(checked)
     }
-    Ok(())
+
+    /// Upsert every record.
+    fn write(&self, upserts: &mut Upserts) -> Result<()> {
+        let mut start = 0;
+        for (number, &(end, upsert)) in self.records.iter().enumerate() {
+            let values = &self.values[start..end];
+            upserts.0[upsert].upsert.execute(values).with_context(|| format!("record {} of the page", number + 1))?;
+            start = end;
+        }
+        Ok(())
+    }
 }
 
 /// The upserts prepared so far, each with its table and columns: the records of a page share their
 /// fields, as a rule, and so do the pages of an object.
 #[derive(Default)]
-struct Upserts(Vec<(String, Vec<String>, Upsert)>);
+struct Upserts(Vec<Prepared>);
+
+/// An upsert of some columns into a table.
+struct Prepared {
+    table: String,
+    columns: Vec<String>,
+    /// Where the table's key columns are among `columns`, and whether each is an integer.
+    key: Vec<(usize, bool)>,
+    upsert: Upsert,
+}
+
+impl Prepared {
+    /// Refuse a record whose key is missing, null, or not an integer where the key is one (SQLite
+    /// would, but only as it writes it).
+    fn check_key(&self, values: &[Scalar<'_>]) -> Result<()> {
+        for &(at, integer) in &self.key {
+            match &values[at] {
+                Scalar::Null => bail!("its key {} is null", self.columns[at]),
+                Scalar::Integer(_) => {}
+                other if integer => bail!("its key {} is not an integer: {other:?}", self.columns[at]),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
 
 impl Upserts {
     /// So many different sets of columns and the cache starts over.
@@ -272,20 +344,29 @@ impl Upserts {
 
     /// The index of the upsert of `fields` into `table`, prepared if it is new.
     fn find(&mut self, db: &Connection, table: &TableSchema, fields: &[Field<'_>]) -> Result<usize> {
-        let same_names = |names: &[String]| {
-            names.len() == fields.len() && names.iter().zip(fields).all(|(name, (key, _))| name == key)
+        let same_columns = |columns: &[String]| {
+            columns.len() == fields.len() && columns.iter().zip(fields).all(|(column, (name, _))| column == name)
         };
-        if let Some(found) = self.0.iter().position(|(name, names, _)| *name == table.name && same_names(names)) {
+        if let Some(found) = self.0.iter().position(|p| p.table == table.name && same_columns(&p.columns)) {
             return Ok(found);
         }
+        let columns: Vec<String> = fields.iter().map(|(name, _)| name.to_string()).collect();
+        let key = table
+            .primary_key
+            .iter()
+            .map(|name| {
+                let at = columns.iter().position(|c| c == name).ok_or_else(|| anyhow!("it has no key {name}"))?;
+                let integer = table.columns.iter().any(|c| c.name == *name && c.field_type == FieldType::Integer);
+                Ok((at, integer))
+            })
+            .collect::<Result<_>>()?;
         if self.0.len() == Self::LIMIT {
             self.0.clear();
         }
-        let names: Vec<String> = fields.iter().map(|(name, _)| name.to_string()).collect();
         // SAFETY: the destination drops its upserts before its connection, and clears them before
         // it closes it.
-        let statement = unsafe { Upsert::prepare(db, &upsert(table, &names)) }?;
-        self.0.push((table.name.clone(), names, statement));
+        let upsert = unsafe { Upsert::prepare(db, &upsert(table, &columns)) }?;
+        self.0.push(Prepared { table: table.name.clone(), columns, key, upsert });
         Ok(self.0.len() - 1)
     }
 }
@@ -368,6 +449,78 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// The table's ids, in order.
+    fn ids(dest: &SqliteDestination) -> Vec<i64> {
+        let mut statement = dest.db.prepare("SELECT id FROM issue ORDER BY id").unwrap();
+        statement.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn a_page_with_a_record_it_cannot_take_fails_alone_and_leaves_nothing() {
+        let (dir, mut dest) = fresh("checked");
+        let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        dest.prepare(&table()).unwrap();
+        dest.write_page(&part, b"{\"id\":1,\"title\":\"a\"}\n", None).unwrap();
+        for (bad, why) in [
+            (&b"{\"id\":null,\"title\":\"b\"}"[..], "record 2 of the page: its key id is null"),
+            (b"{\"id\":\"x\",\"title\":\"b\"}", "record 2 of the page: its key id is not an integer: Text(\"x\")"),
+            (b"{\"title\":\"b\"}", "record 2 of the page: it has no key id"),
+            (
+                b"{\"id\":3,\"title\":\"b\",\"nope\":1}",
+                "record 2 of the page: table issue has no column named nope: Error code 1: SQL error or missing database",
+            ),
+            (b"{\"id\":3,\"title\":}", "record 2 of the page: not a JSON object: expected a value at line 1 column 17"),
+        ] {
+            let page = [&b"{\"id\":2,\"title\":\"b\"}\n"[..], bad, b"\n"].concat();
+            let error = dest.write_page(&part, &page, None).unwrap_err();
+            assert_eq!(format!("{error:#}"), why);
+        }
+        let checkpoint = Checkpoint { page_token: Some("/next".into()), ..Checkpoint::default() };
+        dest.write_page(&part, b"{\"id\":4,\"title\":\"d\"}\n", Some(&checkpoint)).unwrap();
+        dest.commit().unwrap().run().unwrap();
+        assert_eq!(ids(&dest), [1, 4], "nothing of the refused pages");
+        assert_eq!(dest.load(&part).unwrap(), Some(checkpoint));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_page_sqlite_fails_to_write_rolls_back_its_group_and_the_group_fails() {
+        let (dir, mut dest) = fresh("rolled-back");
+        let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        dest.prepare(&table()).unwrap();
+        let first = Checkpoint { page_token: Some("/2".into()), ..Checkpoint::default() };
+        dest.write_page(&part, b"{\"id\":1,\"title\":\"a\"}\n", Some(&first)).unwrap();
+        dest.commit().unwrap().run().unwrap();
+        // A trigger a user added refuses a row only as SQLite writes it.
+        dest.db
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON issue WHEN NEW.title = 'boom' \
+                 BEGIN SELECT RAISE(ABORT, 'boom is refused'); END",
+            )
+            .unwrap();
+        let later = Checkpoint { page_token: Some("/3".into()), ..Checkpoint::default() };
+        dest.write_page(&part, b"{\"id\":2,\"title\":\"b\"}\n", Some(&later)).unwrap();
+        let other = PartitionKey { scope: "project-2".into(), ..part.clone() };
+        let error =
+            dest.write_page(&other, b"{\"id\":3,\"title\":\"c\"}\n{\"id\":4,\"title\":\"boom\"}\n", None).unwrap_err();
+        let why = "record 2 of the page: boom is refused: Error code 1811: A RAISE function within a trigger fired";
+        assert_eq!(format!("{error:#}"), why);
+        // The rest of the group is refused, its commit too: none of it was kept.
+        let refused = format!("{ROLLED_BACK}: {why}");
+        let error = dest.write_page(&part, b"{\"id\":5,\"title\":\"e\"}\n", None).unwrap_err();
+        assert_eq!(format!("{error:#}"), refused);
+        assert_eq!(format!("{:#}", dest.save(&part, &later).unwrap_err()), refused);
+        assert_eq!(format!("{:#}", dest.commit().err().expect("the commit fails")), refused);
+        assert_eq!(ids(&dest), [1]);
+        assert_eq!(dest.load(&part).unwrap(), Some(first));
+        // The next group starts afresh.
+        dest.write_page(&part, b"{\"id\":2,\"title\":\"b\"}\n", Some(&later)).unwrap();
+        dest.commit().unwrap().run().unwrap();
+        assert_eq!(ids(&dest), [1, 2]);
+        assert_eq!(dest.load(&part).unwrap(), Some(later));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn rows_are_stored_in_the_order_they_arrive_and_the_key_is_an_index() {
         let (dir, mut dest) = fresh("order");
@@ -380,8 +533,6 @@ mod tests {
         assert_eq!(stored, [(1, 30, "c2".into()), (2, 20, "b".into()), (3, 10, "a".into())]);
         let page_size: u32 = dest.db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
         assert_eq!(page_size, PAGE_SIZE);
-        let temp_store: i64 = dest.db.query_row("PRAGMA temp_store", [], |r| r.get(0)).unwrap();
-        assert_eq!(temp_store, 2, "savepoints kept in memory");
         let key: String = dest
             .db
             .query_row("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'issue'", [], |r| r.get(0))
@@ -389,7 +540,7 @@ mod tests {
         assert_eq!(key, "CREATE UNIQUE INDEX \"issue_primary_key\" ON \"issue\" (\"id\")");
         // A record without its key is refused, naming the key.
         let error = dest.write_page(&part, b"{\"title\":\"no id\"}\n", None).unwrap_err();
-        assert!(format!("{error:#}").contains("NOT NULL constraint failed: issue.id"), "{error:#}");
+        assert_eq!(format!("{error:#}"), "record 1 of the page: it has no key id");
         let _ = std::fs::remove_dir_all(dir);
     }
 
