@@ -415,6 +415,11 @@ mod tests {
         statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<Result<_, _>>().unwrap()
     }
 
+    /// The partition every test writes issues of.
+    fn part() -> PartitionKey {
+        PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() }
+    }
+
     /// A destination on a new database in a folder of its own, named after the test.
     fn fresh(name: &str) -> (PathBuf, SqliteDestination) {
         let dir = std::env::temp_dir().join(format!("sqlite-dest-{name}-{}", std::process::id()));
@@ -426,7 +431,7 @@ mod tests {
     #[test]
     fn upserts_on_the_primary_key_and_adds_columns() {
         let (dir, mut dest) = fresh("upsert");
-        let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        let part = part();
         dest.prepare(&table()).unwrap();
         dest.write_page(
             &part,
@@ -458,7 +463,7 @@ mod tests {
     #[test]
     fn a_page_with_a_record_it_cannot_take_fails_alone_and_leaves_nothing() {
         let (dir, mut dest) = fresh("checked");
-        let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        let part = part();
         dest.prepare(&table()).unwrap();
         dest.write_page(&part, b"{\"id\":1,\"title\":\"a\"}\n", None).unwrap();
         for (bad, why) in [
@@ -486,7 +491,7 @@ mod tests {
     #[test]
     fn a_page_sqlite_fails_to_write_rolls_back_its_group_and_the_group_fails() {
         let (dir, mut dest) = fresh("rolled-back");
-        let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        let part = part();
         dest.prepare(&table()).unwrap();
         let first = Checkpoint { page_token: Some("/2".into()), ..Checkpoint::default() };
         dest.write_page(&part, b"{\"id\":1,\"title\":\"a\"}\n", Some(&first)).unwrap();
@@ -524,7 +529,7 @@ mod tests {
     #[test]
     fn rows_are_stored_in_the_order_they_arrive_and_the_key_is_an_index() {
         let (dir, mut dest) = fresh("order");
-        let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        let part = part();
         dest.prepare(&table()).unwrap();
         // Newest first, as GitLab lists them; then an update of the first row.
         dest.write_page(&part, b"{\"id\":30,\"title\":\"c\"}\n{\"id\":20,\"title\":\"b\"}\n", None).unwrap();
@@ -548,7 +553,7 @@ mod tests {
     fn a_table_an_earlier_version_made_keeps_its_primary_key() {
         let (dir, mut dest) = fresh("earlier");
         dest.db.execute_batch("CREATE TABLE issue (id INTEGER, title TEXT, PRIMARY KEY (id))").unwrap();
-        let part = PartitionKey { flow: "f".into(), object: "issue".into(), scope: "project-1".into() };
+        let part = part();
         dest.prepare(&table()).unwrap();
         dest.write_page(&part, b"{\"id\":1,\"title\":\"a\"}\n{\"id\":1,\"title\":\"a2\",\"labels\":[]}\n", None)
             .unwrap();
