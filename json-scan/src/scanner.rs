@@ -277,7 +277,6 @@ impl<'a> Scanner<'a> {
             return Ok(Cow::Borrowed(self.token_text(start + 1, self.pos - 1)));
         }
         crate::unescape(self.token_text(start, self.pos))
-            .map(Cow::Owned)
             .map_err(|_| Error::at(self.bytes(), start, "a field name whose escapes are not a valid string"))
     }
 

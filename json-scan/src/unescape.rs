@@ -1,30 +1,37 @@
 //! A JSON string's value: its text between the quotes, its escapes read.
 //!
 //! The scanner hands out a string value as the JSON text it was written as, quotes and escapes
-//! included; a destination that stores it as text needs its value. Most strings hold no escape and
-//! are used as they are; this is for those that do (an issue's description, with its `\n`s and
-//! `\"`s). It copies the runs between escapes whole, found by `memchr` (16 or 32 bytes at a time), into
-//! one `String` of the text's length: a third of the time serde_json takes, which reads the string
-//! into a scratch buffer first and then copies it again.
+//! included; a destination that stores it as text needs its value. Most strings hold no escape: one
+//! `memchr` finds none, and the value is borrowed from the text. For those that do (an issue's
+//! description, with its `\n`s and `\"`s), the runs between escapes, found by `memchr` (16 or 32
+//! bytes at a time), are copied whole into one `String` of the text's length: a third of the time
+//! serde_json takes, which reads the string into a scratch buffer first and then copies it again.
 //!
 //! It reads what serde_json reads: the eight one-character escapes and `\uXXXX`, a surrogate pair
 //! as one character, a surrogate alone refused. The text is a string the scanner accepted (no raw
 //! control characters, valid UTF-8); other text gets an error or a value, never a panic.
 
+use std::borrow::Cow;
+
 use crate::Error;
 
 /// The value of the JSON string `token`, written with its quotes: `"a\nb"` is `a`, a line break, `b`.
-pub fn unescape(token: &str) -> Result<String, Error> {
+/// Borrowed from `token` when it holds no escape.
+pub fn unescape(token: &str) -> Result<Cow<'_, str>, Error> {
     let bytes = token.as_bytes();
     if bytes.len() < 2 || bytes[0] != b'"' || bytes[bytes.len() - 1] != b'"' {
         return Err(Error::at(bytes, 0, "expected a string"));
     }
     let inner = &token[1..token.len() - 1];
+    let mut next = memchr::memchr(b'\\', inner.as_bytes());
+    if next.is_none() {
+        return Ok(Cow::Borrowed(inner));
+    }
     let mut value = String::with_capacity(inner.len());
     // `rest` is `inner` from byte `at` (of the token) on; every escape is ASCII, so each cut below
     // falls between characters.
     let (mut rest, mut at) = (inner, 1);
-    while let Some(backslash) = memchr::memchr(b'\\', rest.as_bytes()) {
+    while let Some(backslash) = next {
         value.push_str(&rest[..backslash]);
         let escape = &rest.as_bytes()[backslash + 1..];
         let bad = |what| Error::at(bytes, at + backslash, what);
@@ -57,12 +64,13 @@ pub fn unescape(token: &str) -> Result<String, Error> {
             _ => return Err(bad("an invalid escape in a string")),
         };
         value.push(character);
-        let next = backslash + 1 + length;
-        rest = &rest[next..];
-        at += next;
+        let escaped = backslash + 1 + length;
+        rest = &rest[escaped..];
+        at += escaped;
+        next = memchr::memchr(b'\\', rest.as_bytes());
     }
     value.push_str(rest);
-    Ok(value)
+    Ok(Cow::Owned(value))
 }
 
 /// Four hex digits at the start of `digits`.

@@ -106,12 +106,7 @@ impl<'a> Scalar<'a> {
             Some(b'n') => Scalar::Null,
             Some(b't') => Scalar::Bool(true),
             Some(b'f') => Scalar::Bool(false),
-            Some(b'"')
-                if text.len() >= 2 && text.ends_with('"') && memchr::memchr(b'\\', text.as_bytes()).is_none() =>
-            {
-                Scalar::Text(Cow::Borrowed(&text[1..text.len() - 1]))
-            }
-            Some(b'"') => Scalar::Text(Cow::Owned(json_scan::unescape(text)?)),
+            Some(b'"') => Scalar::Text(json_scan::unescape(text)?),
             Some(b'{' | b'[') => Scalar::Json(text),
             _ => match text.parse::<i64>() {
                 Ok(integer) => Scalar::Integer(integer),

@@ -56,6 +56,14 @@ const PAGE_SIZE: u32 = 32 << 10;
 /// Why the pages and checkpoints of a group rolled back are refused.
 const ROLLED_BACK: &str = "the pages written with this one were rolled back when one failed";
 
+/// Refuse what belongs to a group whose transaction was rolled back (`rolled_back` says why).
+fn not_rolled_back(rolled_back: Option<&str>) -> Result<()> {
+    match rolled_back {
+        Some(why) => Err(anyhow!("{ROLLED_BACK}: {why}")),
+        None => Ok(()),
+    }
+}
+
 pub struct SqliteDestination {
     /// Statements on `db`: declared before it, so dropped before it closes.
     upserts: Upserts,
@@ -183,9 +191,7 @@ impl Destination for SqliteDestination {
     ) -> Result<Option<String>> {
         let object = part.object.as_str();
         let table = self.tables.get(object).ok_or_else(|| anyhow!("table '{object}' was not prepared"))?;
-        if let Some(why) = &self.rolled_back {
-            return Err(anyhow!("{ROLLED_BACK}: {why}"));
-        }
+        not_rolled_back(self.rolled_back.as_deref())?;
         if !self.in_transaction {
             self.backfill.wait_if_long();
             self.db.execute_batch("BEGIN")?;
@@ -213,9 +219,8 @@ impl Destination for SqliteDestination {
     }
 
     fn commit(&mut self) -> Result<Syncs> {
-        if let Some(why) = self.rolled_back.take() {
-            return Err(anyhow!("{ROLLED_BACK}: {why}"));
-        }
+        // The group's pages fail with the page that rolled them back; the next group starts afresh.
+        not_rolled_back(self.rolled_back.take().as_deref())?;
         let mut syncs = Syncs::default();
         if self.in_transaction {
             self.db.execute_batch("COMMIT").context("cannot commit the pages to SQLite")?;
@@ -254,9 +259,7 @@ impl CheckpointStore for SqliteDestination {
 
     fn save(&mut self, key: &PartitionKey, checkpoint: &Checkpoint) -> Result<()> {
         // Not once the pages it follows were rolled back.
-        if let Some(why) = &self.rolled_back {
-            return Err(anyhow!("{ROLLED_BACK}: {why}"));
-        }
+        not_rolled_back(self.rolled_back.as_deref())?;
         state::sqlite::save(&self.db, key, checkpoint)
     }
 }
