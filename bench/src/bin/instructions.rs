@@ -24,6 +24,7 @@ fn main() -> Result<()> {
         [once, mode, object, page, rounds] if once == "--once" => {
             run_once(mode, object, Path::new(page), rounds.parse()?)
         }
+        [flag, mode, component] if flag == "--precompile" => precompile(mode, Path::new(component)),
         [] => report(),
         _ => bail!("usage: instructions (it runs itself under valgrind)"),
     }
@@ -33,10 +34,13 @@ fn main() -> Result<()> {
 fn report() -> Result<()> {
     let work = bench::target_dir().join("bench-instructions");
     std::fs::create_dir_all(&work)?;
-    let normalizer = std::fs::read(bench::build_wasm_apart("normalizer")?)?;
+    let normalizer = bench::build_wasm_apart("normalizer")?;
+    let normalizer = normalizer.to_str().context("the component's path is not UTF-8")?;
     for mode in &MODES[1..] {
-        let compiled = engine(*mode == "wasm-epochs").precompile_component(&normalizer)?;
-        std::fs::write(work.join(format!("{mode}.cwasm")), compiled)?;
+        // Compiled under valgrind too: Cranelift uses the CPU features it finds, and valgrind's
+        // virtual CPU has fewer than most machines (no AVX-512), so code compiled outside it would
+        // be refused inside it.
+        valgrind("none", &["--precompile", mode, normalizer])?;
     }
     println!("instructions per page of 100 records (callgrind: 21 rounds less 1, over 20)");
     for object in ["issue", "project_merge_request"] {
@@ -56,24 +60,38 @@ fn report() -> Result<()> {
 
 /// The instructions callgrind counted over one run of [`run_once`].
 fn count(mode: &str, object: &str, page: &Path, rounds: u32) -> Result<u64> {
-    let output = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-        .arg(std::env::current_exe()?)
-        .args(["--once", mode, object])
-        .arg(page)
-        .arg(rounds.to_string())
-        .output()
-        .context("cannot run valgrind (is it installed?)")?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        bail!("valgrind failed: {stderr}");
-    }
+    let page = page.to_str().context("the page's path is not UTF-8")?;
+    let stderr = valgrind("callgrind", &["--once", mode, object, page, &rounds.to_string()])?;
     // "==123== Collected : 135524173"
     stderr
         .lines()
         .find_map(|line| line.split("Collected :").nth(1))
         .and_then(|n| n.trim().parse().ok())
         .with_context(|| format!("no instruction count in valgrind's output: {stderr}"))
+}
+
+/// Run this program with `args` under valgrind's `tool`; what valgrind printed.
+fn valgrind(tool: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new("valgrind")
+        .arg(format!("--tool={tool}"))
+        .args((tool == "callgrind").then_some("--callgrind-out-file=/dev/null"))
+        .arg(std::env::current_exe()?)
+        .args(args)
+        .output()
+        .context("cannot run valgrind (is it installed?)")?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!("valgrind failed: {stderr}");
+    }
+    Ok(stderr)
+}
+
+/// Compile the normalizer `component` for `mode` into the work folder, for the CPU this runs on.
+fn precompile(mode: &str, component: &Path) -> Result<()> {
+    let normalizer = std::fs::read(component)?;
+    let compiled = engine(mode == "wasm-epochs").precompile_component(&normalizer)?;
+    std::fs::write(bench::target_dir().join("bench-instructions").join(format!("{mode}.cwasm")), compiled)?;
+    Ok(())
 }
 
 /// Normalize the page in `page` (a file) `rounds` times, as `mode` says.
