@@ -180,7 +180,7 @@ impl Bench {
         let mut raw_rates = Vec::new();
         let mut rates = vec![Vec::new(); kinds.len()];
         let mut ratios = vec![Vec::new(); kinds.len()];
-        // The destination's CPU (writer and committer threads, and SQLite's inserter) over the run's wall time.
+        // The destination's CPU (writer and committer threads) over the run's wall time.
         let mut busy = vec![Vec::new(); kinds.len()];
         let mut first = None;
         let mut alone = Vec::new();
@@ -212,7 +212,7 @@ impl Bench {
             };
             let (low, high) = ratios[k].iter().fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(*r), h.max(*r)));
             println!(
-                "host run into {into} (whole process): {:.0} records/s, {:.2} of the raw fetch (goal ≥ 0.8; each round's against its own raw fetch: {low:.2}–{high:.2}); the destination (its writer, committer and inserting threads) used {:.2} s of CPU per second of the run",
+                "host run into {into} (whole process): {:.0} records/s, {:.2} of the raw fetch (goal ≥ 0.8; each round's against its own raw fetch: {low:.2}–{high:.2}); the destination (its writer and committer threads) used {:.2} s of CPU per second of the run",
                 median(rates[k].clone()),
                 median(ratios[k].clone()),
                 median(busy[k].clone())

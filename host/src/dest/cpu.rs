@@ -1,5 +1,4 @@
-//! The CPU time a run's destination used: its writer thread's, its committer thread's, and those of
-//! threads of the destination's own (SQLite's inserter).
+//! The CPU time a run's destination used: its writer thread's and its committer thread's.
 //!
 //! A run's summary gives the plugin's CPU (measured around each call into it); this is the other
 //! side of a page, where a run into SQLite spends most of its time: checking the plugin's records,
@@ -23,12 +22,8 @@ pub struct CpuMeter(Arc<AtomicU64>);
 impl CpuMeter {
     /// Add the calling thread's CPU time so far.
     pub fn add_this_thread(&self) {
-        self.add(this_thread_cpu().unwrap_or_default());
-    }
-
-    /// Add the CPU time another thread used (as it ended).
-    pub fn add(&self, used: Duration) {
-        self.0.fetch_add(u64::try_from(used.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let used = this_thread_cpu().map_or(0, |cpu| u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX));
+        self.0.fetch_add(used, Ordering::Relaxed);
     }
 
     pub fn seconds(&self) -> f64 {
@@ -37,7 +32,7 @@ impl CpuMeter {
 }
 
 /// The calling thread's CPU time (user and system), where the system says.
-pub fn this_thread_cpu() -> Option<Duration> {
+fn this_thread_cpu() -> Option<Duration> {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `clock_gettime` writes the `timespec` it is given, which outlives the call.
     let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };

@@ -159,10 +159,6 @@ pub trait Destination: Send {
     /// closing a part that is not open does nothing.
     fn close_part(&mut self, part: &PartitionKey) -> Result<()>;
 
-    /// Count the CPU time of threads of the destination's own in `meter` (the writer counts its own
-    /// thread's and its committer's), by the time `finish` or `abort` returns.
-    fn count_cpu_in(&mut self, _meter: CpuMeter) {}
-
     /// Finish the run (write its manifest, close connections).
     fn finish(self: Box<Self>) -> Result<()>;
 

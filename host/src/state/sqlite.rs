@@ -97,18 +97,14 @@ pub fn save(db: &Connection, key: &PartitionKey, checkpoint: &Checkpoint) -> Res
 /// How to open a read-only connection to the checkpoints of the database `db` is connected to
 /// (`None` for a database in memory).
 pub fn reader(db: &Connection) -> Option<ReaderOpener> {
-    db.path().filter(|path| !path.is_empty()).map(|path| reader_at(path.to_owned()))
-}
-
-/// How to open a read-only connection to the checkpoints of the database at `path`.
-pub fn reader_at(path: String) -> ReaderOpener {
-    Box::new(move || {
+    let path = db.path().filter(|path| !path.is_empty())?.to_owned();
+    Some(Box::new(move || {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let reader = Connection::open_with_flags(&path, flags)
             .and_then(|reader| reader.busy_timeout(std::time::Duration::from_secs(5)).map(|()| reader))
             .with_context(|| format!("cannot open the checkpoints in {path} a second time, to read them"))?;
         Ok(Box::new(SqliteReader(reader)) as Box<dyn CheckpointReader>)
-    })
+    }))
 }
 
 /// A read-only connection to a SQLite database's checkpoints.

@@ -413,7 +413,6 @@ impl Writer {
         let direct = reader.map(|open| Arc::new(DirectLoads::new(open)));
         let (jobs, mut queue) = mpsc::channel::<Message>(64);
         let cpu = CpuMeter::default();
-        destination.count_cpu_in(cpu.clone());
         let meter = cpu.clone();
         std::thread::Builder::new()
             .name("destination-writer".into())
@@ -490,8 +489,7 @@ impl Writer {
         Writer { jobs, cpu, direct }
     }
 
-    /// The CPU time of the writer and committer threads and of the destination's own, complete once `finish`
-    /// or `abort` answered.
+    /// The CPU time of the writer and committer threads, complete once `finish` or `abort` answered.
     pub fn cpu(&self) -> CpuMeter {
         self.cpu.clone()
     }
