@@ -260,6 +260,12 @@ impl Bench {
         if got != records as u64 {
             bail!("host run wrote {got} records, not {records}");
         }
+        // What landed, not what the host says it read: a build that loses or repeats pages must not
+        // pass for a fast one.
+        let stored = stored_issues(&dest)?;
+        if stored != (records, records) {
+            bail!("host run into {dest} stored {} issues, {} distinct, not {records}", stored.0, stored.1);
+        }
         if kind == "jsonl-tmpfs"
             && let Some(memory) = &self.memory
         {
@@ -536,6 +542,35 @@ fn instantiation_micros(log: &str) -> Vec<f64> {
         .filter(|l| l.contains("sandbox instantiated"))
         .filter_map(|l| l.split("micros=").nth(1)?.split_whitespace().next()?.parse().ok())
         .collect()
+}
+
+/// The issues stored at `dest` (a `sqlite:` or `jsonl:` destination): how many, and how many distinct ids.
+fn stored_issues(dest: &str) -> Result<(usize, usize)> {
+    if let Some(path) = dest.strip_prefix("sqlite:") {
+        let db = rusqlite::Connection::open(path)?;
+        let (rows, ids): (i64, i64) =
+            db.query_row("SELECT count(*), count(DISTINCT id) FROM issue", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        return Ok((usize::try_from(rows)?, usize::try_from(ids)?));
+    }
+    let folder = Path::new(dest.strip_prefix("jsonl:").context("a sqlite: or jsonl: destination")?).join("issue");
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&folder).with_context(|| format!("listing {}", folder.display()))? {
+        let path = entry?.path();
+        let published = !path.file_name().is_some_and(|name| name.to_string_lossy().starts_with('.'));
+        if published && path.extension().is_some_and(|x| x == "jsonl") {
+            for line in std::fs::read(&path)?.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+                ids.push(serde_json::from_slice::<Id>(line)?.id);
+            }
+        }
+    }
+    let rows = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok((rows, ids.len()))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
