@@ -177,6 +177,25 @@ fn describing_an_unknown_object_lists_the_known_ones() {
 }
 
 #[test]
+fn a_plugin_that_is_not_a_component_is_named_for_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "garbage, not wasm").unwrap();
+    // A core module: the magic, version 1, no sections.
+    let module = dir.path().join("module.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    for (file, says) in [
+        (&text, "is not WebAssembly (it does not start with `\\0asm`): --plugin takes a component"),
+        (&module, "is a core WebAssembly module, not a component: build the plugin for wasm32-wasip2"),
+    ] {
+        let run = host(&["objects", "--plugin", file.to_str().unwrap()], None);
+        assert!(!run.success);
+        assert!(run.stderr.contains(says), "{}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    }
+}
+
+#[test]
 fn a_missing_plugin_says_how_to_build_it() {
     let run = host(&["objects", "--plugin", "/nonexistent/gitlab.wasm"], None);
     assert!(!run.success);

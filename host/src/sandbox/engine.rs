@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
@@ -99,6 +99,7 @@ impl SandboxEngine {
     pub fn load(&self, path: &Path) -> Result<Arc<Plugin>> {
         let wasm = std::fs::read(path)
             .with_context(|| format!("cannot read the plugin {}: build it with `cargo xtask build`", path.display()))?;
+        check_header(path, &wasm)?;
         let key = CacheKey::new(&self.engine, &wasm);
         if let Some(plugin) = self.plugins.lock().unwrap_or_else(|e| e.into_inner()).get(&key.wasm_sha256) {
             return Ok(plugin.clone());
@@ -156,6 +157,28 @@ impl SandboxEngine {
             None => tracing::debug!(ms = compiled.as_millis() as u64, "compiled the plugin {}", path.display()),
         }
         Ok(component)
+    }
+}
+
+/// Refuse a file that is not a WebAssembly component by its first 8 bytes, saying what it is instead
+/// (the parser's own error is a byte dump).
+fn check_header(path: &Path, wasm: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    // After the magic: a component's version and layer (0x0d 0x00, 0x01 0x00); a core module's is 1.
+    const COMPONENT: &[u8] = &[0x0d, 0x00, 0x01, 0x00];
+    const MODULE: &[u8] = &[0x01, 0x00, 0x00, 0x00];
+    let path = path.display();
+    match (wasm.get(..4), wasm.get(4..8)) {
+        (Some(MAGIC), Some(COMPONENT)) => Ok(()),
+        (Some(MAGIC), Some(MODULE)) => bail!(
+            "{path} is a core WebAssembly module, not a component: build the plugin for wasm32-wasip2 \
+             (`cargo xtask build` does), or wrap the module with `wasm-tools component new`"
+        ),
+        (Some(MAGIC), _) => bail!("{path} is WebAssembly of a version or layer this host does not read"),
+        _ => bail!(
+            "{path} is not WebAssembly (it does not start with `\\0asm`): --plugin takes a component such as \
+             target/wasm32-wasip2/release/gitlab.wasm, built by `cargo xtask build`"
+        ),
     }
 }
 
