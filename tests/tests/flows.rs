@@ -156,8 +156,13 @@ url = "sqlite:out/gitlab.db"
     // The destination's threads (checking, inserting, syncing) used CPU, and the summary says how much.
     let destination_cpu = summary["destination_cpu_seconds"].as_f64().unwrap();
     assert!(destination_cpu > 0.0 && destination_cpu < summary["seconds"].as_f64().unwrap() * 2.0, "{summary:#}");
+    // And the whole process's, which holds both.
+    let process_cpu = summary["process_cpu_seconds"].as_f64().unwrap();
+    assert!(process_cpu >= destination_cpu + summary["cpu_seconds"].as_f64().unwrap(), "{summary:#}");
     assert!(
-        run.stdout.contains(&format!("s in the plugin, {destination_cpu:.2} s in the destination")),
+        run.stdout.contains(&format!(
+            "s in the plugin, {destination_cpu:.2} s in the destination, {process_cpu:.2} s in the whole process"
+        )),
         "{}",
         run.stdout
     );

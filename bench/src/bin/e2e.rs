@@ -173,27 +173,34 @@ impl Bench {
             .into_iter()
             .filter(|kind| *kind != "jsonl-tmpfs" || self.memory.is_some())
             .collect();
-        let (_, compiling) = self.issues_into(&sim, "jsonl", self.runs, records)?;
+        let (_, compiling, _) = self.issues_into(&sim, "jsonl", self.runs, records)?;
 
         // Rounds: a raw fetch, then a host run into each destination. This machine's speed drifts
         // from minute to minute; each ratio is taken against the raw fetch of its own round.
         let mut raw_rates = Vec::new();
         let mut rates = vec![Vec::new(); kinds.len()];
         let mut ratios = vec![Vec::new(); kinds.len()];
-        // The destination's CPU (writer and committer threads) over the run's wall time.
+        // The destination's CPU (writer and committer threads) over the run's wall time, and the
+        // whole host process's and the simulator's.
         let mut busy = vec![Vec::new(); kinds.len()];
+        let mut machine = vec![Vec::new(); kinds.len()];
         let mut first = None;
         let mut alone = Vec::new();
+        let mut raw_busy = Vec::new();
         for run in 0..self.runs {
+            let before = own_cpu_seconds();
             let (fetched, wall) = runtime.block_on(raw_fetch(&url))?;
+            raw_busy.push((own_cpu_seconds() - before) / wall.as_secs_f64());
             let raw_rate = fetched as f64 / wall.as_secs_f64();
             raw_rates.push(raw_rate);
             for (k, kind) in kinds.iter().enumerate() {
-                let (rate, summary) = self.issues_into(&sim, kind, run, records)?;
+                let (rate, summary, simulator_cpu) = self.issues_into(&sim, kind, run, records)?;
                 rates[k].push(rate);
                 ratios[k].push(rate / raw_rate);
                 let seconds = |key: &str| summary[key].as_f64().unwrap_or(f64::NAN);
                 busy[k].push(seconds("destination_cpu_seconds") / seconds("seconds"));
+                machine[k]
+                    .push((seconds("process_cpu_seconds") / seconds("seconds"), simulator_cpu / seconds("seconds")));
                 first.get_or_insert(summary);
                 if *kind == "sqlite" {
                     alone.push((rate, raw_rate, self.sqlite_alone(run)?));
@@ -202,8 +209,9 @@ impl Bench {
         }
         println!("\n## 1. throughput at 0 ms latency: {records} issues of one project");
         println!(
-            "raw fetch (hyper, keep-alive, gzip, JSON parsed, nothing written; pages from the simulator's cache): {:.0} records/s",
-            median(raw_rates)
+            "raw fetch (hyper, keep-alive, gzip, JSON parsed, nothing written; pages from the simulator's cache): {:.0} records/s, using {:.2} s of CPU per second (client and simulator)",
+            median(raw_rates),
+            median(raw_busy)
         );
         for (k, kind) in kinds.iter().enumerate() {
             let into = match *kind {
@@ -212,10 +220,13 @@ impl Bench {
             };
             let (low, high) = ratios[k].iter().fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(*r), h.max(*r)));
             println!(
-                "host run into {into} (whole process): {:.0} records/s, {:.2} of the raw fetch (goal ≥ 0.8; each round's against its own raw fetch: {low:.2}–{high:.2}); the destination (its writer and committer threads) used {:.2} s of CPU per second of the run",
+                "host run into {into} (whole process): {:.0} records/s, {:.2} of the raw fetch (goal ≥ 0.8; each round's against its own raw fetch: {low:.2}–{high:.2}); per second of the run, the destination (its writer and committer threads) used {:.2} s of CPU, the whole host process {:.2} s and the simulator {:.2} s (of the machine's {})",
                 median(rates[k].clone()),
                 median(ratios[k].clone()),
-                median(busy[k].clone())
+                median(busy[k].clone()),
+                median(machine[k].iter().map(|m| m.0).collect()),
+                median(machine[k].iter().map(|m| m.1).collect()),
+                std::thread::available_parallelism().map_or(1, usize::from)
             );
         }
         if !alone.is_empty() {
@@ -250,12 +261,14 @@ impl Bench {
         Ok(())
     }
 
-    /// One `host run` of the big project's issues into a fresh destination of `kind`: its records/s
-    /// and its summary.
-    fn issues_into(&self, sim: &Simulator, kind: &str, run: usize, records: usize) -> Result<(f64, Value)> {
+    /// One `host run` of the big project's issues into a fresh destination of `kind`: its records/s,
+    /// its summary, and the CPU the simulator (this process) used meanwhile.
+    fn issues_into(&self, sim: &Simulator, kind: &str, run: usize, records: usize) -> Result<(f64, Value, f64)> {
         let dest = self.dest(kind, run);
+        let before = own_cpu_seconds();
         let figures =
             self.host_run(sim, &["--object", "issue", "--project", gitlab_sim::BIG_PROJECT, "--dest", &dest], &[])?;
+        let simulator_cpu = own_cpu_seconds() - before;
         let got = figures.summary["records"].as_u64().unwrap_or(0);
         if got != records as u64 {
             bail!("host run wrote {got} records, not {records}");
@@ -272,7 +285,7 @@ impl Bench {
             // Memory, not disk: give it back before the next run.
             std::fs::remove_dir_all(memory.path().join(format!("out-{run}"))).ok();
         }
-        Ok((got as f64 / figures.wall.as_secs_f64(), figures.summary))
+        Ok((got as f64 / figures.wall.as_secs_f64(), figures.summary, simulator_cpu))
     }
 
     /// Round `run`'s database into SQLite, replayed by SQLite alone ([`bench::sqlite_alone`]).
@@ -542,6 +555,14 @@ fn instantiation_micros(log: &str) -> Vec<f64> {
         .filter(|l| l.contains("sandbox instantiated"))
         .filter_map(|l| l.split("micros=").nth(1)?.split_whitespace().next()?.parse().ok())
         .collect()
+}
+
+/// The CPU time (user and system) this process has used so far: during a host run, the simulator's.
+fn own_cpu_seconds() -> f64 {
+    let mut used = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `clock_gettime` writes the `timespec` it is given, which outlives the call.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut used) };
+    if status == 0 { used.tv_sec as f64 + used.tv_nsec as f64 / 1e9 } else { f64::NAN }
 }
 
 /// The issues stored at `dest` (a `sqlite:` or `jsonl:` destination): how many, and how many distinct ids.
