@@ -118,9 +118,10 @@ pub struct Summary {
     pub destination_cpu_seconds: f64,
     /// The most memory the host process held at once (its peak resident set), where the system says.
     pub peak_rss_bytes: Option<u64>,
-    /// The CPU time of the whole host process by the run's end (every thread: the plugin's, the
+    /// The CPU time of the whole host process by the flow's end (every thread: the plugin's, the
     /// destination's, the network's, start-up), where the system says. Beside the plugin's and the
-    /// destination's, it shows how much of the machine the run took.
+    /// destination's, it shows how much of the machine the run took; for flows run side by side
+    /// (tenants), it holds theirs too, as `peak_rss_bytes` does.
     pub process_cpu_seconds: Option<f64>,
 }
 
