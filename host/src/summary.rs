@@ -145,7 +145,7 @@ impl Summary {
             cpu_seconds: partitions.iter().map(|p| p.cpu_seconds).sum(),
             destination_cpu_seconds: 0.0,
             peak_rss_bytes: peak_rss_bytes(),
-            process_cpu_seconds: process_cpu_seconds(),
+            process_cpu_seconds: crate::dest::process_cpu().map(|used| used.as_secs_f64()),
             partitions,
         }
     }
@@ -304,14 +304,6 @@ impl TenantReport {
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     parse_vm_hwm(&status)
-}
-
-/// The CPU time (user and system) the host process has used so far, where the system says.
-pub fn process_cpu_seconds() -> Option<f64> {
-    let mut used = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `clock_gettime` writes the `timespec` it is given, which outlives the call.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut used) };
-    (status == 0).then(|| used.tv_sec as f64 + used.tv_nsec as f64 / 1e9)
 }
 
 fn parse_vm_hwm(status: &str) -> Option<u64> {

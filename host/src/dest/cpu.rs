@@ -33,9 +33,19 @@ impl CpuMeter {
 
 /// The calling thread's CPU time (user and system), where the system says.
 fn this_thread_cpu() -> Option<Duration> {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// The whole process's CPU time (user and system, every thread), where the system says.
+pub fn process_cpu() -> Option<Duration> {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// The time of the CPU clock `clock`.
+fn cpu_clock(clock: libc::clockid_t) -> Option<Duration> {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `clock_gettime` writes the `timespec` it is given, which outlives the call.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    let status = unsafe { libc::clock_gettime(clock, &mut now) };
     let seconds = u64::try_from(now.tv_sec).ok()?;
     let nanos = u32::try_from(now.tv_nsec).ok()?;
     (status == 0).then(|| Duration::new(seconds, nanos))

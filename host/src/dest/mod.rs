@@ -31,7 +31,7 @@ use self::syncs::Syncs;
 use crate::pg::{PgUrl, is_postgres_url};
 use crate::sandbox::wit::FieldType;
 use crate::state::{Checkpoint, CheckpointStore, PartitionKey};
-pub use cpu::CpuMeter;
+pub use cpu::{CpuMeter, process_cpu};
 pub use format::FileFormat;
 pub use s3::S3Url;
 pub use writer::{PAGES_IN_WRITER, PendingPage, Writer};
