@@ -96,6 +96,17 @@ impl Limit {
         }
     }
 
+    /// One line saying that the plugin needed `asked` bytes of memory to start, more than this limit
+    /// (a memory limit) allows, and how to raise it.
+    pub fn too_small_to_start(&self, asked: usize) -> String {
+        let needed_mib = asked.div_ceil(1 << 20);
+        format!(
+            "the plugin needs at least {needed_mib} MiB of memory to start, more than its {} memory limit; raise the \
+             limit (--memory-mib, or memory_mib in the tenants file)",
+            self.value()
+        )
+    }
+
     /// One line saying that the plugin exceeded this limit in `call` (`read-page`).
     pub fn exceeded_in(&self, call: &str) -> String {
         let value = self.value();
@@ -184,6 +195,8 @@ pub struct Limiter {
     memory_used: usize,
     /// The last growth allowed, undone if the allocator then fails to grow.
     last_growth: usize,
+    /// The memory the guest would have held had the growth refused at the limit been allowed.
+    refused_total: Option<usize>,
     table_cap: usize,
     tripwire: Tripwire,
 }
@@ -191,7 +204,13 @@ pub struct Limiter {
 impl Limiter {
     /// A limiter allowing `memory_cap` bytes of linear memory in all.
     pub fn new(memory_cap: usize, tripwire: Tripwire) -> Limiter {
-        Limiter { memory_cap, memory_used: 0, last_growth: 0, table_cap: TABLE_ELEMENTS, tripwire }
+        Limiter { memory_cap, memory_used: 0, last_growth: 0, refused_total: None, table_cap: TABLE_ELEMENTS, tripwire }
+    }
+
+    /// How much memory the guest asked for in all when it hit the memory limit: what the refused
+    /// growth would have made its total. `None` until a growth is refused.
+    pub fn memory_asked(&self) -> Option<usize> {
+        self.refused_total
     }
 
     fn exceeded(&self, limit: Limit) -> wasmtime::Error {
@@ -205,6 +224,7 @@ impl ResourceLimiter for Limiter {
         let growth = desired.saturating_sub(current);
         let used = self.memory_used.saturating_add(growth);
         if used > self.memory_cap {
+            self.refused_total.get_or_insert(used);
             return Err(self.exceeded(Limit::Memory(self.memory_cap)));
         }
         self.memory_used = used;

@@ -54,6 +54,9 @@ mod bindings {
 
 pub use bindings::dataflow::connector::types as wit;
 
+/// The name failures give the first call of a sandbox, the one that instantiates the plugin.
+const INSTANTIATION: &str = "instantiation";
+
 /// Whom a sandbox works for, as its log lines say.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Label {
@@ -192,7 +195,7 @@ impl Plugin {
             _slot: slot,
         };
         let pre = self.pre.clone();
-        let connector = sandbox.call("instantiation", async |_, store| pre.instantiate_async(store).await).await?;
+        let connector = sandbox.call(INSTANTIATION, async |_, store| pre.instantiate_async(store).await).await?;
         sandbox.connector = Some(connector);
         tracing::debug!(
             tenant = sandbox.label.tenant.as_deref(),
@@ -276,7 +279,13 @@ impl Sandbox {
     /// What ended a call that returned `error`: the limit hit if any, else the trap, else the error.
     fn describe(&self, what: &str, error: &wasmtime::Error) -> CallFailure {
         if let Some(limit) = self.tripwire.hit().or_else(|| limit_of(error, &self.limits)) {
-            return CallFailure(limit.exceeded_in(what), Some(limit));
+            let asked = self.store.data().limiter.memory_asked();
+            return match (limit, asked) {
+                (Limit::Memory(_), Some(asked)) if what == INSTANTIATION => {
+                    CallFailure(limit.too_small_to_start(asked), Some(limit))
+                }
+                _ => CallFailure(limit.exceeded_in(what), Some(limit)),
+            };
         }
         let message = match error.downcast_ref::<Trap>() {
             Some(Trap::StackOverflow) => format!("the plugin overflowed its call stack in {what}"),
