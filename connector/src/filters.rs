@@ -6,10 +6,11 @@
 //!   object's cursor field, `>=` becomes the cursor's parameter (`updated_at >=` → `updated_after`);
 //! - `between` on `X_before_after` sends `X_after` and `X_before`; on `since_until`, `since` and `until`.
 //!
-//! Every value is checked against the field's type before any request is sent, and date-times are sent
-//! in RFC 3339 UTC.
+//! Every value is checked against the field's type, and against the values GitLab accepts where it
+//! accepts a fixed set (`state`, `sort`...), before any request is sent; date-times are sent in RFC
+//! 3339 UTC.
 
-use crate::catalogue::Schema;
+use crate::catalogue::{FilterSpec, Schema};
 use crate::error::{ConnectorError, invalid};
 use crate::normalize::{parse_date, parse_date_time};
 use crate::types::{FieldType, Filter, FilterOperator};
@@ -29,7 +30,7 @@ pub fn to_query(schema: &Schema, filters: &[Filter]) -> Result<Vec<(String, Stri
 fn push_filter(schema: &Schema, filter: &Filter, query: &mut Vec<(String, String)>) -> Result<(), ConnectorError> {
     let object = schema.spec.name;
     let field = filter.field.as_str();
-    let Some((field_type, operators)) = schema.filters.get(field) else {
+    let Some(FilterSpec { field_type, operators, values: allowed_values }) = schema.filters.get(field) else {
         let mut filterable: Vec<&str> = schema.filters.keys().map(String::as_str).collect();
         filterable.sort_unstable();
         let what = if schema.record_field(field).is_some() {
@@ -57,6 +58,12 @@ fn push_filter(schema: &Schema, filter: &Filter, query: &mut Vec<(String, String
     }
     let values =
         filter.values.iter().map(|v| check_value(object, field, *field_type, v)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(unknown) = values.iter().find(|v| !allowed_values.is_empty() && !allowed_values.contains(&v.as_str())) {
+        return Err(invalid(format!(
+            "filter '{object}.{field}': GitLab does not accept '{unknown}'; allowed: {}",
+            allowed_values.join(", ")
+        )));
+    }
 
     match filter.operator {
         FilterOperator::EqualTo if ARRAY_PARAMS.contains(&field) => {
@@ -189,6 +196,21 @@ mod tests {
             let err = query("issue", &[filter(field, op, &[value])]).unwrap_err().to_string();
             assert!(err.contains(field) && err.contains(value), "{err}");
         }
+    }
+
+    #[test]
+    fn a_value_outside_gitlab_s_fixed_set_is_refused_with_the_set() {
+        let err = query("issue", &[filter("state", FilterOperator::EqualTo, &["bogus"])]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid request: filter 'issue.state': GitLab does not accept 'bogus'; allowed: opened, closed, all"
+        );
+        let err = query("project_milestone", &[filter("state", FilterOperator::EqualTo, &["opened"])]).unwrap_err();
+        assert!(err.to_string().ends_with("allowed: active, closed"), "{err}");
+        let q = query("project_milestone", &[filter("state", FilterOperator::EqualTo, &[" closed "])]).unwrap();
+        assert_eq!(q, vec![("state".into(), "closed".into())]);
+        let q = query("tag", &[filter("sort", FilterOperator::EqualTo, &["asc"])]).unwrap();
+        assert_eq!(q, vec![("sort".into(), "asc".into())]);
     }
 
     #[test]

@@ -123,6 +123,7 @@ fn field_info(field: &types::FieldInfo) -> wit::FieldInfo {
         },
         nullable: field.nullable,
         filter_operators: field.filter_operators.iter().map(|op| operator_to_wit(*op)).collect(),
+        filter_values: field.filter_values.clone(),
         filter_only: field.filter_only,
     }
 }

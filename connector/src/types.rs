@@ -101,6 +101,7 @@ pub struct FieldInfo {
     pub field_type: FieldType,
     pub nullable: bool,
     pub filter_operators: Vec<FilterOperator>,
+    pub filter_values: Vec<String>,
     pub filter_only: bool,
 }
 

@@ -132,13 +132,17 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             } else {
                 println!("{:<34} {:<10} {:<9} {:<12} filters", "field", "type", "nullable", "kind");
                 for f in &schema.fields {
+                    let mut filters =
+                        f.filter_operators.iter().map(|op| operator_name(*op)).collect::<Vec<_>>().join(", ");
+                    if !f.filter_values.is_empty() {
+                        filters = format!("{filters} (one of: {})", f.filter_values.join(", "));
+                    }
                     println!(
-                        "{:<34} {:<10} {:<9} {:<12} {}",
+                        "{:<34} {:<10} {:<9} {:<12} {filters}",
                         f.name,
                         type_name(f.field_type),
                         if f.nullable { "yes" } else { "no" },
                         if f.filter_only { "filter only" } else { "record" },
-                        f.filter_operators.iter().map(|op| operator_name(*op)).collect::<Vec<_>>().join(", ")
                     );
                 }
             }
@@ -409,6 +413,7 @@ fn field_json(f: &wit::FieldInfo) -> serde_json::Value {
         "type": type_name(f.field_type),
         "nullable": f.nullable,
         "filter_operators": f.filter_operators.iter().map(|op| operator_name(*op)).collect::<Vec<_>>(),
+        "filter_values": f.filter_values,
         "filter_only": f.filter_only,
     })
 }

@@ -166,6 +166,9 @@ fn describe_lists_every_row_of_the_table_for_each_object() {
     assert_eq!(search["filter_only"], true);
     let state = issue["fields"].as_array().unwrap().iter().find(|f| f["name"] == "state").unwrap();
     assert_eq!(state["filter_only"], false);
+    // A filter GitLab takes from a fixed set says which; any other says nothing.
+    assert_eq!(state["filter_values"], serde_json::json!(["opened", "closed", "all"]));
+    assert_eq!(search["filter_values"], serde_json::json!([]));
 }
 
 #[test]

@@ -170,9 +170,32 @@ fn group_objects_cannot_be_read_at_project_scope() {
 }
 
 #[test]
+fn a_value_outside_the_set_gitlab_accepts_is_refused_with_the_set() {
+    refused(
+        &["--object", "issue", "--project", "demo/api", "--filter", "state = bogus"],
+        &[
+            "--filter 'state = bogus': filter 'issue.state': GitLab does not accept 'bogus'; allowed: opened, closed, all",
+        ],
+    );
+    refused(
+        &["--object", "project_milestone", "--project", "demo/api", "--filter", "state = opened"],
+        &["GitLab does not accept 'opened'; allowed: active, closed"],
+    );
+}
+
+#[test]
+fn a_memory_limit_too_small_to_start_the_plugin_says_what_it_needs() {
+    refused(
+        &["--object", "issue", "--project", "demo/api", "--memory-mib", "2"],
+        &["the plugin needs at least ", " MiB of memory to start, more than its 2 MiB memory limit; raise the limit"],
+    );
+}
+
+#[test]
 fn a_value_gitlab_does_not_know_is_its_400_and_stops_the_run() {
-    // The connector cannot know every enumeration; GitLab refuses the value with a 400 naming the
-    // parameter, and the run stops there (every partition would fail alike).
+    // The connector checks the fixed sets that stay the same across GitLab versions; a set that grows
+    // with them (pipeline statuses) is left to GitLab, which refuses a value it does not know with a 400
+    // naming the parameter, and the run stops there (every partition would fail alike).
     let sim = small_simulator();
     let dir = support::temp_dir();
     let dest = format!("jsonl:{}", dir.path().join("out").display());

@@ -2,8 +2,9 @@
 //!
 //! It is built once, from data: the AppFlow table (`appflow-fields.tsv`, one row per object and field,
 //! embedded at compile time) and our own table of the objects beyond it (`beyond-fields.tsv`, same
-//! columns) give the fields, types and filter operators; [`objects::OBJECTS`] gives
-//! the GitLab side (endpoints, keys, cursors, corrections). [`schema`] joins the two into an
+//! columns) give the fields, types and filter operators; `filter-values.tsv` gives the values of the
+//! filters GitLab accepts only from a fixed set (`state`, `sort`...); [`objects::OBJECTS`] gives
+//! the GitLab side (endpoints, keys, cursors, corrections). [`schema`] joins them into an
 //! [`ObjectSchema`] plus the lookups the reader needs. No object has code of its own.
 
 pub mod objects;
@@ -19,6 +20,9 @@ pub use objects::{Children, Cursor, Endpoint, OBJECTS, ObjectSpec};
 const APPFLOW_TABLE: &str = include_str!("appflow-fields.tsv");
 /// The objects we offer beyond AppFlow's, in the same form.
 const BEYOND_TABLE: &str = include_str!("beyond-fields.tsv");
+/// The filters whose values GitLab takes from a fixed set: `object<TAB>field<TAB>value,value...<TAB>where
+/// GitLab says so`, with a header line; the object `*` stands for every object with that filter.
+const FILTER_VALUES_TABLE: &str = include_str!("filter-values.tsv");
 
 /// One field that appears in records.
 #[derive(Debug)]
@@ -39,8 +43,19 @@ pub struct Schema {
     pub described: ObjectSchema,
     /// The record fields, in record order.
     pub record_fields: Vec<RecordField>,
-    /// Every filterable field (record or filter-only) and the operators it accepts.
-    pub filters: HashMap<String, (FieldType, Vec<FilterOperator>)>,
+    /// Every filterable field (record or filter-only), by name.
+    pub filters: HashMap<String, FilterSpec>,
+}
+
+/// What a filter on one field accepts.
+#[derive(Debug)]
+pub struct FilterSpec {
+    /// The type every value must have.
+    pub field_type: FieldType,
+    /// The operators it may use.
+    pub operators: Vec<FilterOperator>,
+    /// The only values GitLab accepts, when it accepts a fixed set; empty when any value of the type goes.
+    pub values: Vec<&'static str>,
 }
 
 impl Schema {
@@ -100,7 +115,7 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
                 source: scope_field.to_owned(),
                 field_type: FieldType::Integer,
             });
-            record_infos.push(field_info(spec, scope_field, FieldType::Integer, Vec::new(), false));
+            record_infos.push(field_info(spec, scope_field, FieldType::Integer, Vec::new(), &[], false));
         }
     }
 
@@ -119,10 +134,11 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
             operators.push(FilterOperator::GreaterThanOrEqualTo);
         }
         let filter_only = operator.is_some() && !spec.record_filters.contains(&name);
+        let values = if operators.is_empty() { Vec::new() } else { filter_values(spec.name, name) };
+        let info = field_info(spec, name, field_type, operators.clone(), &values, filter_only);
         if !operators.is_empty() {
-            filters.insert(name.to_owned(), (field_type, operators.clone()));
+            filters.insert(name.to_owned(), FilterSpec { field_type, operators, values });
         }
-        let info = field_info(spec, name, field_type, operators, filter_only);
         if filter_only {
             filter_infos.push(info);
         } else {
@@ -140,6 +156,7 @@ fn field_info(
     name: &str,
     field_type: FieldType,
     filter_operators: Vec<FilterOperator>,
+    filter_values: &[&str],
     filter_only: bool,
 ) -> FieldInfo {
     FieldInfo {
@@ -147,8 +164,24 @@ fn field_info(
         field_type,
         nullable: !spec.primary_key.contains(&name),
         filter_operators,
+        filter_values: filter_values.iter().map(|v| (*v).to_owned()).collect(),
         filter_only,
     }
+}
+
+/// The values GitLab accepts for the filter `field` of `object`, from the filter-values table: the
+/// object's own row, else the row for every object (`*`); empty when the table has neither.
+fn filter_values(object: &str, field: &str) -> Vec<&'static str> {
+    let rows = FILTER_VALUES_TABLE.lines().skip(1).filter_map(|line| {
+        let mut cells = line.split('\t');
+        let (row_object, row_field, values) = (cells.next()?, cells.next()?, cells.next()?);
+        (row_field == field && (row_object == object || row_object == "*")).then_some((row_object, values))
+    });
+    let (mut own, mut every) = (None, None);
+    for (row_object, values) in rows {
+        if row_object == "*" { every = Some(values) } else { own = Some(values) }
+    }
+    own.or(every).map_or_else(Vec::new, |values| values.split(',').collect())
 }
 
 /// The table's rows for one object label: (field, type, filter operator).
@@ -215,6 +248,33 @@ mod tests {
     }
 
     #[test]
+    fn every_filter_values_row_names_a_string_filter_its_object_has() {
+        for line in FILTER_VALUES_TABLE.lines().skip(1).filter(|l| !l.is_empty()) {
+            let cells: Vec<&str> = line.split('\t').collect();
+            assert_eq!(cells.len(), 4, "object, field, values, source: {line}");
+            let objects: Vec<&ObjectSpec> = OBJECTS.iter().filter(|o| cells[0] == "*" || o.name == cells[0]).collect();
+            let with_filter: Vec<&Schema> =
+                objects.iter().map(|o| schema(o.name).unwrap()).filter(|s| s.filters.contains_key(cells[1])).collect();
+            assert!(!with_filter.is_empty(), "no object has the filter of: {line}");
+            for schema in with_filter {
+                let filter = &schema.filters[cells[1]];
+                assert_eq!(filter.field_type, FieldType::String, "{line}");
+                assert!(filter.values.iter().all(|v| !v.is_empty() && v.trim() == *v), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_object_row_overrides_the_row_for_every_object() {
+        assert_eq!(schema("issue").unwrap().filters["state"].values, ["opened", "closed", "all"]);
+        assert_eq!(schema("tag").unwrap().filters["sort"].values, ["asc", "desc"]);
+        assert_eq!(schema("tag").unwrap().filters["order_by"].values, ["name", "updated", "version"]);
+        assert!(schema("issue").unwrap().filters["search"].values.is_empty());
+        let described = schema("project").unwrap().described.fields.iter().find(|f| f.name == "visibility").cloned();
+        assert_eq!(described.unwrap().filter_values, ["public", "internal", "private"]);
+    }
+
+    #[test]
     fn scope_ids_are_added_where_gitlab_omits_them() {
         let branch = schema("branch").unwrap();
         assert_eq!(branch.record_fields[0].name, "project_id");
@@ -244,6 +304,6 @@ mod tests {
         assert!(project.record_field("empty_repo").is_some());
         assert!(project.record_field("empty_Repo").is_none());
         let mr = schema("project_merge_request").unwrap();
-        assert_eq!(mr.filters["author_username"].0, FieldType::String);
+        assert_eq!(mr.filters["author_username"].field_type, FieldType::String);
     }
 }

@@ -63,7 +63,14 @@ fn info(name: &str) -> ObjectInfo {
 }
 
 fn field(name: &str, field_type: FieldType) -> FieldInfo {
-    FieldInfo { name: name.into(), field_type, nullable: false, filter_operators: vec![], filter_only: false }
+    FieldInfo {
+        name: name.into(),
+        field_type,
+        nullable: false,
+        filter_operators: vec![],
+        filter_values: vec![],
+        filter_only: false,
+    }
 }
 
 impl Guest for Hostile {

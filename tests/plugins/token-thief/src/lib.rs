@@ -70,6 +70,7 @@ impl Guest for Thief {
             field_type: FieldType::String,
             nullable: name != "check",
             filter_operators: vec![],
+            filter_values: vec![],
             filter_only: false,
         };
         Ok(ObjectSchema { object: info(&object), fields: vec![field("check"), field("outcome")] })
