@@ -106,6 +106,7 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
     let mut filter_infos = Vec::new();
     let mut filters = HashMap::new();
     let rows: Vec<_> = table_rows(spec.label).collect();
+    let value_sets = filter_value_sets(spec.name);
 
     if let Some(scope_field) = spec.scope_field {
         let in_table = rows.iter().any(|(field, _, _)| *field == scope_field);
@@ -134,7 +135,7 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
             operators.push(FilterOperator::GreaterThanOrEqualTo);
         }
         let filter_only = operator.is_some() && !spec.record_filters.contains(&name);
-        let values = if operators.is_empty() { Vec::new() } else { filter_values(spec.name, name) };
+        let values = if operators.is_empty() { Vec::new() } else { filter_values(&value_sets, name) };
         let info = field_info(spec, name, field_type, operators.clone(), &values, filter_only);
         if !operators.is_empty() {
             filters.insert(name.to_owned(), FilterSpec { field_type, operators, values });
@@ -169,19 +170,25 @@ fn field_info(
     }
 }
 
-/// The values GitLab accepts for the filter `field` of `object`, from the filter-values table: the
-/// object's own row, else the row for every object (`*`); empty when the table has neither.
-fn filter_values(object: &str, field: &str) -> Vec<&'static str> {
-    let rows = FILTER_VALUES_TABLE.lines().skip(1).filter_map(|line| {
-        let mut cells = line.split('\t');
-        let (row_object, row_field, values) = (cells.next()?, cells.next()?, cells.next()?);
-        (row_field == field && (row_object == object || row_object == "*")).then_some((row_object, values))
-    });
-    let (mut own, mut every) = (None, None);
-    for (row_object, values) in rows {
-        if row_object == "*" { every = Some(values) } else { own = Some(values) }
-    }
-    own.or(every).map_or_else(Vec::new, |values| values.split(',').collect())
+/// The fixed value sets of `object`'s filters, from the filter-values table: (field, values), the
+/// object's own rows before the rows for every object (`*`), so that the first match of a field wins.
+fn filter_value_sets(object: &str) -> Vec<(&'static str, &'static str)> {
+    let mut sets: Vec<(bool, &str, &str)> = FILTER_VALUES_TABLE
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut cells = line.split('\t');
+            let (row_object, field, values) = (cells.next()?, cells.next()?, cells.next()?);
+            (row_object == object || row_object == "*").then_some((row_object == "*", field, values))
+        })
+        .collect();
+    sets.sort_by_key(|(for_every_object, _, _)| *for_every_object);
+    sets.into_iter().map(|(_, field, values)| (field, values)).collect()
+}
+
+/// The values of `field` in `sets` (see [`filter_value_sets`]); empty when its values are not a fixed set.
+fn filter_values(sets: &[(&str, &'static str)], field: &str) -> Vec<&'static str> {
+    sets.iter().find(|(f, _)| *f == field).map_or_else(Vec::new, |(_, values)| values.split(',').collect())
 }
 
 /// The table's rows for one object label: (field, type, filter operator).
