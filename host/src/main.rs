@@ -357,9 +357,6 @@ async fn check_command(
     let mut control = plugin.instantiate(policy.clone(), stats.clone(), &limits, Label::partition("check")).await?;
     let connection = wit::Connection { base_url: flow.connection.base_url.clone(), options: vec![] };
     let checked = plan::check(&mut control, &connection, flow).await?;
-    if let Some(url) = &flow.state {
-        state::check_available(url).map_err(|e| flow.origins.error("state.url", format!("{e:#}")))?;
-    }
     let name = flow.origins.file_name().map_or_else(|| "the flow".to_owned(), str::to_owned);
     let scopes: usize = flow.objects.iter().map(|o| o.scopes.len()).sum();
     println!(

@@ -108,9 +108,9 @@ fn shown(config: &Config) -> String {
 }
 
 impl PgUrl {
-    /// Whether the URL `text` names this same database (host, port, user and database alike).
-    pub fn same_database(&self, text: &str) -> bool {
-        text.parse::<PgUrl>().is_ok_and(|other| other.shown == self.shown)
+    /// Whether `other` names this same database (host, port, user and database alike).
+    pub fn same_database(&self, other: &PgUrl) -> bool {
+        other.shown == self.shown
     }
 }
 

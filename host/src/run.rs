@@ -78,9 +78,6 @@ pub async fn run(
     let started = Instant::now();
     let fail = |error: anyhow::Error| RunFailure { summary: Summary::new(flow, Vec::new(), started), error };
 
-    if let Some(url) = &flow.state {
-        state::check_available(url).map_err(|e| fail(flow.origins.error("state.url", format!("{e:#}"))))?;
-    }
     // A tenant's flows share its partitions; a flow alone has its own.
     let permits = permits.unwrap_or_else(|| Arc::new(Semaphore::new(flow.concurrency.max(1))));
     let planning_stats = Arc::new(GateStats::default());

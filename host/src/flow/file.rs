@@ -535,7 +535,7 @@ mode = "full"
 url = "sqlite:out.db"
 
 [state]
-url = "postgres://db.example/state"
+url = "postgres://u@db.example/state"
 "#;
 
     #[test]
@@ -555,7 +555,7 @@ url = "postgres://db.example/state"
         assert!(matches!(&issue.scopes[1].scope, Scope::Project(id) if id == "42"));
         assert_eq!(flow.objects[1].mode, Mode::Full);
         assert_eq!(flow.destination, DestinationUrl::Sqlite("flows/out.db".into()));
-        assert_eq!(flow.state, Some(StateUrl::Postgres("postgres://db.example/state".into())));
+        assert_eq!(flow.state, Some(StateUrl::Postgres(Box::new("postgres://u@db.example/state".parse().unwrap()))));
         // Lines are kept for errors found later.
         assert_eq!(flow.origins.message("objects[1].fields", "x"), "flows/nightly.toml:21: objects[1].fields: x");
         assert_eq!(

@@ -26,6 +26,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::dest::DestinationUrl;
+use crate::pg::{PgUrl, is_postgres_url};
 
 /// One partition of one flow: an object under a scope, by the scope's stable id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -106,7 +107,7 @@ pub enum StateUrl {
     /// database when the paths are the same, so that a page and its checkpoint commit together).
     Sqlite(PathBuf),
     /// `postgres://...`: a PostgreSQL database several hosts can share.
-    Postgres(String),
+    Postgres(Box<PgUrl>),
 }
 
 impl std::str::FromStr for StateUrl {
@@ -114,8 +115,8 @@ impl std::str::FromStr for StateUrl {
 
     fn from_str(text: &str) -> Result<Self> {
         let usage = "write sqlite:PATH or postgres://USER@HOST/DATABASE";
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Ok(StateUrl::Postgres(text.to_owned()));
+        if is_postgres_url(text) {
+            return Ok(StateUrl::Postgres(Box::new(text.parse()?)));
         }
         match text.split_once(':') {
             Some(("sqlite", "")) => bail!("state store '{text}' has no path: {usage}"),
@@ -130,17 +131,8 @@ impl std::fmt::Display for StateUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StateUrl::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
-            // The URL may hold a password: show where, never who.
-            StateUrl::Postgres(url) => match url::Url::parse(url) {
-                Ok(parsed) => write!(
-                    f,
-                    "postgres://{}{}",
-                    parsed.host_str().unwrap_or(""),
-                    parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
-                )
-                .and_then(|()| f.write_str(parsed.path())),
-                Err(_) => f.write_str("postgres://[unparsable URL]"),
-            },
+            // Without its password, as a PostgreSQL destination shows itself.
+            StateUrl::Postgres(url) => write!(f, "{url}"),
         }
     }
 }
@@ -191,19 +183,11 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
-/// Whether `url` is well formed (a PostgreSQL URL parses): checked before a run sends anything.
-pub fn check_available(url: &StateUrl) -> Result<()> {
-    match url {
-        StateUrl::Sqlite(_) => Ok(()),
-        StateUrl::Postgres(text) => text.parse::<crate::pg::PgUrl>().map(drop),
-    }
-}
-
 /// Open the checkpoint store at `url`.
 pub fn open(url: &StateUrl) -> Result<Box<dyn CheckpointStore>> {
     match url {
         StateUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteCheckpoints::open(path)?)),
-        StateUrl::Postgres(text) => Ok(Box::new(postgres::PostgresCheckpoints::open(&text.parse()?)?)),
+        StateUrl::Postgres(url) => Ok(Box::new(postgres::PostgresCheckpoints::open(url)?)),
     }
 }
 
@@ -215,10 +199,13 @@ mod tests {
     fn parses_state_urls() {
         assert_eq!("sqlite:s.db".parse::<StateUrl>().unwrap(), StateUrl::Sqlite("s.db".into()));
         let pg = "postgres://u:secret@db.example:5433/state".parse::<StateUrl>().unwrap();
-        assert_eq!(pg.to_string(), "postgres://db.example:5433/state", "no password shown");
-        for (bad, says) in
-            [("sqlite:", "has no path"), ("redis://x", "unknown state store kind 'redis'"), ("x", "no kind")]
-        {
+        assert_eq!(pg.to_string(), "postgres://u@db.example:5433/state", "no password shown");
+        for (bad, says) in [
+            ("sqlite:", "has no path"),
+            ("redis://x", "unknown state store kind 'redis'"),
+            ("x", "no kind"),
+            ("postgres://u:secret@/state", "names no host"),
+        ] {
             let error = bad.parse::<StateUrl>().unwrap_err().to_string();
             assert!(error.contains(says), "{bad}: {error}");
         }
