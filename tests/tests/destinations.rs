@@ -386,6 +386,28 @@ fn s3_refuses_a_missing_bucket_before_reading_and_shows_no_secret() {
     assert!(sim.requests().iter().all(|r| !r.path.ends_with("/issues")), "no issue was read");
 }
 
+#[test]
+fn a_sqlite_file_that_is_a_folder_is_refused_by_name() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let folder = dir.path().display().to_string();
+    let file = dir.path().join("out.db").display().to_string();
+    for (dest, state, what) in [
+        (format!("sqlite:{folder}"), None, "the SQLite database"),
+        (format!("sqlite:{file}"), Some(format!("sqlite:{folder}")), "the checkpoint database"),
+    ] {
+        let mut args = vec!["--object", "issue", "--project", "demo/api", "--dest", &dest];
+        if let Some(state) = &state {
+            args.extend(["--state", state]);
+        }
+        let run = support::host_run(&sim, &args, Some(TOKEN));
+        assert!(!run.success, "{}", run.output());
+        let expected = format!("cannot open {what} {folder}: it is a folder; name a database file, such as {folder}/");
+        assert!(run.stderr.contains(&expected), "{}", run.output());
+    }
+    assert!(sim.requests().iter().all(|r| !r.path.ends_with("/issues")), "no issue was read");
+}
+
 // ---- kill -9 and resume ----
 
 /// `bigco/monorepo`'s issues: the flow of the kill tests.

@@ -81,11 +81,7 @@ pub struct SqliteDestination {
 
 impl SqliteDestination {
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
-        }
-        let db =
-            Connection::open(path).with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+        let db = state::sqlite::open_file(path, "the SQLite database")?;
         // The page size first: it only takes on a new database, and not once it is in WAL mode.
         db.execute_batch(&format!(
             "PRAGMA page_size={PAGE_SIZE}; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \

@@ -4,13 +4,30 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{Checkpoint, CheckpointReader, CheckpointStore, PartitionKey, ReaderOpener};
 
 /// Columns added after the table's first version: (name, type), added to older tables when opened.
 const ADDED_COLUMNS: [(&str, &str); 2] = [("selection", "TEXT"), ("read_mode", "TEXT")];
+
+/// Open (creating it, and its folder, if needed) the SQLite database file at `path`, which `what`
+/// names for people (`the SQLite database`). A folder at `path` is refused by name: SQLite's own
+/// error for it is only "unable to open database file".
+pub fn open_file(path: &Path, what: &str) -> Result<Connection> {
+    if path.is_dir() {
+        bail!(
+            "cannot open {what} {}: it is a folder; name a database file, such as {}",
+            path.display(),
+            path.join("gitlab.db").display()
+        );
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    }
+    Connection::open(path).with_context(|| format!("cannot open {what} {}", path.display()))
+}
 
 /// Create the checkpoint table in `db` if it is missing (and add the columns an older one lacks).
 pub fn create_table(db: &Connection) -> Result<()> {
@@ -124,11 +141,7 @@ pub struct SqliteCheckpoints {
 impl SqliteCheckpoints {
     /// Open (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
-        }
-        let db = Connection::open(path)
-            .with_context(|| format!("cannot open the checkpoint database {}", path.display()))?;
+        let db = open_file(path, "the checkpoint database")?;
         db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
             .with_context(|| format!("cannot configure the checkpoint database {}", path.display()))?;
         create_table(&db)?;
