@@ -19,7 +19,8 @@
 //! ```
 //!
 //! A 401 or an invalid request stops the whole run (every partition would fail alike); a 403 or 404
-//! skips only its partition; a listing page that cannot be read fails its objects under that scope;
+//! while reading skips only its partition (a project without CI/CD, issues turned off), while a scope
+//! the flow names that GitLab does not show fails the reads under it; a listing page that cannot be read fails its objects under that scope;
 //! a 429, a 5xx or a network failure is retried within the tenant's retry budget; any other failure
 //! fails its partition and the run goes on. A partition's watermark (the
 //! highest cursor value it read) moves only when its read completes.
@@ -102,10 +103,11 @@ pub async fn run(
         summary.add_planning(&planning_stats, planned);
         RunFailure { summary, error }
     };
-    let Plan { tables, partitions, skipped, listing } = plan.map_err(|e| match planning_stats.refusals().first() {
-        Some(refusal) => fail(anyhow!("request refused by the host: {refusal}")),
-        None => fail(e),
-    })?;
+    let Plan { tables, partitions, unresolved, listing } =
+        plan.map_err(|e| match planning_stats.refusals().first() {
+            Some(refusal) => fail(anyhow!("request refused by the host: {refusal}")),
+            None => fail(e),
+        })?;
 
     let destination =
         dest::open(&flow.destination).map_err(|e| fail(flow.origins.error("destination.url", format!("{e:#}"))))?;
@@ -183,13 +185,13 @@ pub async fn run(
         }
     }
     drop(listing);
+    reports.extend(unresolved.into_iter().map(|u| {
+        let mut report = PartitionReport::new(&u.object, u.scope);
+        report.outcome = Outcome::Failed(u.reason);
+        (u.position, report)
+    }));
     reports.sort_by_key(|(position, _)| *position);
     let mut reports: Vec<PartitionReport> = reports.into_iter().map(|(_, r)| r).collect();
-    reports.extend(skipped.into_iter().map(|s| {
-        let mut report = PartitionReport::new(&s.object, s.scope);
-        report.outcome = Outcome::Skipped(s.reason);
-        report
-    }));
     reports.extend(unlisted.into_iter().flat_map(|failure| unlisted_reports(flow, failure)));
     drop(shared);
     if let Some(progress) = Arc::into_inner(progress) {

@@ -270,19 +270,45 @@ fn a_forbidden_project_is_skipped_and_the_run_goes_on() {
 }
 
 #[test]
-fn a_missing_project_is_skipped_and_the_run_goes_on() {
+fn a_project_the_flow_names_that_gitlab_does_not_show_fails_and_the_others_are_read() {
     let sim = simulator();
     let dir = temp_dir();
     let db = dir.path().join("missing.db");
     let dest = format!("sqlite:{}", db.display());
+    let summary = dir.path().join("summary.json");
     let run = host_run(
         &sim,
-        &["--object", "issue", "--project", "nobody/nothing", "--project", "demo/api", "--dest", &dest],
+        &[
+            "--object",
+            "issue",
+            "--project",
+            "nobody/nothing",
+            "--project",
+            "demo/api",
+            "--dest",
+            &dest,
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
         Some(TOKEN),
     );
-    assert!(run.success, "{}", run.output());
+    // A typo, or a project deleted or moved, is not a success: the run says which and exits 1.
+    assert!(!run.success, "{}", run.output());
+    assert!(run.stderr.contains("some partitions failed"), "{}", run.output());
     let line = run.stdout.lines().find(|l| l.contains("nobody/nothing")).unwrap_or_else(|| panic!("{}", run.stdout));
-    assert!(line.contains("skipped, not found or hidden from the token") && line.contains("404"), "{line}");
+    assert!(
+        line.contains("failed: --project nobody/nothing: ") && line.contains("not found, or hidden from the token")
+    );
+    assert!(line.contains("404"), "{line}");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let statuses: Vec<(&str, &str)> = summary["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["scope"].as_str().unwrap(), p["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("project nobody/nothing", "failed"), ("project demo/api", "done")], "in the flow's order");
+    // The project GitLab does show is read whole.
     let world = sim.world();
     let api = world.project_by_ref("demo/api").unwrap().id;
     assert_eq!(sqlite_ids(&db, "issue").len(), world.issues(api).len());

@@ -9,7 +9,8 @@
 //!    its numeric id (partitions are keyed by ids, which survive renames); a group or the instance, for
 //!    an object read per project, lists the projects inside it (subgroups included), listed once and
 //!    shared by the objects. A scope that is missing, forbidden or refuses the credential is known
-//!    here, before the destination is opened. Each scope is one request, and a flow naming twenty
+//!    here, before the destination is opened: a 401 ends the run; a named scope GitLab does not show
+//!    (404, 403) fails the reads under it ([`Unresolved`]), and the run reads the others. Each scope is one request, and a flow naming twenty
 //!    projects does not make them one after the other: planning's sandbox and one more per free
 //!    permit of the partitions (the flow's, or its tenant's) each ask the next ([`Resolvers`]).
 //! 3. One partition per (object, scope), without duplicates, keyed by the flow's id, the object and the
@@ -19,9 +20,9 @@
 //!    listing request, not thirty.
 //!
 //! ```text
-//!  flow ──► check ──► first page of each scope ──► Plan { tables, partitions, skipped, listing }
-//!                                                                                      │
-//!        the run reads `partitions` while `listing` reads the later pages ◄────────────┘
+//!  flow ──► check ──► first page of each scope ──► Plan { tables, partitions, unresolved, listing }
+//!                                                                                         │
+//!        the run reads `partitions` while `listing` reads the later pages ◄───────────────┘
 //!        (see `listing`) and hands it theirs
 //! ```
 
@@ -82,21 +83,25 @@ pub struct Cursor {
 pub struct Plan {
     pub tables: Vec<TableSchema>,
     pub partitions: Vec<Partition>,
-    /// Reads that cannot happen because their scope is missing or forbidden (404, 403): skipped,
-    /// with the reason, while the rest of the run goes on.
-    pub skipped: Vec<Skipped>,
+    /// Reads that cannot happen because GitLab does not show the scope the flow names (404, 403):
+    /// failed, with the reason, while the rest of the run goes on.
+    pub unresolved: Vec<Unresolved>,
     /// The listings with pages still to read, and the planning sandbox that reads them; none when
     /// every listing fit in a page.
     pub listing: Option<Listing>,
 }
 
-/// An object whose scope could not be resolved or listed, and why.
+/// An object whose named scope GitLab does not show (a typo, a project deleted or moved, a token
+/// without access), and why: the flow asked for it by name, so its read fails rather than being
+/// skipped; the scopes GitLab does show are read all the same.
 #[derive(Clone, Debug)]
-pub struct Skipped {
+pub struct Unresolved {
     pub object: String,
     /// For people: `project acme/typo`.
     pub scope: String,
     pub reason: String,
+    /// Where its report goes in the summary, among the partitions: in the flow's order.
+    pub position: Position,
 }
 
 /// A flow checked by the plugin, sending nothing: every read it asks for, before scopes are resolved.
@@ -178,7 +183,7 @@ pub async fn plan(
         rest,
         seen,
     });
-    Ok(Plan { tables: checked.tables, partitions: resolved.partitions, skipped: resolved.skipped, listing })
+    Ok(Plan { tables: checked.tables, partitions: resolved.partitions, unresolved: resolved.unresolved, listing })
 }
 
 /// Check everything `flow` asks, sending nothing: objects, scopes, fields, filters, and (for
@@ -297,11 +302,11 @@ async fn validate(
     bail!(origins.message(&object_flow.key, connector_message(&error)))
 }
 
-/// What resolving the scopes found: the partitions of every listing's first page, the scopes
-/// skipped, and the listings with more pages.
+/// What resolving the scopes found: the partitions of every listing's first page, the reads whose
+/// scope GitLab does not show, and the listings with more pages.
 struct Resolved {
     partitions: Vec<Partition>,
-    skipped: Vec<Skipped>,
+    unresolved: Vec<Unresolved>,
     /// The listings with more pages, in the order the flow names their scopes.
     rest: Vec<listing::Rest>,
     /// The keys of the partitions planned so far (a scope named twice, or inside another, is read once).
@@ -309,8 +314,8 @@ struct Resolved {
 }
 
 /// Resolve the scopes of `work`, each once, and list the first page of those expanded: one
-/// partition per (object, scope by id). A scope GitLab says is missing or forbidden skips the
-/// objects read under it; a listing with more pages goes on in `rest`.
+/// partition per (object, scope by id). A scope GitLab says is missing or forbidden fails the
+/// objects read under it (and only them); a listing with more pages goes on in `rest`.
 async fn resolve(
     control: &mut Sandbox,
     resolvers: &Resolvers,
@@ -342,28 +347,34 @@ async fn resolve(
                 Ok(page)
             }
             Ok(page) => Ok(page),
-            Err(ScopeFailure::Connector(ConnectorError::NotFound(m) | ConnectorError::Forbidden(m), _)) => {
-                Err(format!("skipped, not found or hidden from the token: {m}"))
-            }
             Err(failure) => {
-                // Named by the key of the first work read from it.
+                // Named by the key of the first work read from it, as `host check` names it.
                 let item = &work[listing_of.iter().position(|&of| of == at).expect("each listing is some work's")];
-                return Err(scope_error(flow, retrier.policy(), &item.scope.key, failure));
+                let missing = matches!(
+                    failure,
+                    ScopeFailure::Connector(ConnectorError::NotFound(_) | ConnectorError::Forbidden(_), _)
+                );
+                let error = scope_error(flow, retrier.policy(), &item.scope.key, failure);
+                if !missing {
+                    return Err(error);
+                }
+                Err(error.to_string())
             }
         };
         found.push(page);
     }
-    let mut resolved = Resolved { partitions: Vec::new(), skipped: Vec::new(), rest: Vec::new(), seen: HashSet::new() };
+    let mut resolved =
+        Resolved { partitions: Vec::new(), unresolved: Vec::new(), rest: Vec::new(), seen: HashSet::new() };
     for (place, (item, at)) in work.into_iter().zip(listing_of).enumerate() {
         let page = match &found[at] {
             Ok(page) => page,
             Err(reason) => {
-                let skip = Skipped {
+                resolved.unresolved.push(Unresolved {
                     object: item.request.object.clone(),
                     scope: describe_scope(&item.scope.scope),
                     reason: reason.clone(),
-                };
-                resolved.skipped.push(skip);
+                    position: (place, 0),
+                });
                 continue;
             }
         };
@@ -415,7 +426,7 @@ impl ScopeListing {
 /// The first page of each listing `wanted`, in its order. The instance itself needs no request; the
 /// others go several at a time, the `control` sandbox and one more per permit and engine slot free
 /// (see [`Resolvers`]), each taking the next one left. After a failure that ends planning (not a 403
-/// or 404, which skip their scope), no more are asked.
+/// or 404, which fail only the reads of their scope), no more are asked.
 async fn first_pages(
     control: &mut Sandbox,
     resolvers: &Resolvers,
@@ -483,11 +494,11 @@ impl FirstPages<'_> {
                 }),
                 (_, within) => list_scope_page(sandbox, self.retrier, self.connection, within, listed.kind, None).await,
             };
-            let skips = matches!(
+            let goes_on = matches!(
                 page,
                 Ok(_) | Err(ScopeFailure::Connector(ConnectorError::NotFound(_) | ConnectorError::Forbidden(_), _))
             );
-            if !skips {
+            if !goes_on {
                 self.ended.store(true, Ordering::Relaxed);
             }
             self.pages.lock().unwrap_or_else(|e| e.into_inner())[at] = Some(page);
@@ -653,7 +664,13 @@ async fn list_scope_page(
     kind: ScopeKind,
     token: Option<&str>,
 ) -> Result<wit::ScopePage, ScopeFailure> {
-    let what = format!("listing the {}s of {}", scope_kind_name(kind), describe_scope(within));
+    // The first page of a scope's own kind is the scope itself, first: its lookup.
+    let (what, context) = if token.is_none() && kind == scope_kind(within) {
+        (format!("looking up {}", describe_scope(within)), format!("cannot look up {}", describe_scope(within)))
+    } else {
+        let listing = format!("the {}s of {}", scope_kind_name(kind), describe_scope(within));
+        (format!("listing {listing}"), format!("cannot list {listing}"))
+    };
     let mut attempts = retrier.attempts(&what);
     let listed = loop {
         attempts.begin().await;
@@ -664,10 +681,9 @@ async fn list_scope_page(
             Err(ended) => break Err(ended),
         }
     };
-    let context = || format!("cannot list the {}s of {}", scope_kind_name(kind), describe_scope(within));
     match listed {
         Ok(page) => Ok(page),
-        Err(Ended::Connector(error)) => Err(ScopeFailure::Connector(error, context())),
+        Err(Ended::Connector(error)) => Err(ScopeFailure::Connector(error, context)),
         Err(Ended::Call(failure)) => Err(ScopeFailure::Call(failure.0)),
         Err(Ended::Exhausted(message)) => Err(ScopeFailure::Call(message)),
     }
