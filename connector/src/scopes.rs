@@ -92,7 +92,10 @@ pub fn plan(
 /// Turn GitLab's answer into a page of scopes.
 pub fn interpret(plan: &ScopePlan, response: &Response<'_>) -> Result<ScopePage, ConnectorError> {
     if !(200..300).contains(&response.status) {
-        return Err(status_error_for(&format!("scopes at {}", without_query(&plan.url)), response));
+        // `project at URL` for a scope's own lookup, `projects at URL` for a listing.
+        let plural = if plan.single_then.is_some() { "" } else { "s" };
+        let what = format!("{}{plural} at {}", plan.kind.as_str(), without_query(&plan.url));
+        return Err(status_error_for(&what, response));
     }
     let body: Value = serde_json::from_slice(response.body)
         .map_err(|e| ConnectorError::Upstream(format!("GitLab sent a body that is not JSON for {}: {e}", plan.url)))?;
@@ -184,5 +187,20 @@ mod tests {
         let body = br#"{"message":"404 Group Not Found"}"#;
         let err = interpret(&plan, &Response { status: 404, header: &|_| None, body }).unwrap_err();
         assert!(matches!(err, ConnectorError::NotFound(ref m) if m.contains("404 Group Not Found")), "{err}");
+    }
+
+    #[test]
+    fn an_error_names_a_lookup_by_its_scope_and_a_listing_by_what_it_lists() {
+        let body = br#"{"message":"404 Project Not Found"}"#;
+        let answer = Response { status: 404, header: &|_| None, body };
+        let lookup = plan(&connection(), &Scope::Project("acme/typo".into()), ScopeKind::Project, None).unwrap();
+        assert_eq!(
+            interpret(&lookup, &answer).unwrap_err().to_string(),
+            "not found: GitLab answered 404 for project at https://gitlab.example.com/api/v4/projects/acme%2Ftypo: \
+             404 Project Not Found"
+        );
+        let listing = plan(&connection(), &Scope::Group("acme".into()), ScopeKind::Project, None).unwrap();
+        let error = interpret(&listing, &answer).unwrap_err().to_string();
+        assert!(error.contains("for projects at https://gitlab.example.com/api/v4/groups/acme/projects:"), "{error}");
     }
 }
