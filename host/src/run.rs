@@ -19,11 +19,11 @@
 //! ```
 //!
 //! A 401 or an invalid request stops the whole run (every partition would fail alike); a 403 or 404
-//! while reading skips only its partition (a project without CI/CD, issues turned off), while a scope
-//! the flow names that GitLab does not show fails the reads under it; a listing page that cannot be read fails its objects under that scope;
-//! a 429, a 5xx or a network failure is retried within the tenant's retry budget; any other failure
-//! fails its partition and the run goes on. A partition's watermark (the
-//! highest cursor value it read) moves only when its read completes.
+//! while reading skips only its partition (a project without CI/CD, issues turned off), while a
+//! scope the flow names that GitLab does not show fails the reads under it; a listing page that
+//! cannot be read fails its objects under that scope; a 429, a 5xx or a network failure is retried
+//! within the tenant's retry budget; any other failure fails its partition and the run goes on. A
+//! partition's watermark (the highest cursor value it read) moves only when its read completes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

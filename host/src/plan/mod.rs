@@ -10,9 +10,10 @@
 //!    an object read per project, lists the projects inside it (subgroups included), listed once and
 //!    shared by the objects. A scope that is missing, forbidden or refuses the credential is known
 //!    here, before the destination is opened: a 401 ends the run; a named scope GitLab does not show
-//!    (404, 403) fails the reads under it ([`Unresolved`]), and the run reads the others. Each scope is one request, and a flow naming twenty
-//!    projects does not make them one after the other: planning's sandbox and one more per free
-//!    permit of the partitions (the flow's, or its tenant's) each ask the next ([`Resolvers`]).
+//!    (404, 403) fails the reads under it ([`Unresolved`]), and the run reads the others. Each scope
+//!    is one request, and a flow naming twenty projects does not make them one after the other:
+//!    planning's sandbox and one more per free permit of the partitions (the flow's, or its
+//!    tenant's) each ask the next ([`Resolvers`]).
 //! 3. One partition per (object, scope), without duplicates, keyed by the flow's id, the object and the
 //!    scope's id ([`PartitionKey`]).
 //! 4. A listing longer than a page goes on as a [`Listing`], which the run reads beside the
@@ -350,12 +351,9 @@ async fn resolve(
             Err(failure) => {
                 // Named by the key of the first work read from it, as `host check` names it.
                 let item = &work[listing_of.iter().position(|&of| of == at).expect("each listing is some work's")];
-                let missing = matches!(
-                    failure,
-                    ScopeFailure::Connector(ConnectorError::NotFound(_) | ConnectorError::Forbidden(_), _)
-                );
+                let hidden = failure.is_hidden();
                 let error = scope_error(flow, retrier.policy(), &item.scope.key, failure);
-                if !missing {
+                if !hidden {
                     return Err(error);
                 }
                 Err(error.to_string())
@@ -494,11 +492,7 @@ impl FirstPages<'_> {
                 }),
                 (_, within) => list_scope_page(sandbox, self.retrier, self.connection, within, listed.kind, None).await,
             };
-            let goes_on = matches!(
-                page,
-                Ok(_) | Err(ScopeFailure::Connector(ConnectorError::NotFound(_) | ConnectorError::Forbidden(_), _))
-            );
-            if !goes_on {
+            if page.as_ref().is_err_and(|failure| !failure.is_hidden()) {
                 self.ended.store(true, Ordering::Relaxed);
             }
             self.pages.lock().unwrap_or_else(|e| e.into_inner())[at] = Some(page);
@@ -652,6 +646,13 @@ enum ScopeFailure {
     Connector(ConnectorError, String),
     /// The call itself failed (a trap, a limit).
     Call(String),
+}
+
+impl ScopeFailure {
+    /// GitLab does not show the scope (404, 403): only the reads under it fail, and planning goes on.
+    fn is_hidden(&self) -> bool {
+        matches!(self, ScopeFailure::Connector(ConnectorError::NotFound(_) | ConnectorError::Forbidden(_), _))
+    }
 }
 
 /// One page of `list-scopes`: the first (`token` none) or the one at `token`, retried as the
