@@ -86,7 +86,8 @@ fn push_filter(schema: &Schema, filter: &Filter, query: &mut Vec<(String, String
                 .ok_or_else(|| invalid(format!("filter '{object}.{field}' has no GitLab range parameters")))?;
             if matches!(field_type, FieldType::DateTime | FieldType::Date) && values[0] > values[1] {
                 return Err(invalid(format!(
-                    "filter '{object}.{field} between' has its low bound {} after its high bound {}",
+                    "filter '{object}.{field} between' has its low bound {} after its high bound {}: write the earlier \
+                     one first",
                     values[0], values[1]
                 )));
             }

@@ -200,7 +200,8 @@ pub struct FlowArgs {
     /// The flow's id, which keys its checkpoints (default: `cli`).
     #[arg(long = "flow-id", value_name = "ID")]
     pub flow_id: Option<String>,
-    /// Where to write: sqlite:FILE or jsonl:DIR (default: sqlite:gitlab.db).
+    /// Where to write: sqlite:FILE, jsonl:DIR, csv:DIR, parquet:DIR, postgres://USER@HOST:PORT/DATABASE or
+    /// s3://BUCKET/PREFIX[?format=jsonl|csv|parquet] (default: sqlite:gitlab.db).
     #[arg(long, value_name = "URL")]
     pub dest: Option<DestinationUrl>,
     /// Where to keep checkpoints: sqlite:PATH or postgres://... (default: beside the destination).

@@ -139,7 +139,10 @@ fn a_range_whose_bounds_are_reversed_is_refused() {
             "--filter",
             "deployed_before_after between 2024-02-01 and 2024-01-01",
         ],
-        &["'project_merge_request.deployed_before_after between' has its low bound", "after its high bound"],
+        &[
+            "'project_merge_request.deployed_before_after between' has its low bound",
+            "after its high bound 2024-01-01T00:00:00.000Z: write the earlier one first",
+        ],
     );
 }
 

@@ -321,7 +321,8 @@ fn parse(text: &str, file: &FileInfo, overrides: &Overrides) -> Result<Flow> {
         (None, None) => {
             return Err(r.error(
                 "destination",
-                "missing: add [destination] with url = \"sqlite:gitlab.db\" (or jsonl:DIR), or pass --dest",
+                "missing: add [destination] with url = \"sqlite:gitlab.db\" (or jsonl:DIR, csv:DIR, parquet:DIR, \
+                 postgres://..., s3://...), or pass --dest",
             ));
         }
     };
@@ -623,6 +624,11 @@ url = "postgres://u@db.example/state"
                 "flows/nightly.toml:25: destination.url: destination 'parquet' has no kind",
             ),
             (GOOD.replace("plugin = \"gitlab.wasm\"\n", ""), "flows/nightly.toml: plugin: missing"),
+            (
+                GOOD.replace("[destination]\nurl = \"sqlite:out.db\"\n", ""),
+                "flows/nightly.toml: destination: missing: add [destination] with url = \"sqlite:gitlab.db\" (or \
+                 jsonl:DIR, csv:DIR, parquet:DIR, postgres://..., s3://...), or pass --dest",
+            ),
             (GOOD.replace("[[objects]]", "[[objects]"), "flows/nightly.toml:13: not valid TOML"),
         ];
         for (text, expected) in cases {
