@@ -62,8 +62,9 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum AuthCommand {
     /// Authorize an OAuth2 application in a browser (authorization code with PKCE) and store its tokens
-    /// in a file only you can read. The application (GitLab: Preferences > Applications) must not be
-    /// Confidential and must list the redirect URI http://127.0.0.1:PORT/callback.
+    /// in a file only you can read. The application (GitLab: Preferences > Applications) must list the
+    /// redirect URI http://127.0.0.1:PORT/callback; one marked Confidential also needs its secret
+    /// (--client-secret-file, or GITLAB_OAUTH_CLIENT_SECRET), which is stored with the tokens.
     Login(LoginArgs),
 }
 
@@ -75,6 +76,11 @@ pub struct LoginArgs {
     /// The application's ID.
     #[arg(long, env = "GITLAB_OAUTH_CLIENT_ID", value_name = "ID")]
     pub client_id: String,
+    /// For an application marked Confidential: a file holding its secret alone, which only you may read
+    /// (chmod 600); else the secret is taken from GITLAB_OAUTH_CLIENT_SECRET, if set. It is stored with
+    /// the tokens, since GitLab asks for it at each refresh too.
+    #[arg(long, value_name = "PATH")]
+    pub client_secret_file: Option<PathBuf>,
     /// The scopes to ask for, comma-separated.
     #[arg(long, default_value = "read_api", value_name = "SCOPE,...")]
     pub scopes: String,

@@ -194,6 +194,7 @@ async fn login_command(args: LoginArgs) -> Result<ExitCode> {
         None => oauth::default_token_file(&app)?,
     };
     let options = oauth::LoginOptions {
+        client_secret: oauth::client_secret(args.client_secret_file.as_deref())?,
         scopes: oauth::parse_scopes(&args.scopes)?,
         app,
         token_file,
@@ -208,7 +209,8 @@ async fn login_command(args: LoginArgs) -> Result<ExitCode> {
         tokens.scopes.join(" "),
         tokens.expiry_for_people()
     );
-    println!("Tokens saved to {} (readable only by you).", options.token_file.display());
+    let what = if tokens.client_secret.is_some() { "Tokens and the application's secret" } else { "Tokens" };
+    println!("{what} saved to {} (readable only by you).", options.token_file.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,12 +4,14 @@
 //! - `GET /oauth/authorize` checks the application and the redirect URI (unknown ones are refused with
 //!   an error page, as GitLab does, never redirected to), then acts as a signed-in user who approves at
 //!   once (or refuses: [`OAuthServer::set_user_approves`]): 302 to the redirect URI with `code` and
-//!   `state`, or with `error`. Applications are not confidential, so PKCE is required; a registered
-//!   redirect URI on 127.0.0.1 or [::1] matches any port (RFC 8252 §7.3).
+//!   `state`, or with `error`. An application that is not Confidential must use PKCE; a Confidential
+//!   one ([`OAuthServer::register_confidential_application`]) may. A registered redirect URI on
+//!   127.0.0.1 or [::1] matches any port (RFC 8252 §7.3).
 //! - `POST /oauth/token` (form body) grants `authorization_code` (the code is single-use, lives ten
-//!   minutes, belongs to one client and redirect URI, and needs the PKCE verifier of its challenge) and
-//!   `refresh_token`, which rotates: the old refresh token and its access token stop working at once,
-//!   as GitLab documents. Errors are OAuth's JSON (`invalid_grant`, `invalid_client`, ...).
+//!   minutes, belongs to one client and redirect URI, and needs the PKCE verifier of its challenge if
+//!   it had one) and `refresh_token`, which rotates: the old refresh token and its access token stop
+//!   working at once, as GitLab documents. A Confidential application's every token request must carry
+//!   its `client_secret`, else `invalid_client`. Errors are OAuth's JSON (`invalid_grant`, ...).
 //! - An API request carrying an access token issued here (`Authorization: Bearer`, or `access_token=`)
 //!   acts as user 1; an expired or revoked one gets GitLab's 401 `invalid_token`. Access tokens live
 //!   [`OAuthServer::set_access_token_lifetime`] (7200 s unless told) and, for tests that need a token to
@@ -65,6 +67,8 @@ struct State {
 struct Application {
     redirect_uri: String,
     scopes: Vec<String>,
+    /// The secret of a Confidential application.
+    secret: Option<String>,
 }
 
 /// An authorization code and what it was issued for.
@@ -72,8 +76,8 @@ struct Grant {
     client_id: String,
     redirect_uri: String,
     scopes: Vec<String>,
-    challenge: String,
-    method: String,
+    /// The PKCE challenge and its method, if the authorization request had one.
+    challenge: Option<(String, String)>,
     issued: Instant,
 }
 
@@ -121,12 +125,28 @@ impl OAuthServer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Register a (non-confidential) application `client_id` with its redirect URI and the scopes it may
-    /// be granted.
+    /// Register an application `client_id` that is not Confidential (it logs in with PKCE) with its
+    /// redirect URI and the scopes it may be granted.
     pub fn register_application(&self, client_id: &str, redirect_uri: &str, scopes: &[&str]) {
+        self.register(client_id, None, redirect_uri, scopes);
+    }
+
+    /// Register a Confidential application `client_id`, whose token requests must carry `secret`.
+    pub fn register_confidential_application(
+        &self,
+        client_id: &str,
+        secret: &str,
+        redirect_uri: &str,
+        scopes: &[&str],
+    ) {
+        self.register(client_id, Some(secret), redirect_uri, scopes);
+    }
+
+    fn register(&self, client_id: &str, secret: Option<&str>, redirect_uri: &str, scopes: &[&str]) {
         let application = Application {
             redirect_uri: redirect_uri.to_owned(),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            secret: secret.map(str::to_owned),
         };
         self.lock().applications.insert(client_id.to_owned(), application);
     }
@@ -210,6 +230,7 @@ fn authorize(server: &OAuthServer, params: &HashMap<String, String>) -> Reply {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_redirect_uri", "The redirect URI included is not valid.");
     };
     let redirect_uri = redirect_uri.to_owned();
+    let confidential = application.secret.is_some();
     let scopes: Vec<String> = get("scope").unwrap_or("").split_whitespace().map(str::to_owned).collect();
     let allowed = application.scopes.clone();
     let back = |pairs: &[(&str, &str)]| {
@@ -233,11 +254,12 @@ fn authorize(server: &OAuthServer, params: &HashMap<String, String>) -> Reply {
             ("error_description", "The requested scope is invalid, unknown, or malformed."),
         ]);
     }
-    let Some(challenge) = get("code_challenge") else {
+    let challenge = get("code_challenge");
+    if challenge.is_none() && !confidential {
         return back(&[("error", "invalid_request"), ("error_description", "Code challenge is required.")]);
-    };
+    }
     let method = get("code_challenge_method").unwrap_or("plain");
-    if method != "S256" && method != "plain" {
+    if challenge.is_some() && method != "S256" && method != "plain" {
         return back(&[
             ("error", "invalid_request"),
             ("error_description", "The code challenge method must be plain or S256."),
@@ -254,8 +276,7 @@ fn authorize(server: &OAuthServer, params: &HashMap<String, String>) -> Reply {
         client_id: get("client_id").unwrap_or_default().to_owned(),
         redirect_uri: redirect_uri.clone(),
         scopes,
-        challenge: challenge.to_owned(),
-        method: method.to_owned(),
+        challenge: challenge.map(|challenge| (challenge.to_owned(), method.to_owned())),
         issued: Instant::now(),
     };
     state.codes.insert(code.clone(), grant);
@@ -269,9 +290,12 @@ fn token(server: &OAuthServer, params: &HashMap<String, String>) -> Reply {
         oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &format!("Missing required parameter: {name}."))
     };
     let mut state = server.lock();
-    let Some(client_id) = get("client_id").filter(|id| state.applications.contains_key(*id)) else {
+    let Some((client_id, application)) = get("client_id").and_then(|id| Some((id, state.applications.get(id)?))) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", INVALID_CLIENT);
     };
+    if application.secret.as_deref().is_some_and(|secret| get("client_secret") != Some(secret)) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", INVALID_CLIENT);
+    }
     let invalid_grant = || oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", INVALID_GRANT);
     match get("grant_type") {
         Some("authorization_code") => {
@@ -284,10 +308,12 @@ fn token(server: &OAuthServer, params: &HashMap<String, String>) -> Reply {
             {
                 return invalid_grant();
             }
-            let Some(verifier) = get("code_verifier") else { return missing("code_verifier") };
-            let expected = if grant.method == "S256" { s256(verifier) } else { verifier.to_owned() };
-            if expected != grant.challenge {
-                return invalid_grant();
+            if let Some((challenge, method)) = &grant.challenge {
+                let Some(verifier) = get("code_verifier") else { return missing("code_verifier") };
+                let expected = if method == "S256" { s256(verifier) } else { verifier.to_owned() };
+                if expected != *challenge {
+                    return invalid_grant();
+                }
             }
             issue(&mut state, client_id, grant.scopes)
         }
@@ -514,6 +540,63 @@ mod tests {
         let answer = json(&exchange(&server, &authorize_code(&server), VERIFIER));
         assert_eq!(answer["expires_in"], 0);
         assert!(matches!(server.authenticate(answer["access_token"].as_str()), Some(Err(_))));
+    }
+
+    #[test]
+    fn a_confidential_application_needs_its_secret_at_every_token_request_and_pkce_is_optional() {
+        let server = server();
+        server.register_confidential_application("conf", "s3cret", "http://127.0.0.1/callback", &["read_api"]);
+        let code = || {
+            let reply = authorize(
+                &server,
+                &params(&[
+                    ("client_id", "conf"),
+                    ("redirect_uri", "http://127.0.0.1:7/callback"),
+                    ("response_type", "code"),
+                    ("scope", "read_api"),
+                ]),
+            );
+            location(&reply)["code"].clone()
+        };
+        let exchange = |code: &str, secret: Option<&str>| {
+            let mut pairs = vec![
+                ("client_id", "conf"),
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", "http://127.0.0.1:7/callback"),
+            ];
+            pairs.extend(secret.map(|secret| ("client_secret", secret)));
+            token_reply(&server, &pairs)
+        };
+        for secret in [None, Some("wrong")] {
+            let refused = exchange(&code(), secret);
+            assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(json(&refused)["error"], "invalid_client");
+        }
+        let tokens = json(&exchange(&code(), Some("s3cret")));
+        let refresh_token = tokens["refresh_token"].as_str().unwrap();
+        let refresh = |secret: &'static str| {
+            let pairs = [
+                ("client_id", "conf"),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_secret", secret),
+            ];
+            json(&token_reply(&server, &pairs))
+        };
+        assert_eq!(refresh("wrong")["error"], "invalid_client");
+        assert!(refresh("s3cret")["access_token"].is_string());
+        // An application that is not Confidential still must use PKCE.
+        let public = authorize(
+            &server,
+            &params(&[
+                ("client_id", "app"),
+                ("redirect_uri", "http://127.0.0.1:7/callback"),
+                ("response_type", "code"),
+                ("scope", "read_api"),
+            ]),
+        );
+        assert_eq!(location(&public)["error"], "invalid_request");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! OAuth2 with a GitLab application, end to end: `host auth login` against the simulator's OAuth2
 //! provider (the test plays the browser), then `host run` with the stored tokens, refreshed when they
 //! expire before or during a run, rotated and persisted, single-flight across partitions and processes;
-//! and the static token file source (`--token-file`).
+//! Confidential applications and their secret; and the static token file source (`--token-file`).
 
 mod support;
 
@@ -17,6 +17,9 @@ use support::{HostRun, TOKEN, artifacts, read_jsonl_object, temp_dir};
 
 /// The OAuth2 application the tests register.
 const CLIENT_ID: &str = "4f1c0e5b7a9d2c3e8f6a1b0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
+/// A Confidential application the tests register, and its secret.
+const CONFIDENTIAL_ID: &str = "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b";
+const CLIENT_SECRET: &str = "gloas-5f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e";
 
 /// A simulator of the small world that requires a token (so unknown bearer tokens are refused), with
 /// the test application registered.
@@ -29,6 +32,12 @@ fn simulator() -> Simulator {
     })
     .expect("starting the simulator");
     sim.oauth().register_application(CLIENT_ID, "http://127.0.0.1/callback", &["api", "read_api", "read_user"]);
+    sim.oauth().register_confidential_application(
+        CONFIDENTIAL_ID,
+        CLIENT_SECRET,
+        "http://127.0.0.1/callback",
+        &["read_api"],
+    );
     sim
 }
 
@@ -44,6 +53,7 @@ fn host_command(home: &Path, args: &[&str]) -> Command {
         .env_remove("GITLAB_OAUTH_TOKEN")
         .env_remove("GITLAB_OAUTH_CLIENT_ID")
         .env_remove("GITLAB_OAUTH_TOKEN_FILE")
+        .env_remove("GITLAB_OAUTH_CLIENT_SECRET")
         .env_remove("HOST_PLUGIN");
     command
 }
@@ -72,10 +82,17 @@ struct Login {
 /// `host auth login ... extra`, with the test as the browser: open the printed authorize URL, follow
 /// the simulator's redirect to the host's loopback callback.
 fn login(sim: &Simulator, home: &Path, extra: &[&str]) -> Login {
+    login_to(sim, home, CLIENT_ID, extra, &[])
+}
+
+/// [`login`] with the application `client_id`, and `env` set for the host.
+fn login_to(sim: &Simulator, home: &Path, client_id: &str, extra: &[&str], env: &[(&str, &str)]) -> Login {
     let base = sim.base_url();
-    let mut args = vec!["auth", "login", "--base-url", &base, "--client-id", CLIENT_ID, "--timeout-secs", "60"];
+    let mut args = vec!["auth", "login", "--base-url", &base, "--client-id", client_id, "--timeout-secs", "60"];
     args.extend_from_slice(extra);
-    let mut child = host_command(home, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut command = host_command(home, &args);
+    command.envs(env.iter().copied());
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut printed = String::new();
     let authorize_url = loop {
@@ -523,6 +540,115 @@ fn a_user_who_refuses_the_application_ends_the_login_clearly_and_nothing_is_stor
     assert!(login.code.is_none());
     assert!(!token_file.exists());
     assert_eq!(token_requests(&sim), 0);
+}
+
+/// Mark the access token of the token file at `path` as expired a minute ago, as a run would find it
+/// after its lifetime.
+fn expire(path: &Path) {
+    let mut stored = tokens(path);
+    stored["expires_at"] =
+        (stored["expires_at"].as_i64().unwrap() - stored["expires_in"].as_i64().unwrap() - 60).into();
+    std::fs::write(path, serde_json::to_vec(&stored).unwrap()).unwrap();
+}
+
+/// Write `text` to `home/NAME` with `mode`; the path.
+fn private_file(home: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+    let path = home.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[test]
+fn a_confidential_application_logs_in_and_refreshes_with_its_secret_which_never_shows() {
+    let sim = simulator();
+    let home = temp_dir();
+    let secret_file = private_file(home.path(), "client-secret", &format!("{CLIENT_SECRET}\n"), 0o600);
+    let token_file = home.path().join("tokens.json");
+    let token_arg = token_file.to_str().unwrap();
+    let extra = ["--token-file", token_arg, "--client-secret-file", secret_file.to_str().unwrap()];
+    let login = login_to(&sim, home.path(), CONFIDENTIAL_ID, &extra, &[]);
+    assert!(login.run.success, "{}", login.run.output());
+    assert!(login.run.stdout.contains("Tokens and the application's secret saved to"), "{}", login.run.stdout);
+    assert_eq!(mode(&token_file), 0o600);
+    let first = tokens(&token_file);
+    assert_eq!(first["client_id"], CONFIDENTIAL_ID);
+    assert_eq!(first["client_secret"], CLIENT_SECRET, "kept for the refreshes");
+
+    // Two runs, each finding the access token expired: each refresh carries the secret (the simulator
+    // refuses one without it), and the rotated file keeps it for the next.
+    let mut secrets = vec![CLIENT_SECRET.to_owned(), login.code.expect("a code")];
+    secrets.extend(secrets_of(&first));
+    for label in ["first", "second"] {
+        expire(&token_file);
+        let (run, out) =
+            run_with_tokens(&sim, home.path(), &token_file, label, &["--object", "issue", "--project", "demo/api"]);
+        assert!(run.success, "{}", run.output());
+        assert_eq!(issue_count(&out), issues_of(&sim, "demo/api"));
+        let stored = tokens(&token_file);
+        assert_eq!(stored["client_secret"], CLIENT_SECRET);
+        secrets.extend(secrets_of(&stored));
+        assert_no_secret_in(&run.output(), &secrets);
+    }
+    assert_eq!(sim.oauth().refreshes(), 2);
+    assert_eq!(api_requests(&sim).1, 0, "no expired token was sent");
+    assert_no_secret_in(&login.run.output(), &secrets);
+
+    // The secret may come from the environment instead.
+    let from_env = home.path().join("tokens-env.json");
+    let extra = ["--token-file", from_env.to_str().unwrap()];
+    let login = login_to(&sim, home.path(), CONFIDENTIAL_ID, &extra, &[("GITLAB_OAUTH_CLIENT_SECRET", CLIENT_SECRET)]);
+    assert!(login.run.success, "{}", login.run.output());
+    assert_eq!(tokens(&from_env)["client_secret"], CLIENT_SECRET);
+}
+
+#[test]
+fn a_confidential_application_without_its_secret_or_with_a_readable_one_is_refused_with_what_to_do() {
+    let sim = simulator();
+    let home = temp_dir();
+    let token_file = home.path().join("tokens.json");
+    let token_arg = token_file.to_str().unwrap();
+
+    // No secret: GitLab refuses the exchange, and the error says how to give it.
+    let login = login_to(&sim, home.path(), CONFIDENTIAL_ID, &["--token-file", token_arg], &[]);
+    assert!(!login.run.success);
+    let error =
+        login.run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", login.run.output()));
+    assert!(error.contains("GitLab answered 401 invalid_client"), "{error}");
+    assert!(error.contains("--client-secret-file PATH or GITLAB_OAUTH_CLIENT_SECRET"), "{error}");
+    assert!(!token_file.exists());
+
+    // A wrong one: the same, and the wrong secret is not shown either.
+    let wrong = "gloas-not-the-secret-0000000000000000";
+    let login = login_to(
+        &sim,
+        home.path(),
+        CONFIDENTIAL_ID,
+        &["--token-file", token_arg],
+        &[("GITLAB_OAUTH_CLIENT_SECRET", wrong)],
+    );
+    assert!(!login.run.success);
+    assert!(login.run.stderr.contains("invalid_client"), "{}", login.run.output());
+    assert_no_secret_in(&login.run.output(), &[wrong.to_owned()]);
+    assert!(!token_file.exists());
+
+    // A secret file others may read is refused before the browser is even asked.
+    let readable = private_file(home.path(), "client-secret", CLIENT_SECRET, 0o644);
+    let before = sim.request_count();
+    let args = ["auth", "login", "--base-url", &sim.base_url(), "--client-id", CONFIDENTIAL_ID];
+    let run = finish(
+        host_command(home.path(), &args)
+            .args(["--client-secret-file", readable.to_str().unwrap(), "--token-file", token_arg])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(!run.success);
+    assert!(run.stderr.contains(&format!("chmod 600 {}", readable.display())), "{}", run.output());
+    assert!(!run.stdout.contains("/oauth/authorize"), "{}", run.stdout);
+    assert_eq!(sim.request_count(), before);
+    assert_no_secret_in(&run.output(), &[CLIENT_SECRET.to_owned()]);
 }
 
 #[test]

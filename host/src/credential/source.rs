@@ -123,23 +123,29 @@ pub fn read_env(var: &str) -> Result<Secret> {
 
 /// The token alone in the file at `path`, trimmed; refused if anyone but its owner may read it.
 pub fn read_file(path: &Path) -> Result<Secret> {
+    read_secret_file(path, "token file", "the GitLab token")
+}
+
+/// The secret alone in the file at `path` (`what`, such as "token file", holding `holds`, such as "the
+/// GitLab token", for messages), trimmed; refused if anyone but its owner may read it.
+pub fn read_secret_file(path: &Path, what: &str, holds: &str) -> Result<Secret> {
     let shown = path.display();
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open the token file {shown}"))?;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open the {what} {shown}"))?;
     check_private(path, &file)?;
     let mut bytes = Vec::new();
     file.take(MAX_TOKEN_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read the token file {shown}"))?;
+        .with_context(|| format!("cannot read the {what} {shown}"))?;
     if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
-        bail!("the token file {shown} is larger than {MAX_TOKEN_FILE_BYTES} bytes; it must hold the token alone");
+        bail!("the {what} {shown} is larger than {MAX_TOKEN_FILE_BYTES} bytes; it must hold {holds} alone");
     }
-    let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("the token file {shown} does not hold text"))?;
+    let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("the {what} {shown} does not hold text"))?;
     let token = text.trim();
     if token.is_empty() {
-        bail!("the token file {shown} is empty; write the GitLab token in it");
+        bail!("the {what} {shown} is empty; write {holds} in it");
     }
     if token.contains(char::is_whitespace) {
-        bail!("the token file {shown} holds more than one word; it must hold the token alone");
+        bail!("the {what} {shown} holds more than one word; it must hold {holds} alone");
     }
     Ok(Secret::new(token))
 }

@@ -1,5 +1,6 @@
 //! GitLab's token endpoint, `POST /oauth/token`: exchanging an authorization code (with its PKCE
-//! verifier) and refreshing, and GitLab's OAuth2 error answers (`invalid_grant`, `invalid_client`...).
+//! verifier) and refreshing, each with the application's secret when it is Confidential, and GitLab's
+//! OAuth2 error answers (`invalid_grant`, `invalid_client`...).
 //!
 //! The host sends these requests itself, outside any sandbox, through the HTTP client the gate uses
 //! for the plugin's requests (wasmtime-wasi-http's: hyper over TCP, rustls with the webpki roots for
@@ -62,8 +63,8 @@ impl fmt::Display for TokenError {
                 }
                 if error == "invalid_client" {
                     f.write_str(
-                        " (check the client id; a login without a client secret needs an application that is \
-                         not marked Confidential)",
+                        " (check the client id; an application marked Confidential also needs its secret: \
+                         --client-secret-file PATH or GITLAB_OAUTH_CLIENT_SECRET at `host auth login`)",
                     )?;
                 }
                 Ok(())
@@ -73,39 +74,40 @@ impl fmt::Display for TokenError {
     }
 }
 
-/// Exchange an authorization `code` for tokens (the authorization-code grant with PKCE).
+/// Exchange an authorization `code` for tokens (the authorization-code grant with PKCE; with the
+/// application's secret too when it is Confidential).
 pub async fn exchange_code(
     app: &OAuthApp,
     code: &Secret,
     redirect_uri: &str,
     verifier: &Secret,
+    client_secret: Option<&Secret>,
 ) -> Result<TokenResponse, TokenError> {
-    request(
-        app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", &app.client_id),
-            ("code", code.expose()),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier.expose()),
-        ],
-    )
-    .await
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", &app.client_id),
+        ("code", code.expose()),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier.expose()),
+    ];
+    request(app, &form, client_secret).await
 }
 
 /// Trade `refresh_token` for a new token pair. GitLab revokes the old access and refresh tokens as it
 /// answers: the answer must be stored before anything else.
-pub async fn refresh(app: &OAuthApp, refresh_token: &Secret, redirect_uri: &str) -> Result<TokenResponse, TokenError> {
-    request(
-        app,
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", &app.client_id),
-            ("refresh_token", refresh_token.expose()),
-            ("redirect_uri", redirect_uri),
-        ],
-    )
-    .await
+pub async fn refresh(
+    app: &OAuthApp,
+    refresh_token: &Secret,
+    redirect_uri: &str,
+    client_secret: Option<&Secret>,
+) -> Result<TokenResponse, TokenError> {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", &app.client_id),
+        ("refresh_token", refresh_token.expose()),
+        ("redirect_uri", redirect_uri),
+    ];
+    request(app, &form, client_secret).await
 }
 
 #[derive(Deserialize)]
@@ -114,11 +116,18 @@ struct ErrorAnswer {
     error_description: Option<String>,
 }
 
-async fn request(app: &OAuthApp, form: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
+/// POST `form` to the token endpoint, with `client_secret` as a form field too (OAuth2's
+/// `client_secret_post`, which GitLab accepts) when the application has one.
+async fn request(
+    app: &OAuthApp,
+    form: &[(&str, &str)],
+    client_secret: Option<&Secret>,
+) -> Result<TokenResponse, TokenError> {
     let url = app.endpoint("token");
     let grant = form.iter().find(|(k, _)| *k == "grant_type").map_or("", |(_, v)| *v);
-    tracing::debug!(url, grant, "OAuth2 token request");
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    tracing::debug!(url, grant, confidential = client_secret.is_some(), "OAuth2 token request");
+    let secret = client_secret.map(|secret| ("client_secret", secret.expose()));
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter().chain(&secret)).finish();
     let (status, answer) = post_form(&url, body).await.map_err(TokenError::Failed)?;
     tracing::debug!(url, grant, status = status.as_u16(), "OAuth2 token answer");
     if status.is_success() {
@@ -183,6 +192,6 @@ mod tests {
         assert_eq!(error.to_string(), "GitLab answered 400 invalid_grant: gone");
         let client = TokenError::Refused { status: 401, error: "invalid_client".into(), description: None };
         assert!(!client.is_invalid_grant());
-        assert!(client.to_string().contains("not marked Confidential"));
+        assert!(client.to_string().contains("marked Confidential also needs its secret"));
     }
 }

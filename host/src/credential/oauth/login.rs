@@ -6,8 +6,9 @@
 //!    random verifier); the user opens it in a browser and approves the application.
 //! 3. GitLab sends the browser to the redirect URI with `code` and `state`. An answer whose `state` does
 //!    not match is refused and ignored (it was not started here); an `error` ends the login.
-//! 4. Exchange the code, with the verifier, at `/oauth/token`; write the token set to the token file
-//!    (owner-only, atomically, under its lock).
+//! 4. Exchange the code, with the verifier (and the application's secret, for a Confidential one), at
+//!    `/oauth/token`; write the token set, the secret with it, to the token file (owner-only,
+//!    atomically, under its lock), so that `host run` can refresh the tokens on its own.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -35,6 +36,8 @@ use crate::credential::Secret;
 #[derive(Debug)]
 pub struct LoginOptions {
     pub app: OAuthApp,
+    /// The application's secret, for an application marked Confidential.
+    pub client_secret: Option<Secret>,
     /// The scopes to ask for (`read_api`...).
     pub scopes: Vec<String>,
     /// Where the tokens go.
@@ -90,10 +93,12 @@ pub async fn login(options: &LoginOptions) -> Result<TokenSet> {
             options.timeout.as_secs()
         )
     })??;
-    let answer = endpoint::exchange_code(app, &code, &redirect_uri, &pkce.verifier)
+    let secret = options.client_secret.as_ref();
+    let answer = endpoint::exchange_code(app, &code, &redirect_uri, &pkce.verifier, secret)
         .await
         .map_err(|e| anyhow!("GitLab did not exchange the authorization code for tokens: {e}"))?;
-    let tokens = TokenSet::from_response(app, &redirect_uri, answer, &options.scopes);
+    let secret = options.client_secret.clone();
+    let tokens = TokenSet::from_response(app, &redirect_uri, secret, answer, &options.scopes);
     let path = options.token_file.clone();
     let lock = tokio::task::spawn_blocking(move || token_file::lock(&path))
         .await

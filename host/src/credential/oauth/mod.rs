@@ -22,11 +22,35 @@ mod pkce;
 mod session;
 mod token_file;
 
+use std::path::Path;
+
 use anyhow::{Result, bail};
 
 pub use login::{LoginOptions, login, parse_scopes};
 pub use session::OAuthSession;
 pub use token_file::default_token_file;
+
+use super::Secret;
+use super::source::read_secret_file;
+
+/// The variable that may hold the secret of a Confidential application at `host auth login`.
+pub const CLIENT_SECRET_VARIABLE: &str = "GITLAB_OAUTH_CLIENT_SECRET";
+
+/// The secret of a Confidential application: the one alone in `file` (which only its owner may read),
+/// else the one in [`CLIENT_SECRET_VARIABLE`]; none when neither is given (an application that is not
+/// Confidential needs none: PKCE proves the login).
+pub fn client_secret(file: Option<&Path>) -> Result<Option<Secret>> {
+    if let Some(path) = file {
+        return Ok(Some(read_secret_file(path, "client secret file", "the application's secret")?));
+    }
+    match std::env::var(CLIENT_SECRET_VARIABLE) {
+        Ok(value) if !value.trim().is_empty() => Ok(Some(Secret::new(value.trim()))),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("environment variable {CLIENT_SECRET_VARIABLE} does not hold text")
+        }
+    }
+}
 
 /// A GitLab instance and one of its OAuth2 applications.
 #[derive(Clone, Debug, PartialEq, Eq)]

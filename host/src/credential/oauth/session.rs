@@ -146,7 +146,8 @@ impl Shared {
                 self.path.display()
             )));
         };
-        let answer = match endpoint::refresh(&self.app, refresh_token, &on_disk.redirect_uri).await {
+        let secret = on_disk.client_secret.as_ref();
+        let answer = match endpoint::refresh(&self.app, refresh_token, &on_disk.redirect_uri, secret).await {
             Ok(answer) => answer,
             Err(refused) if refused.is_invalid_grant() => {
                 return Err(self.break_with(format!(
@@ -157,7 +158,8 @@ impl Shared {
             }
             Err(error) => bail!("cannot refresh the OAuth2 access token at {}: {error}", self.app.base_url),
         };
-        let fresh = TokenSet::from_response(&self.app, &on_disk.redirect_uri, answer, &on_disk.scopes);
+        let secret = on_disk.client_secret.clone();
+        let fresh = TokenSet::from_response(&self.app, &on_disk.redirect_uri, secret, answer, &on_disk.scopes);
         // GitLab has revoked the old pair: the new one must be on disk before it is used.
         if let Err(error) = token_file::write(&self.path, &fresh) {
             return Err(self.break_with(format!(

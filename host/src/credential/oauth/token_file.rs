@@ -39,6 +39,10 @@ pub struct TokenSet {
     pub client_id: String,
     /// The redirect URI of the login, sent again with each refresh as GitLab's documentation does.
     pub redirect_uri: String,
+    /// The secret of a Confidential application, which GitLab asks for with each refresh too; absent
+    /// for an application that is not Confidential (and in files written before it was stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
     pub token_type: String,
     pub access_token: Secret,
     pub refresh_token: Option<Secret>,
@@ -52,8 +56,15 @@ pub struct TokenSet {
 }
 
 impl TokenSet {
-    /// The set GitLab answered `response` with, received now.
-    pub fn from_response(app: &OAuthApp, redirect_uri: &str, response: TokenResponse, asked_scopes: &[String]) -> Self {
+    /// The set GitLab answered `response` with, received now, for the login that used `redirect_uri`
+    /// and (for a Confidential application) `client_secret`.
+    pub fn from_response(
+        app: &OAuthApp,
+        redirect_uri: &str,
+        client_secret: Option<Secret>,
+        response: TokenResponse,
+        asked_scopes: &[String],
+    ) -> Self {
         let now = unix_now();
         let scopes = match &response.scope {
             Some(scope) => scope.split_whitespace().map(str::to_owned).collect(),
@@ -64,6 +75,7 @@ impl TokenSet {
             base_url: app.base_url.clone(),
             client_id: app.client_id.clone(),
             redirect_uri: redirect_uri.to_owned(),
+            client_secret,
             token_type: response.token_type.unwrap_or_else(|| "Bearer".to_owned()),
             access_token: response.access_token,
             refresh_token: response.refresh_token,
@@ -243,7 +255,7 @@ mod tests {
             scope: Some("read_api read_user".into()),
             created_at: Some(1_700_000_000),
         };
-        TokenSet::from_response(&app, "http://127.0.0.1:1/callback", response, &[])
+        TokenSet::from_response(&app, "http://127.0.0.1:1/callback", None, response, &[])
     }
 
     #[test]
