@@ -13,7 +13,7 @@ fn refused(args: &[&str], expected: &[&str]) {
     all.extend_from_slice(args);
     let run = host_run(&sim, &all, Some(TOKEN));
     assert!(!run.success, "{args:?} should fail");
-    let error = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output()));
+    let error = run.error_line();
     for part in expected {
         assert!(error.contains(part), "{args:?}: '{error}' should contain '{part}'");
     }
@@ -208,7 +208,7 @@ fn a_value_gitlab_does_not_know_is_its_400_and_stops_the_run() {
         Some(TOKEN),
     );
     assert!(!run.success);
-    let error = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output()));
+    let error = run.error_line();
     assert!(error.contains("(400): status does not have a valid value"), "{error}");
     let statuses: Vec<u16> = sim.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses.last(), Some(&400), "{statuses:?}");

@@ -342,7 +342,7 @@ fn private_addresses_are_refused_unless_they_are_the_tenants_own_gitlab() {
     for (allow, url, why) in &cases {
         let run = thief_fetch(&sim, allow, url);
         assert!(!run.success, "{url}: {}", run.output());
-        let error = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output()));
+        let error = run.error_line();
         let origin = allow.replace("169.254.169.254", "169.254.169.254:80");
         assert!(error.contains(&format!("the plugin tried to reach {origin}, whose address")), "{error}");
         assert!(error.contains(why), "{error}");

@@ -52,7 +52,7 @@ fn command(dir: &Path, args: &[&str], token: Option<&str>) -> Command {
 /// The `error:` line of a failed run.
 fn error_line(run: &HostRun) -> String {
     assert!(!run.success, "should have failed: {}", run.output());
-    run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output())).to_owned()
+    run.error_line().to_owned()
 }
 
 /// The 1-based line of the first line of `text` containing `marker`.

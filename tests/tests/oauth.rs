@@ -512,7 +512,7 @@ fn a_refresh_token_gitlab_refuses_ends_the_run_with_a_login_again_message() {
     let (run, _) =
         run_with_tokens(&sim, home.path(), &token_file, "x", &["--object", "issue", "--project", "demo/api"]);
     assert!(!run.success);
-    let error = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output()));
+    let error = run.error_line();
     assert!(error.contains("invalid_grant"), "{error}");
     assert!(
         error.contains(&format!("run `host auth login --base-url {} --client-id {CLIENT_ID}` again", sim.base_url())),
@@ -612,8 +612,7 @@ fn a_confidential_application_without_its_secret_or_with_a_readable_one_is_refus
     // No secret: GitLab refuses the exchange, and the error says how to give it.
     let login = login_to(&sim, home.path(), CONFIDENTIAL_ID, &["--token-file", token_arg], &[]);
     assert!(!login.run.success);
-    let error =
-        login.run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", login.run.output()));
+    let error = login.run.error_line();
     assert!(error.contains("GitLab answered 401 invalid_client"), "{error}");
     assert!(error.contains("--client-secret-file PATH or GITLAB_OAUTH_CLIENT_SECRET"), "{error}");
     assert!(!token_file.exists());
@@ -669,8 +668,7 @@ fn a_token_file_others_can_read_is_refused_before_any_request() {
 fn a_private_token_file_is_sent_as_private_token_and_a_readable_one_is_refused() {
     let sim = simulator();
     let home = temp_dir();
-    let token_file = home.path().join("gitlab-token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let token_file = private_file(home.path(), "gitlab-token", &format!("{TOKEN}\n"), 0o640);
     let out = home.path().join("out");
     let (base, dest) = (sim.base_url(), format!("jsonl:{}", out.display()));
     let plugin = artifacts().gitlab_wasm.to_str().unwrap().to_owned();
@@ -686,11 +684,9 @@ fn a_private_token_file_is_sent_as_private_token_and_a_readable_one_is_refused()
         )
     };
 
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o640)).unwrap();
     let refused = run(home.path());
     assert!(!refused.success);
-    let error =
-        refused.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", refused.output()));
+    let error = refused.error_line();
     assert!(error.contains(&format!("chmod 600 {}", token_file.display())), "{error}");
     assert_eq!(sim.request_count(), 0);
 

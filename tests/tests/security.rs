@@ -13,8 +13,7 @@ fn a_wrong_token_fails_clearly_and_is_never_printed() {
     let dest = format!("jsonl:{}", dir.path().display());
     let run = host_run(&sim, &["--object", "issue", "--project", "demo/api", "--dest", &dest], Some(wrong));
     assert!(!run.success);
-    let error_line =
-        run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output()));
+    let error_line = run.error_line();
     assert!(error_line.contains("GitLab refused the token (401 Unauthorized)"), "{error_line}");
     assert!(error_line.contains("GITLAB_TOKEN"), "{error_line}");
     assert!(!run.output().contains(wrong), "the token leaked: {}", run.output());
@@ -132,7 +131,7 @@ fn other_origins_are_refused_and_named() {
         let dir = temp_dir();
         let run = thief(&sim, object, dir.path());
         assert!(!run.success, "{object}: {}", run.output());
-        let error = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output()));
+        let error = run.error_line();
         assert!(error.contains(&format!("the plugin tried to reach {origin}")), "{error}");
         assert!(error.contains("not in this tenant's allow-list"), "{error}");
     }

@@ -91,7 +91,7 @@ fn tenants_run_side_by_side_and_a_hostile_or_greedy_one_ends_only_its_own_partit
     let run = host_with_env(&args, None, &env);
 
     assert!(!run.success, "{}", run.output());
-    let error = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", run.output()));
+    let error = run.error_line();
     assert!(error.contains("2 of 4 flows had failures, for tenant(s) greedy, mallory"), "{error}");
     let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
     let tenant = |id: &str| {
@@ -187,7 +187,7 @@ fn a_flow_naming_an_unknown_tenant_is_refused_before_any_request() {
     let args = ["run", "--tenants", tenants.to_str().unwrap(), "--flows", flows.to_str().unwrap()];
     let run = host_with_env(&args, Some(TOKEN), &[]);
     assert!(!run.success);
-    let error = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap();
+    let error = run.error_line();
     assert!(error.contains("b.toml:"), "{error}");
     assert!(error.contains("tenant: unknown tenant 'initech': the tenants file has acme"), "{error}");
     assert!(sim.requests().is_empty(), "no request before the flows are checked whole");

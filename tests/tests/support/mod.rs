@@ -106,6 +106,11 @@ impl HostRun {
     pub fn output(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
+
+    /// The `error: ...` line the host printed; panics with everything it printed when there is none.
+    pub fn error_line(&self) -> &str {
+        self.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{}", self.output()))
+    }
 }
 
 /// Run the real `host` binary with `args`, `GITLAB_TOKEN` set to `token` (unset when none).
