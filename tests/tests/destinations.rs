@@ -387,6 +387,40 @@ fn s3_refuses_a_missing_bucket_before_reading_and_shows_no_secret() {
 }
 
 #[test]
+fn s3_without_credentials_says_which_variables_to_set() {
+    let sim = simulator();
+    let s3 = servers::s3();
+    s3.bucket("no-keys");
+    let spool = temp_dir();
+    // No keys, and an instance metadata service that is not there (a closed port, refused at once).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut env: Vec<_> = s3
+        .env()
+        .into_iter()
+        .filter(|(name, _)| !matches!(*name, "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY"))
+        .collect();
+    env.push(("AWS_METADATA_ENDPOINT", format!("http://{closed}")));
+    let dest = format!("s3://no-keys/x?spool={}", spool.path().display());
+    let mut command = host_command(&sim, &["--object", "issue", "--project", "demo/api", "--dest", &dest], &env);
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE"]
+        .into_iter()
+        .chain(["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_SKIP_SIGNATURE"])
+    {
+        command.env_remove(name);
+    }
+    let output = command.output().unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "{printed}");
+    assert!(printed.contains("cannot reach s3://no-keys/x"), "{printed}");
+    assert!(
+        printed.contains("no AWS credentials are set, so they were asked of the EC2 instance metadata service")
+            && printed.contains("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+        "{printed}"
+    );
+    assert!(sim.requests().iter().all(|r| !r.path.ends_with("/issues")), "no issue was read");
+}
+
+#[test]
 fn a_sqlite_file_that_is_a_folder_is_refused_by_name() {
     let sim = simulator();
     let dir = temp_dir();

@@ -11,7 +11,9 @@
 //!
 //! The endpoint, region and keys come from the usual AWS environment variables (`AWS_ENDPOINT_URL`,
 //! `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`
-//! for a plain-HTTP test server...). The keys are never shown: every error is scrubbed of them.
+//! for a plain-HTTP test server...). The keys are never shown: every error is scrubbed of them. With no
+//! credentials in the environment, object_store asks the EC2 instance metadata service for them (an
+//! instance profile); where that fails, the first request's error says which variables to set.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -118,6 +120,31 @@ fn scrub(text: String) -> String {
         .fold(text, |text, secret| text.replace(&secret, "***"))
 }
 
+/// The environment variables from which object_store takes credentials (keys, a web identity, a
+/// container's) or is told to sign nothing; with none of them set, it asks the EC2 instance metadata
+/// service.
+const CREDENTIAL_VARIABLES: [&str; 5] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_SKIP_SIGNATURE",
+];
+
+/// What to add to the first request's `error`: where the credentials were looked for, when it was
+/// the instance metadata service (no credentials in the environment) that failed (its paths start
+/// with `/latest/`).
+fn credentials_hint(error: &str) -> &'static str {
+    let from_environment = CREDENTIAL_VARIABLES.iter().any(|name| std::env::var_os(name).is_some());
+    if from_environment || !error.contains("/latest/") {
+        ""
+    } else {
+        "; no AWS credentials are set, so they were asked of the EC2 instance metadata service, which \
+         gave none: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for an \
+         S3-compatible store)"
+    }
+}
+
 /// An S3 bucket and prefix.
 pub struct S3Target {
     store: Arc<AmazonS3>,
@@ -139,10 +166,10 @@ impl S3Target {
             .map_err(|e| anyhow!("cannot configure S3 for {shown}: {}", scrub(e.to_string())))?;
         let target = S3Target { store: Arc::new(store), prefix: url.prefix.clone(), shown, io: IoThread::start("s3")? };
         let (store, prefix) = (target.store.clone(), target.path("")?);
-        target
-            .io
-            .run(async move { store.list_with_delimiter(Some(&prefix)).await.map(drop) })?
-            .map_err(|e| anyhow!("cannot reach {}: {}", target.shown, scrub(e.to_string())))?;
+        target.io.run(async move { store.list_with_delimiter(Some(&prefix)).await.map(drop) })?.map_err(|e| {
+            let error = scrub(e.to_string());
+            anyhow!("cannot reach {}: {error}{}", target.shown, credentials_hint(&error))
+        })?;
         Ok(target)
     }
 
