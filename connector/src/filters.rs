@@ -34,7 +34,7 @@ fn push_filter(schema: &Schema, filter: &Filter, query: &mut Vec<(String, String
         let mut filterable: Vec<&str> = schema.filters.keys().map(String::as_str).collect();
         filterable.sort_unstable();
         let what = if schema.record_field(field).is_some() {
-            format!("field '{field}' of object '{object}' cannot be filtered on")
+            format!("field '{field}' of object '{object}' cannot be filtered on{}", range_filters(schema, field))
         } else {
             format!("object '{object}' has no field '{field}'")
         };
@@ -43,9 +43,10 @@ fn push_filter(schema: &Schema, filter: &Filter, query: &mut Vec<(String, String
     if !operators.contains(&filter.operator) {
         let allowed: Vec<&str> = operators.iter().map(|op| op.symbol()).collect();
         return Err(invalid(format!(
-            "filter on '{object}.{field}' does not accept '{}'; allowed: {}",
+            "filter on '{object}.{field}' does not accept '{}'; allowed: {}{}",
             filter.operator.symbol(),
-            allowed.join(", ")
+            allowed.join(", "),
+            range_filters(schema, field)
         )));
     }
     let expected_values = if filter.operator == FilterOperator::Between { 2 } else { 1 };
@@ -96,6 +97,23 @@ fn push_filter(schema: &Schema, filter: &Filter, query: &mut Vec<(String, String
         }
     }
     Ok(())
+}
+
+/// For a time field filtered through GitLab's range parameters (`created_at`: `created_after`,
+/// `created_before`, `created_before_after`), the filters to use instead, each with its operators;
+/// else nothing.
+fn range_filters(schema: &Schema, field: &str) -> String {
+    let Some(stem) = field.strip_suffix("_at") else { return String::new() };
+    let ranges: Vec<String> = ["after", "before", "before_after"]
+        .iter()
+        .filter_map(|end| {
+            let name = format!("{stem}_{end}");
+            let spec = schema.filters.get(&name)?;
+            let operators: Vec<&str> = spec.operators.iter().map(|op| op.symbol()).collect();
+            Some(format!("'{name}' ({})", operators.join(", ")))
+        })
+        .collect();
+    if ranges.is_empty() { String::new() } else { format!("; for a range of {field}, filter on {}", ranges.join(", ")) }
 }
 
 /// The (low, high) GitLab parameters of a BETWEEN row.
@@ -219,6 +237,30 @@ mod tests {
         let err = query("issue", &[filter("colour", FilterOperator::EqualTo, &["red"])]).unwrap_err().to_string();
         assert!(err.contains("has no field 'colour'") && err.contains("updated_after"), "{err}");
         let err = query("issue", &[filter("title", FilterOperator::EqualTo, &["x"])]).unwrap_err().to_string();
-        assert!(err.contains("cannot be filtered on"), "{err}");
+        assert!(err.contains("cannot be filtered on; filterable fields:"), "{err}");
+    }
+
+    #[test]
+    fn a_time_field_filtered_through_range_parameters_names_them() {
+        let err = query("issue", &[filter("created_at", FilterOperator::GreaterThanOrEqualTo, &["2024-01-01"])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "field 'created_at' of object 'issue' cannot be filtered on; for a range of created_at, filter on \
+                 'created_after' (>=), 'created_before' (<=), 'created_before_after' (between); filterable fields:"
+            ),
+            "{err}"
+        );
+        let err = query("issue", &[filter("updated_at", FilterOperator::LessThanOrEqualTo, &["2024-01-01"])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(
+                "filter on 'issue.updated_at' does not accept '<='; allowed: >=; for a range of updated_at, filter on \
+                 'updated_after' (>=), 'updated_before' (<=), 'updated_before_after' (between)"
+            ),
+            "{err}"
+        );
     }
 }

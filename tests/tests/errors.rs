@@ -109,6 +109,20 @@ fn a_filter_on_a_field_that_is_not_filterable_says_so() {
 }
 
 #[test]
+fn a_time_field_filtered_through_range_rows_names_them() {
+    refused(
+        &["--object", "issue", "--project", "demo/api", "--filter", "created_at >= 2024-01-01"],
+        &["field 'created_at' of object 'issue' cannot be filtered on; for a range of created_at, filter on \
+           'created_after' (>=), 'created_before' (<=), 'created_before_after' (between); filterable fields:"],
+    );
+    refused(
+        &["--object", "project", "--group", "acme", "--filter", "last_activity_at <= 2024-01-01"],
+        &["filter on 'project.last_activity_at' does not accept '<='; allowed: >=; for a range of last_activity_at, \
+           filter on 'last_activity_after' (>=), 'last_activity_before' (<=), 'last_activity_before_after' (between)"],
+    );
+}
+
+#[test]
 fn a_filter_only_row_cannot_be_selected_as_a_field() {
     refused(
         &["--object", "commit", "--project", "demo/api", "--fields", "title,since"],
