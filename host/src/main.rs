@@ -25,6 +25,7 @@ mod credential;
 mod dest;
 mod flow;
 mod gate;
+mod interrupt;
 mod io_thread;
 mod lanes;
 mod pg;
@@ -149,6 +150,7 @@ async fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
+            interrupt::listen()?;
             if let (Some(tenants), Some(flows)) = (&args.flow.tenants, &args.flow.flows) {
                 return tenant::run::run_all(&args, tenants, flows, cache_dir).await;
             }
@@ -331,6 +333,9 @@ async fn run_command(
     if let Some(path) = &args.summary_json {
         let json = credential::redact(&serde_json::to_string_pretty(summary)?);
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if interrupt::requested() {
+        return Ok(interrupt::exit_code());
     }
     match outcome {
         Ok(summary) if summary.partitions.iter().any(|p| matches!(p.outcome, summary::Outcome::Failed(_))) => {

@@ -38,6 +38,7 @@ use tracing::Instrument;
 use crate::dest::{self, PAGES_IN_WRITER, PendingPage, Writer};
 use crate::flow::Flow;
 use crate::gate::{GatePolicy, GateStats};
+use crate::interrupt;
 use crate::lanes::{self, AbortOnDrop};
 use crate::plan::{self, Listed, Partition, Plan, Unlisted};
 use crate::progress::{ObjectProgress, Progress};
@@ -59,6 +60,20 @@ struct Shared {
     progress: Arc<Progress>,
     /// Set when a partition hit an error that every partition would hit; the others stop at their next page.
     stop: AtomicBool,
+}
+
+impl Shared {
+    /// Why partitions must stop before their next page (a signal, or an error that ends the run), if
+    /// they must.
+    fn stopping(&self) -> Option<&'static str> {
+        if interrupt::requested() {
+            Some(interrupt::STOPPED)
+        } else if self.stop.load(Ordering::Relaxed) {
+            Some("stopped: another partition hit an error that ends the run")
+        } else {
+            None
+        }
+    }
 }
 
 /// The error that ends a whole run, with the summary of what was done before it.
@@ -179,7 +194,7 @@ pub async fn run(
             },
             else => break,
         }
-        if shared.stop.load(Ordering::Relaxed) {
+        if shared.stopping().is_some() {
             // The run ends: no more partitions to start.
             listed.close();
         }
@@ -268,7 +283,9 @@ async fn read_partition(
             }
         }
     };
-    if let Outcome::Failed(reason) | Outcome::Fatal(reason) = &report.outcome {
+    if let Outcome::Failed(reason) | Outcome::Fatal(reason) = &report.outcome
+        && reason != interrupt::STOPPED
+    {
         let tenant = shared.flow.tenant.as_ref().map(|t| t.id.as_str());
         let partition = format!("{} {}", report.object, report.scope);
         tracing::warn!(tenant, flow = %shared.flow.id, partition, "partition failed: {}", crate::credential::redact(reason));
@@ -287,6 +304,10 @@ async fn read_pages(
     report: &mut PartitionReport,
     progress: Option<&ObjectProgress>,
 ) -> Result<(), Outcome> {
+    if let Some(reason) = shared.stopping() {
+        // Not started: no sandbox, and nothing opened in the destination.
+        return Err(Outcome::Failed(reason.into()));
+    }
     let label = label(&shared.flow, format!("{} {}", partition.request.object, report.scope));
     let mut sandbox =
         shared.plugin.instantiate(shared.policy.clone(), stats.clone(), &shared.limits, label).await.map_err(
@@ -308,8 +329,8 @@ async fn read_pages(
     // most PAGES_IN_WRITER of them not yet written while the next one is read.
     let mut handed: VecDeque<(PendingPage, u64)> = VecDeque::new();
     loop {
-        let page = if shared.stop.load(Ordering::Relaxed) {
-            Err(Outcome::Failed("stopped: another partition hit an error that ends the run".into()))
+        let page = if let Some(reason) = shared.stopping() {
+            Err(Outcome::Failed(reason.into()))
         } else {
             fetch_page(shared, partition, &mut sandbox, &retrier, &request, report).await
         };

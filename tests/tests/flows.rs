@@ -1,7 +1,7 @@
 //! Flows end to end: flow files (good ones run, bad ones are refused whole with `file:line: key`
 //! errors before any request or write), `host check`, incremental reruns from the watermark, and a
-//! `kill -9` in the middle of a run resumed from its checkpoint. The real host, the real gitlab.wasm,
-//! the simulator over real HTTP.
+//! `kill -9` or a Ctrl-C in the middle of a run resumed from its checkpoint. The real host, the real
+//! gitlab.wasm, the simulator over real HTTP.
 
 mod support;
 
@@ -423,71 +423,125 @@ fn flags_map_onto_the_same_flow_with_mode_state_and_lookback() {
     assert_eq!(page.query_param("last_activity_after"), Some(since.as_str()));
 }
 
+/// A run of `bigco/monorepo`'s issues into `DIR/big.db` (summary in `DIR/summary.json`), and what
+/// the simulator holds for it.
+struct BigRun {
+    args: Vec<String>,
+    db: std::path::PathBuf,
+    project: u64,
+    expected: BTreeSet<i64>,
+    total_pages: usize,
+}
+
+impl BigRun {
+    fn new(sim: &Simulator, dir: &Path) -> BigRun {
+        let db = dir.join("big.db");
+        let plugin = artifacts().gitlab_wasm.display().to_string();
+        let args = ["run", "--plugin", &plugin, "--base-url", &sim.base_url(), "--object", "issue"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(["--project".into(), "bigco/monorepo".into(), "--dest".into(), format!("sqlite:{}", db.display())])
+            .chain(["--summary-json".into(), "summary.json".into()])
+            .collect();
+        let world = sim.world();
+        let project = world.project_by_ref("bigco/monorepo").unwrap().id;
+        let expected: BTreeSet<i64> = world.issues(project).iter().map(|i| i["id"].as_i64().unwrap()).collect();
+        assert!(expected.len() > 10_000);
+        BigRun { args, db, project, total_pages: expected.len().div_ceil(100), expected }
+    }
+
+    fn args(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+
+    /// Start the run in `dir`; return it once a third of its pages were asked for.
+    fn start_and_wait_for_a_third(&self, sim: &Simulator, dir: &Path) -> std::process::Child {
+        let mut child =
+            command(dir, &self.args(), Some(TOKEN)).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while sim.request_count() < 1 + self.total_pages / 3 {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be stopped");
+            assert!(Instant::now() < deadline, "the run did not get going");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child
+    }
+
+    /// The page the saved checkpoint resumes from; every page before it is in the database, and
+    /// nothing else: page and checkpoint commit together.
+    fn next_page_saved(&self) -> usize {
+        let saved = checkpoints(&self.db, "cli");
+        let token = saved[&format!("project-{}", self.project)].0.clone().expect("a read in progress");
+        let next_page = token.split(['?', '&']).find_map(|p| p.strip_prefix("page=")).unwrap().parse().unwrap();
+        assert_eq!(sqlite_ids(&self.db, "issue").len(), (next_page - 1) * 100);
+        next_page
+    }
+
+    /// Run the same command again in `dir`, after `asked` requests: it resumes at `next_page` and ends
+    /// with exactly the upstream's issues.
+    fn resume_and_check(&self, sim: &Simulator, dir: &Path, asked: usize, next_page: usize) {
+        let run = host_in(dir, &self.args(), Some(TOKEN));
+        assert!(run.success, "{}", run.output());
+        let summary = read_json(&dir.join("summary.json"));
+        let partition = &summary["partitions"][0];
+        assert_eq!(partition["resumed"], true);
+        assert_eq!(partition["start"], "resumed from checkpoint");
+        assert_eq!(partition["pages"].as_u64().unwrap() as usize, self.total_pages - (next_page - 1));
+        assert_eq!(partition["requests"], partition["pages"]);
+        assert!(
+            (summary["requests"].as_u64().unwrap() as usize) < 1 + self.total_pages,
+            "fewer requests than a full read"
+        );
+        let resumed = &sim.requests()[asked..];
+        let first_page = resumed.iter().find(|r| r.path.ends_with("/issues")).unwrap();
+        assert_eq!(first_page.query_param("page"), Some(next_page.to_string().as_str()));
+        assert_eq!(sqlite_ids(&self.db, "issue"), self.expected, "none missing, none doubled");
+        let (token, watermark) = &checkpoints(&self.db, "cli")[&format!("project-{}", self.project)];
+        assert_eq!(token, &None);
+        assert_eq!(watermark.as_deref(), Some(newest_issue(sim, "bigco/monorepo").as_str()));
+    }
+}
+
 #[test]
 fn a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_exact() {
     let sim = simulator();
     let dir = temp_dir();
-    let db = dir.path().join("big.db");
-    let dest = format!("sqlite:{}", db.display());
-    let plugin = artifacts().gitlab_wasm.to_str().unwrap().to_owned();
-    let base = sim.base_url();
-    let args = [
-        "run",
-        "--plugin",
-        &plugin,
-        "--base-url",
-        &base,
-        "--object",
-        "issue",
-        "--project",
-        "bigco/monorepo",
-        "--dest",
-        &dest,
-        "--summary-json",
-        "summary.json",
-    ];
-    let world = sim.world();
-    let project = world.project_by_ref("bigco/monorepo").unwrap().id;
-    let expected: BTreeSet<i64> = world.issues(project).iter().map(|i| i["id"].as_i64().unwrap()).collect();
-    let total_pages = expected.len().div_ceil(100);
-    assert!(expected.len() > 10_000);
-
-    // Start it, and SIGKILL it once a good part of the pages were asked for.
-    let mut child =
-        command(dir.path(), &args, Some(TOKEN)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while sim.request_count() < 1 + total_pages / 3 {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        assert!(Instant::now() < deadline, "the run did not get going");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    child.kill().unwrap();
+    let big = BigRun::new(&sim, dir.path());
+    let mut child = big.start_and_wait_for_a_third(&sim, dir.path());
+    child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let asked = sim.request_count();
-    assert!(asked < 1 + total_pages, "killed mid-way ({asked} requests)");
+    assert!(asked < 1 + big.total_pages, "killed mid-way ({asked} requests)");
+    let next_page = big.next_page_saved();
+    big.resume_and_check(&sim, dir.path(), asked, next_page);
+}
 
-    // Exactly the pages before the saved token are in the database: page and checkpoint commit together.
-    let saved = checkpoints(&db, "cli");
-    let (token, _) = &saved[&format!("project-{project}")];
-    let token = token.clone().expect("a read in progress");
-    let next_page: usize = token.split(['?', '&']).find_map(|p| p.strip_prefix("page=")).unwrap().parse().unwrap();
-    assert_eq!(sqlite_ids(&db, "issue").len(), (next_page - 1) * 100);
+#[test]
+fn a_run_interrupted_by_ctrl_c_writes_what_it_read_reports_and_resumes_exact() {
+    let sim = simulator();
+    let dir = temp_dir();
+    let big = BigRun::new(&sim, dir.path());
+    let child = big.start_and_wait_for_a_third(&sim, dir.path());
+    // SAFETY: kill(2) on the child's pid, which it keeps until it is waited for below.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(130), "exit status 130, as for Ctrl-C\n{stdout}{stderr}");
+    assert!(stderr.contains("interrupted: writing the pages already read, then stopping"), "{stderr}");
+    assert!(
+        stderr.trim_end().ends_with("interrupted: run the same command again to resume where each partition stopped")
+    );
+    assert!(stdout.contains("failed: interrupted (the next run resumes from its last checkpoint)"), "{stdout}");
+    let asked = sim.request_count();
+    assert!(asked < 1 + big.total_pages, "stopped mid-way ({asked} requests)");
 
-    // The same command again: it resumes from the token and ends with exactly the upstream's issues.
-    let run = host_in(dir.path(), &args, Some(TOKEN));
-    assert!(run.success, "{}", run.output());
+    // Every page it read is written, and its summary says how many: the last read page is durable.
     let summary = read_json(&dir.path().join("summary.json"));
     let partition = &summary["partitions"][0];
-    assert_eq!(partition["resumed"], true);
-    assert_eq!(partition["start"], "resumed from checkpoint");
-    assert_eq!(partition["pages"].as_u64().unwrap() as usize, total_pages - (next_page - 1));
-    assert_eq!(partition["requests"], partition["pages"]);
-    assert!((summary["requests"].as_u64().unwrap() as usize) < 1 + total_pages, "fewer requests than a full read");
-    let resumed = &sim.requests()[asked..];
-    let first_page = resumed.iter().find(|r| r.path.ends_with("/issues")).unwrap();
-    assert_eq!(first_page.query_param("page"), Some(next_page.to_string().as_str()));
-    assert_eq!(sqlite_ids(&db, "issue"), expected, "none missing, none doubled");
-    let (token, watermark) = &checkpoints(&db, "cli")[&format!("project-{project}")];
-    assert_eq!(token, &None);
-    assert_eq!(watermark.as_deref(), Some(newest_issue(&sim, "bigco/monorepo").as_str()));
+    assert_eq!(partition["status"], "failed");
+    assert_eq!(partition["reason"], "interrupted (the next run resumes from its last checkpoint)");
+    let next_page = big.next_page_saved();
+    assert_eq!(partition["pages"].as_u64().unwrap() as usize, next_page - 1, "every page read was written");
+    assert_eq!(partition["records"].as_u64().unwrap() as usize, sqlite_ids(&big.db, "issue").len());
+    big.resume_and_check(&sim, dir.path(), asked, next_page);
 }

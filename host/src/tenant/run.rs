@@ -27,6 +27,7 @@ use crate::credential;
 use crate::flow::Flow;
 use crate::flow::flags::Overrides;
 use crate::gate::{GatePolicy, Origin};
+use crate::interrupt;
 use crate::summary::{Outcome, Summary, TenantReport};
 
 /// One tenant's flows and what they share.
@@ -206,6 +207,9 @@ fn report(args: &RunArgs, ended: &[(Summary, Option<String>)]) -> Result<ExitCod
         let json = serde_json::json!({ "tenants": tenants, "flows": flows, "peak_rss_bytes": crate::summary::peak_rss_bytes() });
         let text = credential::redact(&serde_json::to_string_pretty(&json)?);
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if interrupt::requested() {
+        return Ok(interrupt::exit_code());
     }
     let failing: Vec<&str> = tenants.iter().filter(|t| !t.errors.is_empty()).map(|t| t.tenant.as_str()).collect();
     if failing.is_empty() {
