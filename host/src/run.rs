@@ -385,9 +385,12 @@ async fn fetch_page(
     report: &mut PartitionReport,
 ) -> Result<wit::Page, Outcome> {
     let mut attempts = retrier.attempts(&format!("reading page {}", report.pages + 1));
+    let interrupted = || Outcome::Failed(interrupt::STOPPED.into());
     loop {
-        attempts.begin().await;
-        match attempts.judge(sandbox.read_page(&shared.connection, request).await).await {
+        // The waits for the tenant's pace and before a retry end early on Ctrl-C; a call does not.
+        interrupt::unless_signalled(attempts.begin()).await.ok_or_else(interrupted)?;
+        let result = sandbox.read_page(&shared.connection, request).await;
+        match interrupt::unless_signalled(attempts.judge(result)).await.ok_or_else(interrupted)? {
             Ok(Some(page)) => return Ok(page),
             Ok(None) => {}
             Err(Ended::Connector(error)) => return Err(classify(&shared.flow, &shared.policy, partition, &error)),

@@ -9,11 +9,12 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use gitlab_sim::{FaultCounts, Faults, GroupShape, RateLimit, SimConfig, Simulator, ThrottleHeaders, WorldShape};
 use serde_json::Value;
-use support::{HostRun, TOKEN, artifacts, host, host_run, read_jsonl_object, temp_dir};
+use support::{HostRun, TOKEN, artifacts, host, host_command, host_run, read_jsonl_object, send_ctrl_c, temp_dir};
 
 /// Retry flags that keep the tests fast: quick backoffs, a short HTTP timeout.
 const FAST_RETRIES: [&str; 8] =
@@ -120,6 +121,46 @@ fn server_errors_and_truncated_bodies_are_retried_to_the_exact_records() {
     // Each 500/502/503/504 was answered as such.
     let statuses: BTreeSet<u16> = sim.requests().iter().map(|r| r.status).filter(|s| *s >= 500).collect();
     assert!(statuses.len() >= 3, "{statuses:?}");
+}
+
+#[test]
+fn ctrl_c_cuts_a_wait_for_a_429_short_and_the_run_ends_in_order() {
+    let sim = simulator(Faults {
+        throttle_percent: 100,
+        throttle_headers: ThrottleHeaders::RetryAfter,
+        throttle_wait_secs: 120,
+        path_contains: Some("/issues".into()),
+        ..Faults::default()
+    });
+    let dir = temp_dir();
+    let (plugin, base) = (artifacts().gitlab_wasm.display().to_string(), sim.base_url());
+    let dest = format!("jsonl:{}", dir.path().join("out").display());
+    let summary = dir.path().join("summary.json").display().to_string();
+    let args = ["run", "--plugin", &plugin, "--base-url", &base, "--object", "issue", "--project", "demo/api"];
+    let child = host_command(&args, Some(TOKEN), &[])
+        .args(["--dest", &dest, "--summary-json", &summary])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first page is answered 429 "retry after 120 s"; the host is then waiting.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.faults_injected().throttled == 0 {
+        assert!(Instant::now() < deadline, "no 429 was sent");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let signalled = Instant::now();
+    send_ctrl_c(&child);
+    let output = child.wait_with_output().unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(signalled.elapsed() < Duration::from_secs(20), "the 120 s wait was cut short: {printed}");
+    assert_eq!(output.status.code(), Some(130), "{printed}");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let partition = &summary["partitions"][0];
+    assert_eq!(partition["reason"], "interrupted (the next run resumes from its last checkpoint)", "{printed}");
+    assert_eq!((partition["rate_limited"].as_u64(), partition["records"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(sim.faults_injected().throttled, 1, "no request after the signal");
 }
 
 #[test]

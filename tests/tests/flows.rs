@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use gitlab_sim::Simulator;
 use serde_json::Value;
-use support::{HostRun, TOKEN, artifacts, simulator, sqlite_ids, temp_dir, utc_millis};
+use support::{HostRun, TOKEN, artifacts, send_ctrl_c, simulator, sqlite_ids, temp_dir, utc_millis};
 
 /// A flow file: the plugin and `top` (top-level keys), the simulator with the token from
 /// `GITLAB_TOKEN`, `body` (the objects), and `sqlite:out.db` beside the file.
@@ -522,8 +522,7 @@ fn a_run_interrupted_by_ctrl_c_writes_what_it_read_reports_and_resumes_exact() {
     let dir = temp_dir();
     let big = BigRun::new(&sim, dir.path());
     let child = big.start_and_wait_for_a_third(&sim, dir.path());
-    // SAFETY: kill(2) on the child's pid, which it keeps until it is waited for below.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    send_ctrl_c(&child);
     let output = child.wait_with_output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert_eq!(output.status.code(), Some(130), "exit status 130, as for Ctrl-C\n{stdout}{stderr}");

@@ -164,7 +164,7 @@ pub fn host_within(limit: Duration, args: &[&str], token: Option<&str>, env: &[(
 }
 
 /// The `host` command with `args`, `GITLAB_TOKEN` set to `token` (unset when none), and `env`.
-fn host_command(args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Command {
+pub fn host_command(args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(&artifacts().host);
     command.args(args).env_remove("GITLAB_TOKEN").env_remove("GITLAB_OAUTH_TOKEN").env_remove("HOST_PLUGIN");
     command.env("HOST_CACHE_DIR", &artifacts().cache_dir);
@@ -173,6 +173,12 @@ fn host_command(args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Com
     }
     command.envs(env.iter().copied());
     command
+}
+
+/// Send SIGINT to `child`, as Ctrl-C at a terminal does.
+pub fn send_ctrl_c(child: &std::process::Child) {
+    // SAFETY: kill(2) on the child's pid, which stays its own until the child is waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0, "kill -INT {}", child.id());
 }
 
 /// `host run --plugin gitlab.wasm --base-url SIM ...rest`.
