@@ -111,7 +111,10 @@ pub async fn run(
         label: label(flow, "planning"),
         permits: permits.clone(),
     };
-    let plan = plan::plan(control, &resolvers, retrier, &connection, flow).await;
+    // Nothing is opened yet: a signal during planning drops it and ends the run.
+    let plan = interrupt::unless_signalled(plan::plan(control, &resolvers, retrier, &connection, flow))
+        .await
+        .unwrap_or_else(|| Err(anyhow!("interrupted while planning: nothing was read or written")));
     let planned = started.elapsed();
     let fail = |error: anyhow::Error| {
         let mut summary = Summary::new(flow, Vec::new(), started);

@@ -123,44 +123,58 @@ fn server_errors_and_truncated_bodies_are_retried_to_the_exact_records() {
     assert!(statuses.len() >= 3, "{statuses:?}");
 }
 
-#[test]
-fn ctrl_c_cuts_a_wait_for_a_429_short_and_the_run_ends_in_order() {
+/// `host run` of demo/api's issues while the simulator answers every request whose path holds `path`
+/// with 429 "retry after 120 s": Ctrl-C once the first came, and return what the host printed, how
+/// it exited and its JSON summary (if it wrote one).
+fn ctrl_c_during_a_429_wait(path: &str) -> (String, Option<i32>, Option<Value>) {
     let sim = simulator(Faults {
         throttle_percent: 100,
         throttle_headers: ThrottleHeaders::RetryAfter,
         throttle_wait_secs: 120,
-        path_contains: Some("/issues".into()),
+        path_contains: Some(path.into()),
         ..Faults::default()
     });
     let dir = temp_dir();
     let (plugin, base) = (artifacts().gitlab_wasm.display().to_string(), sim.base_url());
     let dest = format!("jsonl:{}", dir.path().join("out").display());
-    let summary = dir.path().join("summary.json").display().to_string();
+    let summary = dir.path().join("summary.json");
     let args = ["run", "--plugin", &plugin, "--base-url", &base, "--object", "issue", "--project", "demo/api"];
     let child = host_command(&args, Some(TOKEN), &[])
-        .args(["--dest", &dest, "--summary-json", &summary])
+        .args(["--dest", &dest, "--summary-json", summary.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first page is answered 429 "retry after 120 s"; the host is then waiting.
     let deadline = Instant::now() + Duration::from_secs(60);
     while sim.faults_injected().throttled == 0 {
         assert!(Instant::now() < deadline, "no 429 was sent");
         std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(100)); // the host is now waiting
     let signalled = Instant::now();
     send_ctrl_c(&child);
     let output = child.wait_with_output().unwrap();
     let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(signalled.elapsed() < Duration::from_secs(20), "the 120 s wait was cut short: {printed}");
-    assert_eq!(output.status.code(), Some(130), "{printed}");
-    let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
-    let partition = &summary["partitions"][0];
+    assert!(signalled.elapsed() < Duration::from_secs(20), "the 120 s wait was not cut short: {printed}");
+    assert_eq!(sim.faults_injected().throttled, 1, "no request after the signal");
+    let summary = std::fs::read(&summary).ok().map(|bytes| serde_json::from_slice(&bytes).unwrap());
+    (printed, output.status.code(), summary)
+}
+
+#[test]
+fn ctrl_c_cuts_a_wait_for_a_429_short_and_the_run_ends_in_order() {
+    // While reading: the partition stops, and the summary says so.
+    let (printed, code, summary) = ctrl_c_during_a_429_wait("/issues");
+    assert_eq!(code, Some(130), "{printed}");
+    let partition = &summary.expect("a summary")["partitions"][0];
     assert_eq!(partition["reason"], "interrupted (the next run resumes from its last checkpoint)", "{printed}");
     assert_eq!((partition["rate_limited"].as_u64(), partition["records"].as_u64()), (Some(1), Some(0)));
-    assert_eq!(sim.faults_injected().throttled, 1, "no request after the signal");
+
+    // While planning (looking the project up): no partition was planned, none is reported.
+    let (printed, code, summary) = ctrl_c_during_a_429_wait("demo%2Fapi");
+    assert_eq!(code, Some(130), "{printed}");
+    assert!(printed.contains("interrupted: run the same command again"), "{printed}");
+    assert_eq!(summary.expect("a summary")["partitions"].as_array().map(Vec::len), Some(0), "{printed}");
 }
 
 #[test]
