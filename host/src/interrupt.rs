@@ -42,10 +42,12 @@ pub fn requested() -> bool {
 /// waits that may be abandoned belong here). An output ready together with the signal wins.
 pub async fn unless_signalled<T>(work: impl Future<Output = T>) -> Option<T> {
     // Registered before the flag is read: a signal in between still wakes it.
-    let signalled = SIGNALLED.notified();
-    if requested() {
-        return None;
-    }
+    let notified = SIGNALLED.notified();
+    let signalled = async {
+        if !requested() {
+            notified.await;
+        }
+    };
     tokio::select! {
         biased;
         output = work => Some(output),
