@@ -24,6 +24,8 @@
 //! cannot be read fails its objects under that scope; a 429, a 5xx or a network failure is retried
 //! within the tenant's retry budget; any other failure fails its partition and the run goes on. A
 //! partition's watermark (the highest cursor value it read) moves only when its read completes.
+//! Ctrl-C (see `interrupt`) stops every partition as an error that ends the run does, and also cuts
+//! short the waits before a retry and for the tenant's pace, and planning.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
