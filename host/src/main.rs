@@ -78,11 +78,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Print one `error:` line (with every token the process held scrubbed, should one ever appear) and
-/// exit non-zero.
+/// Print one `error:` line and exit non-zero.
 fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {}", credential::redact(message));
+    print_error(message);
     ExitCode::FAILURE
+}
+
+/// Print one `error:` line, scrubbed of every token the process held.
+fn print_error(message: &str) {
+    eprintln!("error: {}", credential::redact(message));
 }
 
 async fn execute(cli: Cli) -> Result<ExitCode> {
@@ -335,6 +339,9 @@ async fn run_command(
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if interrupt::requested() {
+        if let Err(failure) = &outcome {
+            print_error(&format!("{:#}", failure.error));
+        }
         return Ok(interrupt::exit_code());
     }
     match outcome {

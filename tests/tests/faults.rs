@@ -173,6 +173,7 @@ fn ctrl_c_cuts_a_wait_for_a_429_short_and_the_run_ends_in_order() {
     // While planning (looking the project up): no partition was planned, none is reported.
     let (printed, code, summary) = ctrl_c_during_a_429_wait("demo%2Fapi");
     assert_eq!(code, Some(130), "{printed}");
+    assert!(printed.contains("error: interrupted while planning: nothing was read or written"), "{printed}");
     assert!(printed.contains("interrupted: run the same command again"), "{printed}");
     assert_eq!(summary.expect("a summary")["partitions"].as_array().map(Vec::len), Some(0), "{printed}");
 }
