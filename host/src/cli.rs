@@ -50,6 +50,9 @@ pub enum Command {
         json: bool,
     },
     /// Read objects from GitLab and write them to a destination, as a flow file or flags say.
+    ///
+    /// Ctrl-C stops a run in order: the pages already read are written, the summary is printed and
+    /// the exit status is 130; the same command then resumes each partition from its checkpoint.
     Run(Box<RunArgs>),
     /// Check a flow without reading anything: validate it whole (sending nothing), then test the
     /// credential (`check-connection`) and resolve the scopes it names.
