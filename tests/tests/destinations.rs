@@ -22,7 +22,7 @@ use arrow_schema::{DataType, TimeUnit};
 use gitlab_sim::Simulator;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Map, Value};
-use support::{TOKEN, artifacts, read_jsonl_object, simulator, simulator_with_big_issues, temp_dir};
+use support::{HostRun, TOKEN, artifacts, read_jsonl_object, simulator, simulator_with_big_issues, temp_dir};
 
 /// The flow of the full syncs: issues and merge requests of two projects.
 const SMALL_FLOW: &[&str] =
@@ -46,10 +46,9 @@ fn host_command(sim: &Simulator, rest: &[&str], env: &[(&str, String)]) -> Comma
 fn sync(sim: &Simulator, flow: &[&str], dest: &str, env: &[(&str, String)]) -> String {
     let mut args = flow.to_vec();
     args.extend(["--dest", dest]);
-    let output = host_command(sim, &args, env).output().unwrap();
-    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "host run --dest {dest} failed:\n{printed}");
-    printed
+    let run = HostRun::from(host_command(sim, &args, env).output().unwrap());
+    assert!(run.success, "host run --dest {dest} failed:\n{}", run.output());
+    run.output()
 }
 
 /// The connector's own records of `flow`, per object (a JSONL run: the plugin's bytes as they are).
@@ -376,11 +375,13 @@ fn s3_refuses_a_missing_bucket_before_reading_and_shows_no_secret() {
     let s3 = servers::s3();
     let spool = temp_dir();
     let dest = format!("s3://no-such-bucket/x?spool={}", spool.path().display());
-    let output = host_command(&sim, &["--object", "issue", "--project", "demo/api", "--dest", &dest], &s3.env())
-        .output()
-        .unwrap();
-    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(!output.status.success());
+    let run = HostRun::from(
+        host_command(&sim, &["--object", "issue", "--project", "demo/api", "--dest", &dest], &s3.env())
+            .output()
+            .unwrap(),
+    );
+    let printed = run.output();
+    assert!(!run.success);
     assert!(printed.contains("cannot reach s3://no-such-bucket/x"), "{printed}");
     assert!(!printed.contains(servers::S3_SECRET) && !printed.contains(servers::S3_KEY_ID), "{printed}");
     assert!(sim.requests().iter().all(|r| !r.path.ends_with("/issues")), "no issue was read");
@@ -394,11 +395,7 @@ fn s3_without_credentials_says_which_variables_to_set() {
     let spool = temp_dir();
     // No keys, and an instance metadata service that is not there (a closed port, refused at once).
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut env: Vec<_> = s3
-        .env()
-        .into_iter()
-        .filter(|(name, _)| !matches!(*name, "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY"))
-        .collect();
+    let mut env = s3.env();
     env.push(("AWS_METADATA_ENDPOINT", format!("http://{closed}")));
     let dest = format!("s3://no-keys/x?spool={}", spool.path().display());
     let mut command = host_command(&sim, &["--object", "issue", "--project", "demo/api", "--dest", &dest], &env);
@@ -406,11 +403,11 @@ fn s3_without_credentials_says_which_variables_to_set() {
         .into_iter()
         .chain(["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_SKIP_SIGNATURE"])
     {
-        command.env_remove(name);
+        command.env_remove(name); // after the server's keys: removed from them too
     }
-    let output = command.output().unwrap();
-    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(!output.status.success(), "{printed}");
+    let run = HostRun::from(command.output().unwrap());
+    let printed = run.output();
+    assert!(!run.success, "{printed}");
     assert!(printed.contains("cannot reach s3://no-keys/x"), "{printed}");
     assert!(
         printed.contains("no AWS credentials are set, so they were asked of the EC2 instance metadata service")

@@ -153,12 +153,11 @@ fn ctrl_c_during_a_429_wait(path: &str) -> (String, Option<i32>, Option<Value>) 
     std::thread::sleep(Duration::from_millis(100)); // the host is now waiting
     let signalled = Instant::now();
     send_ctrl_c(&child);
-    let output = child.wait_with_output().unwrap();
-    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(signalled.elapsed() < Duration::from_secs(20), "the 120 s wait was not cut short: {printed}");
+    let run = HostRun::from(child.wait_with_output().unwrap());
+    assert!(signalled.elapsed() < Duration::from_secs(20), "the 120 s wait was not cut short: {}", run.output());
     assert_eq!(sim.faults_injected().throttled, 1, "no request after the signal");
     let summary = std::fs::read(&summary).ok().map(|bytes| serde_json::from_slice(&bytes).unwrap());
-    (printed, output.status.code(), summary)
+    (run.output(), run.code, summary)
 }
 
 #[test]
@@ -439,8 +438,9 @@ fn no_token_appears_anywhere_even_at_trace_level_under_faults() {
         .env_remove("GITLAB_OAUTH_TOKEN")
         .output()
         .unwrap();
-    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{}", &printed[printed.len().saturating_sub(4000)..]);
+    let run = HostRun::from(output);
+    let printed = run.output();
+    assert!(run.success, "{}", &printed[printed.len().saturating_sub(4000)..]);
     assert!(printed.contains("TRACE") && printed.contains("trying again"), "the log is not at trace level");
     assert!(sim.faults_injected().server_errors > 0);
     assert!(!printed.contains(TOKEN), "the token leaked into the log");

@@ -27,12 +27,7 @@ fn flow_text(sim: &Simulator, top: &str, body: &str) -> String {
 
 /// Run the host in `dir` (so that a flow file there is named `flow.toml` in errors).
 fn host_in(dir: &Path, args: &[&str], token: Option<&str>) -> HostRun {
-    let output = command(dir, args, token).output().expect("running host");
-    HostRun {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    command(dir, args, token).output().expect("running host").into()
 }
 
 fn command(dir: &Path, args: &[&str], token: Option<&str>) -> Command {
@@ -436,13 +431,14 @@ struct BigRun {
 impl BigRun {
     fn new(sim: &Simulator, dir: &Path) -> BigRun {
         let db = dir.join("big.db");
-        let plugin = artifacts().gitlab_wasm.display().to_string();
-        let args = ["run", "--plugin", &plugin, "--base-url", &sim.base_url(), "--object", "issue"]
-            .into_iter()
-            .map(str::to_owned)
-            .chain(["--project".into(), "bigco/monorepo".into(), "--dest".into(), format!("sqlite:{}", db.display())])
-            .chain(["--summary-json".into(), "summary.json".into()])
-            .collect();
+        let (plugin, base) = (artifacts().gitlab_wasm.display().to_string(), sim.base_url());
+        let dest = format!("sqlite:{}", db.display());
+        let args =
+            ["run", "--plugin", &plugin, "--base-url", &base, "--object", "issue", "--project", "bigco/monorepo"]
+                .into_iter()
+                .chain(["--dest", &dest, "--summary-json", "summary.json"])
+                .map(str::to_owned)
+                .collect();
         let world = sim.world();
         let project = world.project_by_ref("bigco/monorepo").unwrap().id;
         let expected: BTreeSet<i64> = world.issues(project).iter().map(|i| i["id"].as_i64().unwrap()).collect();
@@ -523,14 +519,19 @@ fn a_run_interrupted_by_ctrl_c_writes_what_it_read_reports_and_resumes_exact() {
     let big = BigRun::new(&sim, dir.path());
     let child = big.start_and_wait_for_a_third(&sim, dir.path());
     send_ctrl_c(&child);
-    let output = child.wait_with_output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert_eq!(output.status.code(), Some(130), "exit status 130, as for Ctrl-C\n{stdout}{stderr}");
-    assert!(stderr.contains("interrupted: writing the pages already read, then stopping"), "{stderr}");
+    let run = HostRun::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, Some(130), "exit status 130, as for Ctrl-C\n{}", run.output());
+    assert!(run.stderr.contains("interrupted: writing the pages already read, then stopping"), "{}", run.stderr);
     assert!(
-        stderr.trim_end().ends_with("interrupted: run the same command again to resume where each partition stopped")
+        run.stderr
+            .trim_end()
+            .ends_with("interrupted: run the same command again to resume where each partition stopped")
     );
-    assert!(stdout.contains("failed: interrupted (the next run resumes from its last checkpoint)"), "{stdout}");
+    assert!(
+        run.stdout.contains("failed: interrupted (the next run resumes from its last checkpoint)"),
+        "{}",
+        run.stdout
+    );
     let asked = sim.request_count();
     assert!(asked < 1 + big.total_pages, "stopped mid-way ({asked} requests)");
 

@@ -59,12 +59,7 @@ fn host_command(home: &Path, args: &[&str]) -> Command {
 }
 
 fn finish(child: Child) -> HostRun {
-    let output = child.wait_with_output().expect("waiting for host");
-    HostRun {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    child.wait_with_output().expect("waiting for host").into()
 }
 
 fn agent() -> ureq::Agent {

@@ -97,8 +97,21 @@ fn simulator_of(world: WorldShape) -> Simulator {
 /// The output of one `host` invocation.
 pub struct HostRun {
     pub success: bool,
+    /// The exit status; `None` when a signal ended the process.
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<std::process::Output> for HostRun {
+    fn from(output: std::process::Output) -> HostRun {
+        HostRun {
+            success: output.status.success(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
 }
 
 impl HostRun {
@@ -120,12 +133,7 @@ pub fn host(args: &[&str], token: Option<&str>) -> HostRun {
 
 /// [`host`], with more environment variables (`HOST_LOG`, `HOST_CACHE_DIR`...).
 pub fn host_with_env(args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> HostRun {
-    let output = host_command(args, token, env).output().expect("running host");
-    HostRun {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    host_command(args, token, env).output().expect("running host").into()
 }
 
 /// [`host_with_env`], failing the test if the host has not ended within `limit` (it is killed): for
@@ -156,6 +164,7 @@ pub fn host_within(limit: Duration, args: &[&str], token: Option<&str>, env: &[(
     };
     let run = HostRun {
         success: status.is_some_and(|s| s.success()),
+        code: status.and_then(|s| s.code()),
         stdout: stdout.join().expect("reading stdout"),
         stderr: stderr.join().expect("reading stderr"),
     };
