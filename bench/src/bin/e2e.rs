@@ -15,9 +15,11 @@
 //!    5. peak RSS of the host over the largest sync; sandbox instantiation (from the host's debug log);
 //!       start from the on-disk component cache
 //!    6. T tenants (default 1,000), one partition each, all at once: wall time, records/s, peak RSS
+//!    7. file formats: N issues into JSONL, CSV and Parquet (the last two rendered from the part's
+//!       spool when it is published): records/s, the destination's CPU, peak RSS
 //! ```
 //!
-//! SECTION is one of `throughput`, `latency`, `rate`, `cold`, `tenants`. In section 1 the simulator
+//! SECTION is one of `throughput`, `latency`, `rate`, `cold`, `tenants`, `formats`. In section 1 the simulator
 //! is warmed by one untimed read first, so that every timed read (raw or through the host) gets the
 //! same pre-rendered pages from its answer cache, and the host by one untimed run (its component
 //! cache filled). Then each of `--runs` rounds is a raw fetch followed by a host run into each
@@ -53,7 +55,7 @@ struct Options {
     host: Option<PathBuf>,
 }
 
-const SECTIONS: [&str; 5] = ["throughput", "latency", "rate", "cold", "tenants"];
+const SECTIONS: [&str; 6] = ["throughput", "latency", "rate", "cold", "tenants", "formats"];
 
 fn main() -> Result<()> {
     let mut options = Options { records: 100_000, runs: 3, tenants: 1000, only: None, host: None };
@@ -105,6 +107,9 @@ fn main() -> Result<()> {
     }
     if wanted("tenants") {
         bench.tenants(options.tenants)?;
+    }
+    if wanted("formats") {
+        bench.formats(options.records)?;
     }
     Ok(())
 }
@@ -160,9 +165,7 @@ impl Bench {
     }
 
     fn throughput(&self, runtime: &tokio::runtime::Runtime, records: usize) -> Result<()> {
-        let world =
-            WorldShape { bigco: Some(BigShape { issues: records, merge_requests: 10 }), ..WorldShape::standard() };
-        let sim = Simulator::start(SimConfig { token: Some(TOKEN.into()), world, ..SimConfig::default() })?;
+        let sim = big_project(records)?;
         let project = sim.world().project_by_ref(gitlab_sim::BIG_PROJECT).unwrap().id;
         let url = format!("{}/api/v4/projects/{project}/issues?per_page=100", sim.base_url());
 
@@ -258,6 +261,34 @@ impl Bench {
             mib(&summary),
             mib(&compiling)
         );
+        Ok(())
+    }
+
+    /// Section 7: `records` issues into each file format, one part each, in rounds. JSONL is published
+    /// as it was spooled; CSV and Parquet are rendered from the spool when the part is published.
+    fn formats(&self, records: usize) -> Result<()> {
+        let sim = big_project(records)?;
+        let kinds = ["jsonl", "csv", "parquet"];
+        // Warm: the simulator's page cache and the host's component cache. Run numbers from 100 on,
+        // so as not to write into section 1's folders.
+        self.issues_into(&sim, "jsonl", 100, records)?;
+        let mut figures = vec![Vec::new(); kinds.len()];
+        for run in 0..self.runs {
+            for (k, kind) in kinds.iter().enumerate() {
+                let (rate, summary, _) = self.issues_into(&sim, kind, 101 + run, records)?;
+                let figure = |key: &str| summary[key].as_f64().unwrap_or(f64::NAN);
+                figures[k].push((rate, figure("destination_cpu_seconds"), figure("peak_rss_bytes")));
+            }
+        }
+        println!("\n## 7. file formats: {records} issues of one project, one part each");
+        for (kind, runs) in kinds.iter().zip(figures) {
+            println!(
+                "{kind}: {:.0} records/s, the destination's CPU {:.2} s, peak RSS {:.1} MiB",
+                median(runs.iter().map(|r| r.0).collect()),
+                median(runs.iter().map(|r| r.1).collect()),
+                median(runs.iter().map(|r| r.2).collect()) / (1 << 20) as f64,
+            );
+        }
         Ok(())
     }
 
@@ -513,6 +544,12 @@ impl Bench {
     }
 }
 
+/// A simulator whose big project (`gitlab_sim::BIG_PROJECT`) has `records` issues.
+fn big_project(records: usize) -> Result<Simulator> {
+    let world = WorldShape { bigco: Some(BigShape { issues: records, merge_requests: 10 }), ..WorldShape::standard() };
+    Simulator::start(SimConfig { token: Some(TOKEN.into()), world, ..SimConfig::default() })
+}
+
 /// Fetch every page from `url` on, following `Link: rel="next"`: (records, wall time).
 async fn raw_fetch(url: &str) -> Result<(usize, Duration)> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
@@ -565,7 +602,8 @@ fn own_cpu_seconds() -> f64 {
     if status == 0 { used.tv_sec as f64 + used.tv_nsec as f64 / 1e9 } else { f64::NAN }
 }
 
-/// The issues stored at `dest` (a `sqlite:` or `jsonl:` destination): how many, and how many distinct ids.
+/// The issues stored at `dest` (a `sqlite:`, `jsonl:`, `csv:` or `parquet:` destination): how many, and
+/// how many distinct ids.
 fn stored_issues(dest: &str) -> Result<(usize, usize)> {
     if let Some(path) = dest.strip_prefix("sqlite:") {
         let db = rusqlite::Connection::open(path)?;
@@ -573,25 +611,54 @@ fn stored_issues(dest: &str) -> Result<(usize, usize)> {
             db.query_row("SELECT count(*), count(DISTINCT id) FROM issue", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
         return Ok((usize::try_from(rows)?, usize::try_from(ids)?));
     }
-    let folder = Path::new(dest.strip_prefix("jsonl:").context("a sqlite: or jsonl: destination")?).join("issue");
-    #[derive(serde::Deserialize)]
-    struct Id {
-        id: i64,
-    }
+    let (format, folder) = dest.split_once(':').context("a destination URL")?;
+    let folder = Path::new(folder).join("issue");
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(&folder).with_context(|| format!("listing {}", folder.display()))? {
         let path = entry?.path();
         let published = !path.file_name().is_some_and(|name| name.to_string_lossy().starts_with('.'));
-        if published && path.extension().is_some_and(|x| x == "jsonl") {
-            for line in std::fs::read(&path)?.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
-                ids.push(serde_json::from_slice::<Id>(line)?.id);
-            }
+        if published && path.extension().is_some_and(|x| x == format) {
+            part_ids(format, &path, &mut ids).with_context(|| format!("reading {}", path.display()))?;
         }
     }
     let rows = ids.len();
     ids.sort_unstable();
     ids.dedup();
     Ok((rows, ids.len()))
+}
+
+/// Add the `id` of every record of the part at `path`, a file of `format`, to `ids`.
+fn part_ids(format: &str, path: &Path, ids: &mut Vec<i64>) -> Result<()> {
+    match format {
+        "jsonl" => {
+            #[derive(serde::Deserialize)]
+            struct Id {
+                id: i64,
+            }
+            for line in std::fs::read(path)?.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+                ids.push(serde_json::from_slice::<Id>(line)?.id);
+            }
+        }
+        "csv" => {
+            let mut reader = csv::Reader::from_path(path)?;
+            let column = reader.headers()?.iter().position(|name| name == "id").context("no id column")?;
+            for row in reader.records() {
+                ids.push(row?.get(column).context("a short row")?.parse()?);
+            }
+        }
+        "parquet" => {
+            use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
+            let column = reader.schema().index_of("id")?;
+            for batch in reader.build()? {
+                let batch = batch?;
+                let column = batch.column(column).as_any().downcast_ref::<arrow_array::Int64Array>();
+                ids.extend(column.context("id is not an Int64 column")?.values().iter());
+            }
+        }
+        other => bail!("no reader for {other} parts"),
+    }
+    Ok(())
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -1,8 +1,8 @@
 //! One NDJSON record, read without building a tree of it.
 //!
-//! Destinations take records as the plugin wrote them: a [`Record`] is the record's fields in order,
-//! each value still the JSON text it was written as (borrowed from the page, found and checked by
-//! `json_scan`, 16 bytes at a time). A field a destination stores as JSON text (a struct, a list)
+//! Destinations take records as the plugin wrote them: [`fields_in_order`] reads a record's fields
+//! in order, each value still the JSON text it was written as (borrowed from the page, found and
+//! checked by `json_scan`, 16 bytes at a time). A field a destination stores as JSON text (a struct, a list)
 //! is copied as it is, never parsed and re-serialized; a scalar is read into a [`Scalar`] only when
 //! its column needs one. [`keys`] reads a record's field names alone, skipping the values; [`lines`]
 //! splits a page into its records. A page is read as bytes: the scanner checks that its strings are
@@ -13,28 +13,10 @@ use std::borrow::Cow;
 use anyhow::{Context, Result};
 use json_scan::{Field, KeyOrder, Scanner};
 
-/// A record's fields, in the order written, values as raw JSON.
-pub struct Record<'a> {
-    pub fields: Vec<Field<'a>>,
-}
-
-impl<'a> Record<'a> {
-    /// Read one line of NDJSON (text or bytes), which must be a JSON object.
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(line: &'a T) -> Result<Record<'a>> {
-        let mut fields = Vec::with_capacity(32);
-        scan(line, None, &mut fields)?;
-        Ok(Record { fields })
-    }
-
-    /// The raw value of field `name`, if the record has it.
-    pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.fields.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
-    }
-}
-
-/// [`Record::parse`] into `fields` (cleared first), the names expected in `order`, that of the record
-/// read with it before (they are matched, not read: `json_scan::KeyOrder`); and whether they were that
-/// record's. The records of a page, read one after the other, reuse one vector.
+/// Read one line of NDJSON (text or bytes), which must be a JSON object, into `fields` (cleared
+/// first): its fields in the order written, values as raw JSON. The names are expected in `order`,
+/// that of the record read with it before (they are matched, not read: `json_scan::KeyOrder`);
+/// returns whether they were that record's. Records read one after the other reuse one vector.
 pub fn fields_in_order<'a, T: AsRef<[u8]> + ?Sized>(
     line: &'a T,
     order: &mut KeyOrder,
@@ -98,7 +80,7 @@ pub enum Scalar<'a> {
 }
 
 impl<'a> Scalar<'a> {
-    /// Read `text` (one value's JSON text, as a [`Record`] holds it) by its first character: a string
+    /// Read `text` (one value's JSON text, as [`fields_in_order`] reads it) by its first character: a string
     /// is unescaped (borrowed when it holds no escape), a number parsed, an object or array left as
     /// the JSON text it is.
     pub fn of(text: &'a str) -> Result<Scalar<'a>> {
@@ -120,13 +102,25 @@ impl<'a> Scalar<'a> {
 mod tests {
     use super::*;
 
+    /// A record's fields, read on their own.
+    fn parse<T: AsRef<[u8]> + ?Sized>(line: &T) -> Result<Vec<Field<'_>>> {
+        let mut fields = Vec::new();
+        scan(line, None, &mut fields)?;
+        Ok(fields)
+    }
+
+    /// The value of the first field named `name`.
+    fn get<'a>(fields: &[Field<'a>], name: &str) -> Option<&'a str> {
+        fields.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
+    }
+
     #[test]
     fn reads_fields_in_order_with_values_as_written() {
         let line = r#"{"id":7,"title":"a \"b\"","plain":"no escapes","weight":1.50,"author":{"id":1, "name":"Ann"},"labels":[],"x":null,"ok":true}"#;
-        let record = Record::parse(line).unwrap();
-        let names: Vec<&str> = record.fields.iter().map(|(k, _)| k.as_ref()).collect();
+        let record = parse(line).unwrap();
+        let names: Vec<&str> = record.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(names, ["id", "title", "plain", "weight", "author", "labels", "x", "ok"]);
-        let scalar = |name| Scalar::of(record.get(name).unwrap()).unwrap();
+        let scalar = |name| Scalar::of(get(&record, name).unwrap()).unwrap();
         assert_eq!(scalar("id"), Scalar::Integer(7));
         assert_eq!(scalar("title"), Scalar::Text("a \"b\"".into()));
         assert_eq!(scalar("plain"), Scalar::Text(Cow::Borrowed("no escapes")));
@@ -135,7 +129,7 @@ mod tests {
         assert_eq!(scalar("labels"), Scalar::Json("[]"));
         assert_eq!(scalar("x"), Scalar::Null);
         assert_eq!(scalar("ok"), Scalar::Bool(true));
-        assert!(record.get("missing").is_none());
+        assert!(get(&record, "missing").is_none());
     }
 
     #[test]
@@ -146,7 +140,7 @@ mod tests {
         let mut fields = vec![(Cow::Borrowed("left over"), "1")];
         for line in lines {
             let same = fields_in_order(line, &mut order, &mut fields).unwrap();
-            assert_eq!(fields, Record::parse(line).unwrap().fields, "{line}");
+            assert_eq!(fields, parse(line).unwrap(), "{line}");
             sames.push(same);
         }
         assert_eq!(sames, [false, true, false, true, false]);
@@ -164,9 +158,9 @@ mod tests {
 
     #[test]
     fn text_that_is_not_utf8_is_refused_where_it_is() {
-        let record = Record::parse("{\"a\":\"é\",\"b\":\"字\"}".as_bytes()).unwrap();
-        assert_eq!(record.get("b"), Some("\"字\""));
-        let error = Record::parse(b"{\"a\":\"ok\xff\"}".as_slice()).err().expect("refused");
+        let record = parse("{\"a\":\"é\",\"b\":\"字\"}".as_bytes()).unwrap();
+        assert_eq!(get(&record, "b"), Some("\"字\""));
+        let error = parse(b"{\"a\":\"ok\xff\"}".as_slice()).err().expect("refused");
         assert_eq!(format!("{error:#}"), "not a JSON object: a string that is not UTF-8 text at line 1 column 9");
         assert!(keys(b"{\"\xc3\":1}", &mut KeyOrder::default(), |_| {}).is_err());
     }
@@ -177,7 +171,7 @@ mod tests {
         keys(r#"{"a\u0062":1,"c":[1,{"d":2}]}"#, &mut KeyOrder::default(), |k| seen.push(k.to_owned())).unwrap();
         assert_eq!(seen, ["ab", "c"]);
         for bad in ["[1,2]", "{\"a\":1} trailing", "{\"a\":", "42"] {
-            assert!(Record::parse(bad).is_err(), "{bad}");
+            assert!(parse(bad).is_err(), "{bad}");
             assert!(keys(bad, &mut KeyOrder::default(), |_| {}).is_err(), "{bad}");
         }
     }
