@@ -555,6 +555,46 @@ fn postgres_resumes_after_kill_9_and_a_rerun_upserts() {
 }
 
 #[test]
+fn a_page_postgres_refuses_fails_alone_and_the_pages_before_it_stay() {
+    // 20 pages of issues; PostgreSQL will refuse one issue of the sixth. The pages are written in
+    // groups of up to 16 in one transaction: the five before it must stay all the same.
+    let sim = simulator_with_big_issues(2_000);
+    let read_order: Vec<i64> =
+        reference(&sim, BIG_FLOW, &["issue"])["issue"].iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let refused = read_order[550];
+    let url = servers::postgres().database("refused_page");
+    sync(&sim, BIG_FLOW, &url, &[]);
+    let mut client = servers::postgres().connect("refused_page").unwrap();
+    client
+        .batch_execute(&format!(
+            "TRUNCATE issue; DELETE FROM _checkpoints; ALTER TABLE issue ADD CONSTRAINT refuse_one CHECK (id <> {refused})"
+        ))
+        .unwrap();
+
+    let mut args = BIG_FLOW.to_vec();
+    args.extend(["--dest", &url]);
+    let run = HostRun::from(host_command(&sim, &args, &[]).output().unwrap());
+    assert!(!run.success, "the refused page failed the run:\n{}", run.output());
+    assert!(run.output().contains("refuse_one"), "PostgreSQL's reason is shown:\n{}", run.output());
+    let stored: BTreeSet<i64> = ids_of(&postgres_rows("refused_page", "issue")).into_iter().collect();
+    assert_eq!(stored, read_order[..500].iter().copied().collect(), "exactly the five pages before the refused one");
+    let checkpoints = postgres_rows("refused_page", "_checkpoints");
+    assert!(checkpoints[0]["page_token"].is_string(), "the read stopped in progress: {checkpoints:?}");
+
+    // Once the constraint is gone, the same command resumes at the refused page and completes.
+    let before = sim.requests().len();
+    client.batch_execute("ALTER TABLE issue DROP CONSTRAINT refuse_one").unwrap();
+    sync(&sim, BIG_FLOW, &url, &[]);
+    assert_exactly_once(
+        ids_of(&postgres_rows("refused_page", "issue")),
+        &read_order.iter().copied().collect(),
+        "postgres",
+    );
+    let pages = sim.requests()[before..].iter().filter(|r| r.path.ends_with("/issues")).count();
+    assert!(pages <= 16, "resumed at the refused page, not from the start: {pages} pages read");
+}
+
+#[test]
 fn a_postgres_checkpoint_store_serves_a_file_destination_through_kill_9() {
     let sim = big_simulator();
     let dir = temp_dir();
