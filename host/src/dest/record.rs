@@ -160,7 +160,7 @@ mod tests {
     fn text_that_is_not_utf8_is_refused_where_it_is() {
         let record = parse("{\"a\":\"é\",\"b\":\"字\"}".as_bytes()).unwrap();
         assert_eq!(get(&record, "b"), Some("\"字\""));
-        let error = parse(b"{\"a\":\"ok\xff\"}".as_slice()).err().expect("refused");
+        let error = parse(b"{\"a\":\"ok\xff\"}".as_slice()).expect_err("refused");
         assert_eq!(format!("{error:#}"), "not a JSON object: a string that is not UTF-8 text at line 1 column 9");
         assert!(keys(b"{\"\xc3\":1}", &mut KeyOrder::default(), |_| {}).is_err());
     }
