@@ -387,11 +387,7 @@ impl CheckpointStore for PostgresDestination {
         let loaded = self.db.run(|client| async move { state::postgres::load(&*client, &key).await });
         // A statement that fails inside the group's transaction aborts it: its COMMIT would only
         // roll it back, so the group fails instead of passing for committed.
-        if self.in_transaction {
-            loaded.inspect_err(|error| self.broken = Some(format!("{error:#}")))
-        } else {
-            loaded
-        }
+        if self.in_transaction { loaded.inspect_err(|error| self.broken = Some(format!("{error:#}"))) } else { loaded }
     }
 
     /// Saved in the group's transaction (opened if need be), durable at its commit.
