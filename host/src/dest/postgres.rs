@@ -21,11 +21,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use futures_util::SinkExt;
-use json_scan::KeyOrder;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use super::record::{self, Scalar};
+use super::record::{self, ColumnPlaces, Scalar};
 use super::{Column, Destination, Syncs, TableSchema};
 use crate::pg::{PgClient, PgUrl};
 use crate::sandbox::wit::FieldType;
@@ -168,32 +167,22 @@ fn page_load(table: &TableSchema, records: &[u8]) -> Result<Load> {
     // Each record's values, column by column, one after the other.
     let mut values: Vec<Option<&str>> = Vec::with_capacity(100 * width);
     let mut present = vec![false; width];
-    let mut order = KeyOrder::default();
+    let mut places = ColumnPlaces::new(table.columns.iter().map(|c| c.name.as_str()));
     let mut fields = Vec::with_capacity(width);
-    // Where each field of the record before was among the table's columns: kept while the names repeat.
-    let mut places: Vec<usize> = Vec::with_capacity(width);
     for (number, line) in record::lines(records).enumerate() {
-        let what = || format!("record {} of the page", number + 1);
-        let same = record::fields_in_order(line, &mut order, &mut fields).with_context(what)?;
-        if !same {
-            places.clear();
-            for (name, _) in &fields {
-                let place = table.columns.iter().position(|c| c.name == *name).ok_or_else(|| {
-                    anyhow!(
-                        "record {} has the field '{name}', which the schema of '{}' does not have",
-                        number + 1,
-                        table.name
-                    )
-                })?;
-                places.push(place);
-            }
+        places.read(line, &mut fields).with_context(|| format!("record {} of the page", number + 1))?;
+        if let Some(unknown) = places.unknown() {
+            bail!(
+                "record {} has the field '{}', which the schema of '{}' does not have",
+                number + 1,
+                fields[unknown].0,
+                table.name
+            );
         }
-        let start = values.len();
-        values.resize(start + width, None);
-        // Backwards, so that a name written twice is the first one's.
-        for (&place, (_, raw)) in places.iter().zip(&fields).rev() {
-            values[start + place] = Some(raw);
-            present[place] = true;
+        for (column, present) in present.iter_mut().enumerate() {
+            let value = places.field_of(column).map(|field| fields[field].1);
+            *present |= value.is_some();
+            values.push(value);
         }
     }
     let columns: Vec<Column> =

@@ -4,11 +4,13 @@
 //! in order, each value still the JSON text it was written as (borrowed from the page, found and
 //! checked by `json_scan`, 16 bytes at a time). A field a destination stores as JSON text (a struct, a list)
 //! is copied as it is, never parsed and re-serialized; a scalar is read into a [`Scalar`] only when
-//! its column needs one. [`keys`] reads a record's field names alone, skipping the values; [`lines`]
-//! splits a page into its records. A page is read as bytes: the scanner checks that its strings are
+//! its column needs one. [`ColumnPlaces`] reads records for a table's columns: where each column's
+//! field is, kept while the records' names repeat. [`keys`] reads a record's field names alone,
+//! skipping the values; [`lines`] splits a page into its records. A page is read as bytes: the scanner checks that its strings are
 //! UTF-8 as it meets them (the rest must be ASCII to be JSON), so nothing checks a page beforehand.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use json_scan::{Field, KeyOrder, Scanner};
@@ -23,6 +25,55 @@ pub fn fields_in_order<'a, T: AsRef<[u8]> + ?Sized>(
     fields: &mut Vec<Field<'a>>,
 ) -> Result<bool> {
     scan(line, Some(order), fields)
+}
+
+/// Records read for some columns: where each column's field is among the fields of the record read
+/// last. The records of a page or a part share their field names, as a rule: while a record's names
+/// are those of the record before (matched, not read: `json_scan::KeyOrder`), so are the places.
+pub struct ColumnPlaces<'c> {
+    index: HashMap<&'c str, usize>,
+    order: KeyOrder,
+    /// For each column, where its field is among the record's fields (`None`: it has none).
+    at: Vec<Option<usize>>,
+    /// Where among the record's fields the first that is none of the columns is, if one is.
+    unknown: Option<usize>,
+}
+
+impl<'c> ColumnPlaces<'c> {
+    /// For the columns named `names`, in order.
+    pub fn new(names: impl IntoIterator<Item = &'c str>) -> Self {
+        let index: HashMap<&str, usize> = names.into_iter().enumerate().map(|(at, name)| (name, at)).collect();
+        let at = vec![None; index.len()];
+        ColumnPlaces { index, order: KeyOrder::default(), at, unknown: None }
+    }
+
+    /// Read one line of NDJSON into `fields` ([`fields_in_order`]) and place its fields among the
+    /// columns. A name written twice is the first one's.
+    pub fn read<'a, T: AsRef<[u8]> + ?Sized>(&mut self, line: &'a T, fields: &mut Vec<Field<'a>>) -> Result<()> {
+        if fields_in_order(line, &mut self.order, fields)? {
+            return Ok(());
+        }
+        self.at.fill(None);
+        self.unknown = None;
+        // Backwards, so that the first of a name written twice is the one kept.
+        for (field, (name, _)) in fields.iter().enumerate().rev() {
+            match self.index.get(name.as_ref()) {
+                Some(&column) => self.at[column] = Some(field),
+                None => self.unknown = Some(field),
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the field of the column at `column` is among the record's fields.
+    pub fn field_of(&self, column: usize) -> Option<usize> {
+        self.at[column]
+    }
+
+    /// Where the record's first field that is none of the columns is, if it has one.
+    pub fn unknown(&self) -> Option<usize> {
+        self.unknown
+    }
 }
 
 /// Read one JSON object's fields into `fields`, which it clears first.

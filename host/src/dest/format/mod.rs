@@ -9,7 +9,7 @@
 //! the selected fields), in the table's order; so a field new to the schema shows in the parts
 //! written after it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter};
 use std::path::Path;
@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use json_scan::{Field, KeyOrder, short_eq};
 
-use super::record;
+use super::record::{self, ColumnPlaces};
 use super::{Column, TableSchema};
 use crate::sandbox::wit::FieldType;
 
@@ -77,38 +77,26 @@ fn for_each_line(path: &Path, mut each: impl FnMut(usize, &str) -> Result<()>) -
 /// One record of a part as the part's columns: the JSON text of each column's value, as written.
 pub struct Row<'r> {
     fields: &'r [Field<'r>],
-    /// For each column, where its field is among `fields` (`None`: the record has no such field).
-    at: &'r [Option<usize>],
+    places: &'r ColumnPlaces<'r>,
 }
 
 impl<'r> Row<'r> {
     /// The JSON text of the value of the column at `column` (its place among the part's columns).
     pub fn get(&self, column: usize) -> Option<&'r str> {
-        self.at[column].map(|field| self.fields[field].1)
+        self.places.field_of(column).map(|field| self.fields[field].1)
     }
 }
 
 /// Call `each` with every record of the spool at `path` (1-based line number, record as a [`Row`] of
-/// `columns`). The records of a part share their field names, as a rule: where a record's names are
-/// those of the record before (matched, not read: `json_scan::KeyOrder`), so are its columns' places.
+/// `columns`); fields that are none of the columns are left out.
 fn for_each_row(path: &Path, columns: &[Column], mut each: impl FnMut(usize, Row<'_>) -> Result<()>) -> Result<()> {
-    let index: HashMap<&str, usize> = columns.iter().enumerate().map(|(at, c)| (c.name.as_str(), at)).collect();
-    let mut order = KeyOrder::default();
-    let mut at = vec![None; columns.len()];
+    let mut places = ColumnPlaces::new(columns.iter().map(|c| c.name.as_str()));
     for_each_line(path, |number, line| {
         let mut fields = Vec::with_capacity(columns.len());
-        let same = record::fields_in_order(line, &mut order, &mut fields)
+        places
+            .read(line, &mut fields)
             .with_context(|| format!("line {number} of {} is not a JSON object", path.display()))?;
-        if !same {
-            at.fill(None);
-            // Backwards, so that a name written twice is the first one's, as `Record::get` reads it.
-            for (field, (name, _)) in fields.iter().enumerate().rev() {
-                if let Some(&column) = index.get(name.as_ref()) {
-                    at[column] = Some(field);
-                }
-            }
-        }
-        each(number, Row { fields: &fields, at: &at })
+        each(number, Row { fields: &fields, places: &places })
     })
 }
 
