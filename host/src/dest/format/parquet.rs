@@ -157,7 +157,7 @@ impl ColumnBuilder {
             ColumnBuilder::Number(builder) => builder.append_value(match Scalar::of(raw)? {
                 Scalar::Integer(integer) => integer as f64,
                 Scalar::Real(real) => real,
-                Scalar::Text(text) => text.parse().ok().ok_or_else(|| anyhow!("{raw} is not a number"))?,
+                Scalar::Text(text) => text.parse().map_err(|_| anyhow!("{raw} is not a number"))?,
                 _ => bail!("{raw} is not a number"),
             }),
             ColumnBuilder::Boolean(builder) => builder.append_value(match Scalar::of(raw)? {
