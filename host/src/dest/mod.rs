@@ -101,7 +101,7 @@ impl DestinationUrl {
 }
 
 /// A column of an object's table.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Column {
     pub name: String,
     pub field_type: FieldType,

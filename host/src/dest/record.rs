@@ -30,8 +30,8 @@ pub fn fields_in_order<'a, T: AsRef<[u8]> + ?Sized>(
 /// Records read for some columns: where each column's field is among the fields of the record read
 /// last. The records of a page or a part share their field names, as a rule: while a record's names
 /// are those of the record before (matched, not read: `json_scan::KeyOrder`), so are the places.
-pub struct ColumnPlaces<'c> {
-    index: HashMap<&'c str, usize>,
+pub struct ColumnPlaces {
+    index: HashMap<String, usize>,
     order: KeyOrder,
     /// For each column, where its field is among the record's fields (`None`: it has none).
     at: Vec<Option<usize>>,
@@ -39,19 +39,21 @@ pub struct ColumnPlaces<'c> {
     unknown: Option<usize>,
 }
 
-impl<'c> ColumnPlaces<'c> {
+impl ColumnPlaces {
     /// For the columns named `names`, in order.
-    pub fn new(names: impl IntoIterator<Item = &'c str>) -> Self {
-        let index: HashMap<&str, usize> = names.into_iter().enumerate().map(|(at, name)| (name, at)).collect();
+    pub fn new<'c>(names: impl IntoIterator<Item = &'c str>) -> Self {
+        let index: HashMap<String, usize> =
+            names.into_iter().enumerate().map(|(at, name)| (name.to_owned(), at)).collect();
         let at = vec![None; index.len()];
         ColumnPlaces { index, order: KeyOrder::default(), at, unknown: None }
     }
 
     /// Read one line of NDJSON into `fields` ([`fields_in_order`]) and place its fields among the
-    /// columns. A name written twice is the first one's.
-    pub fn read<'a, T: AsRef<[u8]> + ?Sized>(&mut self, line: &'a T, fields: &mut Vec<Field<'a>>) -> Result<()> {
+    /// columns. A name written twice is the first one's. Returns whether the places were found anew
+    /// (the record's names are not those of the record before).
+    pub fn read<'a, T: AsRef<[u8]> + ?Sized>(&mut self, line: &'a T, fields: &mut Vec<Field<'a>>) -> Result<bool> {
         if fields_in_order(line, &mut self.order, fields)? {
-            return Ok(());
+            return Ok(false);
         }
         self.at.fill(None);
         self.unknown = None;
@@ -62,7 +64,7 @@ impl<'c> ColumnPlaces<'c> {
                 None => self.unknown = Some(field),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Where the field of the column at `column` is among the record's fields.

@@ -5,31 +5,43 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 
 use super::super::Column;
 use super::super::record::Scalar;
-use super::{for_each_row, is_json};
+use super::{Row, is_json};
 use crate::sandbox::wit::FieldType;
 
-/// Render the spool at `spool` into `file` as CSV with `columns`.
-pub(super) fn render(spool: &Path, columns: &[Column], file: File) -> Result<File> {
-    let mut writer = ::csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
-    writer.write_record(columns.iter().map(|c| c.name.as_str()))?;
-    for_each_row(spool, columns, |number, row| {
+/// A CSV part being written: its header row, then a row per record.
+pub(super) struct CsvPart {
+    writer: ::csv::Writer<BufWriter<File>>,
+}
+
+impl CsvPart {
+    /// Start a CSV part with `columns` in `file`: its header row.
+    pub(super) fn create(columns: &[Column], file: File) -> Result<CsvPart> {
+        let mut writer = ::csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
+        writer.write_record(columns.iter().map(|c| c.name.as_str()))?;
+        Ok(CsvPart { writer })
+    }
+
+    /// Write one record's row.
+    pub(super) fn row(&mut self, columns: &[Column], row: &Row<'_>) -> Result<()> {
         for (at, column) in columns.iter().enumerate() {
-            let cell = cell(row.get(at), column.field_type)
-                .with_context(|| format!("line {number} of {}, field {}", spool.display(), column.name))?;
-            writer.write_field(cell.as_bytes())?;
+            let cell = cell(row.get(at), column.field_type).with_context(|| format!("field {}", column.name))?;
+            self.writer.write_field(cell.as_bytes())?;
         }
-        writer.write_record(None::<&[u8]>)?;
+        self.writer.write_record(None::<&[u8]>)?;
         Ok(())
-    })?;
-    writer.flush()?;
-    let buffered = writer.into_inner().map_err(|e| anyhow!("cannot finish the CSV file: {}", e.error()))?;
-    Ok(buffered.into_inner().map_err(|e| e.into_error())?)
+    }
+
+    /// Write out what is buffered; the file, to be synced.
+    pub(super) fn finish(mut self) -> Result<File> {
+        self.writer.flush()?;
+        let buffered = self.writer.into_inner().map_err(|e| anyhow!("cannot finish the CSV file: {}", e.error()))?;
+        Ok(buffered.into_inner().map_err(|e| e.into_error())?)
+    }
 }
 
 /// A CSV cell for `value` in a column of `field_type`: a string unescaped (unless the column holds

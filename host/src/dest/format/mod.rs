@@ -1,9 +1,11 @@
 //! The formats of file parts, and rendering a part's spool (NDJSON) into them, one record at a time.
 //!
 //! - JSONL: the spool itself, records as the plugin wrote them (never re-serialized).
-//! - CSV ([`csv`]) and Parquet ([`parquet`]): the spool read line by line, each record as a [`Row`]
-//!   of the part's columns (the JSON text of each column's value, found by `json_scan`, no tree of
-//!   the record built), written out as it is read, so memory stays bounded whatever the part's size.
+//! - CSV ([`csv`]) and Parquet ([`parquet`]): a [`PartWriter`] takes records one at a time, each as a
+//!   [`Row`] of the part's columns (the JSON text of each column's value, found by `json_scan`, no
+//!   tree of the record built), and writes them out as they come, so memory stays bounded whatever
+//!   the part's size. The records come from the part's spool once its last page is read
+//!   ([`render`]), or, for a big part, from its pages as they are read (see `files`).
 //!
 //! A part has the table's columns that appear in its records ([`SeenFields`]; a projection keeps only
 //! the selected fields), in the table's order; so a field new to the schema shows in the parts
@@ -11,10 +13,10 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter};
-use std::path::Path;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use json_scan::{Field, KeyOrder, short_eq};
 
 use super::record::{self, ColumnPlaces};
@@ -77,7 +79,7 @@ fn for_each_line(path: &Path, mut each: impl FnMut(usize, &str) -> Result<()>) -
 /// One record of a part as the part's columns: the JSON text of each column's value, as written.
 pub struct Row<'r> {
     fields: &'r [Field<'r>],
-    places: &'r ColumnPlaces<'r>,
+    places: &'r ColumnPlaces,
 }
 
 impl<'r> Row<'r> {
@@ -87,17 +89,117 @@ impl<'r> Row<'r> {
     }
 }
 
-/// Call `each` with every record of the spool at `path` (1-based line number, record as a [`Row`] of
-/// `columns`); fields that are none of the columns are left out.
-fn for_each_row(path: &Path, columns: &[Column], mut each: impl FnMut(usize, Row<'_>) -> Result<()>) -> Result<()> {
-    let mut places = ColumnPlaces::new(columns.iter().map(|c| c.name.as_str()));
-    for_each_line(path, |number, line| {
-        let mut fields = Vec::with_capacity(columns.len());
-        places
-            .read(line, &mut fields)
-            .with_context(|| format!("line {number} of {} is not a JSON object", path.display()))?;
-        each(number, Row { fields: &fields, places: &places })
-    })
+/// A part's file in its format, written as its records come: from its spool ([`PartWriter::spool`]),
+/// from pages as they are read ([`PartWriter::page`]), or both, one after the other. Memory stays
+/// bounded whatever the part's size. An error leaves the file unfinished: the writer is then dropped
+/// and the part rendered again from its spool (see `files`).
+pub struct PartWriter {
+    out: PathBuf,
+    columns: Vec<Column>,
+    places: ColumnPlaces,
+    encoder: Encoder,
+    records: u64,
+    /// Names of the table's other columns: a record with one of them outgrows the part's columns.
+    others: HashSet<String>,
+    /// Whether a record had a field of the table that is none of the part's columns.
+    outgrown: bool,
+}
+
+/// The format-specific half of a [`PartWriter`].
+enum Encoder {
+    Csv(csv::CsvPart),
+    Parquet(parquet::ParquetPart),
+}
+
+impl PartWriter {
+    /// Start the part `out` as `format` (CSV or Parquet; a JSONL part is its spool) with `columns`.
+    /// A file already at `out` is removed, not cut: a run killed right after publishing it leaves it
+    /// behind as a hard link of the published part.
+    pub fn create(format: FileFormat, columns: Vec<Column>, out: &Path) -> Result<PartWriter> {
+        super::spool::remove_if_present(out)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
+        let encoder = match format {
+            FileFormat::Csv => Encoder::Csv(csv::CsvPart::create(&columns, file)?),
+            FileFormat::Parquet => Encoder::Parquet(parquet::ParquetPart::create(&columns, file)?),
+            FileFormat::Jsonl => bail!("a JSONL part is published as its spool, not written record by record"),
+        };
+        let places = ColumnPlaces::new(columns.iter().map(|c| c.name.as_str()));
+        Ok(PartWriter {
+            out: out.to_owned(),
+            columns,
+            places,
+            encoder,
+            records: 0,
+            others: HashSet::new(),
+            outgrown: false,
+        })
+    }
+
+    /// Watch for records with a field of `table` that is none of the part's columns (see
+    /// [`PartWriter::outgrown`]): such a field is left out as any other.
+    pub fn watch(&mut self, table: &TableSchema) {
+        let ours = |name: &str| self.columns.iter().any(|c| c.name == name);
+        self.others = table.columns.iter().filter(|c| !ours(&c.name)).map(|c| c.name.clone()).collect();
+    }
+
+    /// Whether a record written had a field of the watched table that is none of the part's columns:
+    /// the part then needs more columns than it was started with.
+    pub fn outgrown(&self) -> bool {
+        self.outgrown
+    }
+
+    /// The part's columns.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// How many records are written.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Write every record of a page of NDJSON; an error names the record of the page.
+    pub fn page(&mut self, records: &[u8]) -> Result<()> {
+        for (number, line) in record::lines(records).enumerate() {
+            self.record(line).with_context(|| format!("record {} of the page", number + 1))?;
+        }
+        Ok(())
+    }
+
+    /// Write every record of the spool at `path`; an error names its line.
+    pub fn spool(&mut self, path: &Path) -> Result<()> {
+        for_each_line(path, |number, line| {
+            self.record(line.as_bytes()).with_context(|| format!("line {number} of {}", path.display()))
+        })
+    }
+
+    /// Write one record (a line of NDJSON); fields that are none of the columns are left out.
+    fn record(&mut self, line: &[u8]) -> Result<()> {
+        let mut fields = Vec::with_capacity(self.columns.len());
+        if self.places.read(line, &mut fields)? && !self.others.is_empty() {
+            self.outgrown |= fields.iter().any(|(name, _)| self.others.contains(name.as_ref()));
+        }
+        let row = Row { fields: &fields, places: &self.places };
+        match &mut self.encoder {
+            Encoder::Csv(part) => part.row(&self.columns, &row)?,
+            Encoder::Parquet(part) => part.row(&self.columns, &row)?,
+        }
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Finish the file and make it durable.
+    pub fn finish(self) -> Result<()> {
+        let file = match self.encoder {
+            Encoder::Csv(part) => part.finish()?,
+            Encoder::Parquet(part) => part.finish()?,
+        };
+        file.sync_all().with_context(|| format!("cannot sync {}", self.out.display()))
+    }
 }
 
 /// The field names seen in a part's records, gathered page by page as the part is written (so
@@ -156,26 +258,18 @@ impl SeenFields {
     }
 }
 
-/// Render the spool at `spool` as `format` into `out` (durably), with `columns`. A file already at
-/// `out` is removed, not cut: a run killed right after publishing it leaves it behind as a hard link
-/// of the published part.
+/// Render the spool at `spool` as `format` into `out` (durably), with `columns`.
 pub fn render(format: FileFormat, spool: &Path, columns: &[Column], out: &Path) -> Result<()> {
-    super::spool::remove_if_present(out)?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)
-        .with_context(|| format!("cannot create {}", out.display()))?;
-    let file = match format {
-        FileFormat::Jsonl => {
-            let mut writer = BufWriter::new(file);
-            std::io::copy(&mut File::open(spool)?, &mut writer)?;
-            writer.into_inner().map_err(|e| e.into_error())?
-        }
-        FileFormat::Csv => csv::render(spool, columns, file)?,
-        FileFormat::Parquet => parquet::render(spool, columns, file)?,
-    };
-    file.sync_all().with_context(|| format!("cannot sync {}", out.display()))
+    if format == FileFormat::Jsonl {
+        super::spool::remove_if_present(out)?;
+        std::fs::copy(spool, out).with_context(|| format!("cannot copy {} to {}", spool.display(), out.display()))?;
+        return File::open(out)
+            .and_then(|file| file.sync_all())
+            .with_context(|| format!("cannot sync {}", out.display()));
+    }
+    let mut writer = PartWriter::create(format, columns.to_vec(), out)?;
+    writer.spool(spool)?;
+    writer.finish()
 }
 
 fn is_json(field_type: FieldType) -> bool {
@@ -266,26 +360,44 @@ mod tests {
             Column { name: "title".into(), field_type: FieldType::String },
             Column { name: "id".into(), field_type: FieldType::Integer },
         ];
-        let mut rows = Vec::new();
-        for_each_row(&path, &columns, |number, row| {
-            rows.push((number, row.get(0).map(str::to_owned), row.get(1).map(str::to_owned)));
-            Ok(())
-        })
-        .unwrap();
-        let text = |s: &str| Some(s.to_owned());
-        assert_eq!(
-            rows,
-            [
-                (1, text("\"a\""), text("1")),
-                (2, text("\"b\""), text("2")),
-                (3, text("\"c\""), text("3")),
-                (4, None, text("4")),
-                (6, text("\"e\""), text("5")),
-            ]
-        );
+        let out = dir.join("rows.csv");
+        render(FileFormat::Csv, &path, &columns, &out).unwrap();
+        let rows: Vec<(String, String)> = ::csv::Reader::from_path(&out)
+            .unwrap()
+            .records()
+            .map(|row| row.map(|row| (row[0].to_owned(), row[1].to_owned())).unwrap())
+            .collect();
+        let row = |title: &str, id: &str| (title.to_owned(), id.to_owned());
+        assert_eq!(rows, [row("a", "1"), row("b", "2"), row("c", "3"), row("", "4"), row("e", "5")]);
         std::fs::write(&path, "{\"id\":1}\n{\"id\":2,}\n").unwrap();
-        let error = for_each_row(&path, &columns, |_, _| Ok(())).unwrap_err();
+        let error = render(FileFormat::Csv, &path, &columns, &out).unwrap_err();
         assert!(format!("{error:#}").contains("line 2 of"), "{error:#}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_part_written_from_its_spool_then_page_by_page_is_the_part_rendered_whole() {
+        let dir = tempdir("resumed");
+        let whole = spool(&dir);
+        let (first, second) = RECORDS.split_at(RECORDS.find('\n').unwrap() + 1);
+        let half = dir.join("half.ndjson");
+        std::fs::write(&half, first).unwrap();
+        let columns = present_columns(&whole, &table()).unwrap();
+        for format in [FileFormat::Csv, FileFormat::Parquet] {
+            let rendered = dir.join(format!("whole.{}", format.name()));
+            render(format, &whole, &columns, &rendered).unwrap();
+            let streamed = dir.join(format!("streamed.{}", format.name()));
+            let mut writer = PartWriter::create(format, columns.clone(), &streamed).unwrap();
+            writer.spool(&half).unwrap();
+            writer.page(second.as_bytes()).unwrap();
+            assert_eq!(writer.records(), 2);
+            writer.finish().unwrap();
+            assert_eq!(std::fs::read(&streamed).unwrap(), std::fs::read(&rendered).unwrap(), "{format:?}");
+        }
+        let mut writer = PartWriter::create(FileFormat::Csv, columns, &dir.join("bad.csv")).unwrap();
+        let error = writer.page(b"{\"id\":3}\n{\"id\":4\n").unwrap_err();
+        assert!(format!("{error:#}").contains("record 2 of the page"), "{error:#}");
+        assert!(PartWriter::create(FileFormat::Jsonl, Vec::new(), &dir.join("x.jsonl")).is_err());
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -16,7 +16,6 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::Path;
 use std::sync::Arc;
 
 use ::parquet::arrow::ArrowWriter;
@@ -35,7 +34,7 @@ use chrono::Utc;
 
 use super::super::Column;
 use super::super::record::Scalar;
-use super::{Row, for_each_row, is_json};
+use super::{Row, is_json};
 use crate::sandbox::wit::FieldType;
 
 /// Records per Arrow batch.
@@ -74,35 +73,56 @@ pub fn arrow_schema(columns: &[Column]) -> Schema {
     )
 }
 
-/// Render the spool at `spool` into `file` as Parquet with `columns`.
-pub(super) fn render(spool: &Path, columns: &[Column], file: File) -> Result<File> {
-    let schema = Arc::new(arrow_schema(columns));
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build();
-    let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema.clone(), Some(properties))?;
-    let mut builders: Vec<ColumnBuilder> = columns.iter().map(|c| ColumnBuilder::new(c.field_type)).collect();
-    let mut rows = 0;
-    let mut write_batch = |builders: &mut [ColumnBuilder]| -> Result<()> {
-        let arrays = builders.iter_mut().map(ColumnBuilder::finish).collect();
-        writer.write(&RecordBatch::try_new(schema.clone(), arrays)?)?;
-        if writer.memory_size() >= ROW_GROUP_BYTES {
-            writer.flush()?;
+/// A Parquet part being written: the batch in progress in Arrow builders, the row group in
+/// progress in the writer.
+pub(super) struct ParquetPart {
+    schema: Arc<Schema>,
+    writer: ArrowWriter<BufWriter<File>>,
+    builders: Vec<ColumnBuilder>,
+    /// Records in the builders.
+    pending: usize,
+}
+
+impl ParquetPart {
+    /// Start a Parquet part with `columns` in `file`.
+    pub(super) fn create(columns: &[Column], file: File) -> Result<ParquetPart> {
+        let schema = Arc::new(arrow_schema(columns));
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
+        let writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema.clone(), Some(properties))?;
+        let builders = columns.iter().map(|c| ColumnBuilder::new(c.field_type)).collect();
+        Ok(ParquetPart { schema, writer, builders, pending: 0 })
+    }
+
+    /// Write one record's values; every [`BATCH_ROWS`] records become a batch for the writer.
+    pub(super) fn row(&mut self, columns: &[Column], row: &Row<'_>) -> Result<()> {
+        append(&mut self.builders, columns, row).context("it does not fit the part's columns")?;
+        self.pending += 1;
+        if self.pending == BATCH_ROWS { self.write_batch() } else { Ok(()) }
+    }
+
+    /// Hand the builders' records to the writer as a batch; end the row group once it holds
+    /// [`ROW_GROUP_BYTES`].
+    fn write_batch(&mut self) -> Result<()> {
+        let arrays = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
+        self.writer.write(&RecordBatch::try_new(self.schema.clone(), arrays)?)?;
+        self.pending = 0;
+        if self.writer.memory_size() >= ROW_GROUP_BYTES {
+            self.writer.flush()?;
         }
         Ok(())
-    };
-    for_each_row(spool, columns, |number, row| {
-        append(&mut builders, columns, &row)
-            .with_context(|| format!("line {number} of {} does not fit the part's columns", spool.display()))?;
-        rows += 1;
-        if rows % BATCH_ROWS == 0 { write_batch(&mut builders) } else { Ok(()) }
-    })?;
-    if rows % BATCH_ROWS != 0 {
-        write_batch(&mut builders)?;
     }
-    let buffered = writer.into_inner()?;
-    Ok(buffered.into_inner().map_err(|e| e.into_error())?)
+
+    /// Write the last batch, the last row group and the footer; the file, to be synced.
+    pub(super) fn finish(mut self) -> Result<File> {
+        if self.pending > 0 {
+            self.write_batch()?;
+        }
+        let buffered = self.writer.into_inner()?;
+        Ok(buffered.into_inner().map_err(|e| e.into_error())?)
+    }
 }
 
 /// Append one record's values, column by column.
