@@ -154,6 +154,11 @@ pub trait Destination: Send {
         Ok(Syncs::default())
     }
 
+    /// The most jobs (page writes, checkpoint saves, part closes) one commit of the writer covers.
+    fn most_jobs_per_commit(&self) -> usize {
+        writer::MOST_JOBS_PER_COMMIT
+    }
+
     /// The read of `part` completed: publish what was written (files: move the part into place).
     /// Called before the checkpoint that completes the read is saved, and perhaps once more after it:
     /// closing a part that is not open does nothing.

@@ -12,7 +12,8 @@
 //! CONFLICT (key) DO UPDATE` (the last record wins should a key appear twice in a page), and the
 //! partition's checkpoint is saved in the `_checkpoints` table of [`crate::state::postgres`]. A page
 //! PostgreSQL refuses is rolled back to its savepoint and fails alone; the group's other pages stay.
-//! A page and its checkpoint land together or not at all, whatever moment the process dies at. Text
+//! A group holds at most [`SAVEPOINTS_PER_TRANSACTION`] jobs, so that its savepoints stay within what
+//! PostgreSQL keeps in shared memory for each transaction. A page and its checkpoint land together or not at all, whatever moment the process dies at. Text
 //! cannot hold the NUL character in PostgreSQL, so it is dropped from strings.
 
 use std::collections::HashMap;
@@ -265,7 +266,16 @@ impl PostgresDestination {
     }
 }
 
+/// The most subtransactions a PostgreSQL backend lists in shared memory for its transaction
+/// (`PGPROC_MAX_CACHED_SUBXIDS`): past them, every other session's snapshot looks further (in
+/// `pg_subtrans`) for as long as the transaction is open. Each page's savepoint is one.
+pub const SAVEPOINTS_PER_TRANSACTION: usize = 64;
+
 impl Destination for PostgresDestination {
+    fn most_jobs_per_commit(&self) -> usize {
+        SAVEPOINTS_PER_TRANSACTION
+    }
+
     fn prepare(&mut self, table: &TableSchema) -> Result<()> {
         if table.primary_key.is_empty() {
             bail!("'{}' has no primary key to upsert on", table.name);

@@ -87,7 +87,8 @@ pub const PAGES_IN_WRITER: usize = 2;
 /// so that "page durable, then checkpoint saved" happens in one place and in that order.
 ///
 /// It commits in groups: it writes each page as it comes (and says so to its partition, which may
-/// then hand over its next), and gathers them, up to [`MOST_JOBS_PER_COMMIT`], until the group's
+/// then hand over its next), and gathers them, up to [`MOST_JOBS_PER_COMMIT`] (or the destination's
+/// own limit), until the group's
 /// commit is due: at once when a job of it is waited for or a partition has [`COMMIT_PAGES`] pages
 /// in it, else [`COMMIT_INTERVAL`] after the first.
 /// Then it commits all of them at once ([`Destination::commit`]: one transaction, or one fsync per
@@ -187,6 +188,8 @@ struct Sink {
     /// takes another job, however many more are queued (a partition that reads faster than its pages
     /// are written keeps the queue from ever running dry).
     full: bool,
+    /// The destination's [`MOST_JOBS_PER_COMMIT`] (see [`Destination::most_jobs_per_commit`]).
+    most_jobs: usize,
 }
 
 impl Sink {
@@ -234,7 +237,7 @@ impl Sink {
 
     /// Whether the group is to be committed now: full, or its time has come.
     fn commit_due(&self) -> bool {
-        self.unanswered.len() >= MOST_JOBS_PER_COMMIT || self.due.is_some_and(|due| due <= Instant::now())
+        self.unanswered.len() >= self.most_jobs || self.due.is_some_and(|due| due <= Instant::now())
     }
 
     /// Commit the group and hand it to the committer, which makes it durable, saves its checkpoints
@@ -424,6 +427,7 @@ impl Writer {
                     .expect("a clock for the destination writer");
                 let failed = Failed::default();
                 let mut sink = Sink {
+                    most_jobs: destination.most_jobs_per_commit().max(1),
                     destination,
                     store_apart: store.is_some(),
                     committer: Committer::start(store, failed.clone(), meter.clone()),
@@ -472,7 +476,7 @@ impl Writer {
                                 return drop(done.send(aborted));
                             }
                         }
-                        if sink.unanswered.len() >= MOST_JOBS_PER_COMMIT || sink.full {
+                        if sink.unanswered.len() >= sink.most_jobs || sink.full {
                             break;
                         }
                         match queue.try_recv() {
@@ -598,6 +602,9 @@ mod tests {
         fail_first_sync: bool,
         fail_first_write_of: Option<&'static str>,
         sync_gate: Option<Arc<Mutex<std::sync::mpsc::Receiver<()>>>>,
+        /// The first page write waits for a word on it.
+        write_gate: Option<std::sync::mpsc::Receiver<()>>,
+        most_jobs: Option<usize>,
     }
 
     impl Destination for Noting {
@@ -609,6 +616,9 @@ mod tests {
             Ok(())
         }
         fn write_page(&mut self, part: &PartitionKey, _: &[u8], _: Option<&Checkpoint>) -> Result<Option<String>> {
+            if let Some(gate) = self.write_gate.take() {
+                gate.recv().unwrap();
+            }
             if self.fail_first_write_of.take_if(|scope| *scope == part.scope).is_some() {
                 return Err(anyhow!("the spool of {} is corrupt", part.scope));
             }
@@ -631,6 +641,9 @@ mod tests {
                 if fail { Err(anyhow!("the disk went away")) } else { Ok(()) }
             });
             Ok(syncs)
+        }
+        fn most_jobs_per_commit(&self) -> usize {
+            self.most_jobs.unwrap_or(MOST_JOBS_PER_COMMIT)
         }
         fn close_part(&mut self, _: &PartitionKey) -> Result<()> {
             Ok(())
@@ -682,6 +695,43 @@ mod tests {
         writer.abort().await.unwrap();
         let journal = journal.lock().unwrap().clone();
         (journal, answers)
+    }
+
+    /// Seven pages queued behind one being written: a destination that takes at most two jobs a
+    /// commit (PostgreSQL's savepoints) gets groups of two, where another gets one group of seven.
+    #[tokio::test]
+    async fn a_group_holds_no_more_jobs_than_its_destination_takes() {
+        for (most_jobs, expected) in [(Some(2), 2), (None, 7)] {
+            let journal = Journal::default();
+            let (release, gate) = std::sync::mpsc::channel();
+            let destination =
+                Noting { journal: journal.clone(), write_gate: Some(gate), most_jobs, ..Noting::default() };
+            let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone()))));
+            let scopes = ["a", "b", "c", "d", "e", "f", "g"];
+            for scope in scopes {
+                writer.open(&key(scope), None).await.unwrap();
+            }
+            let mut pending = Vec::new();
+            for scope in scopes {
+                pending.push(writer.send_page(&key(scope), b"{}\n".to_vec(), in_progress()).await.unwrap());
+            }
+            release.send(()).unwrap();
+            for page in pending {
+                page.durable().await.unwrap();
+            }
+            writer.abort().await.unwrap();
+            let journal = journal.lock().unwrap().clone();
+            let (mut in_group, mut most) = (0, 0);
+            for line in &journal {
+                if line.starts_with("write") {
+                    in_group += 1;
+                    most = most.max(in_group);
+                } else if line == "commit" {
+                    in_group = 0;
+                }
+            }
+            assert_eq!(most, expected, "{journal:?}");
+        }
     }
 
     /// A destination that uses 40 ms of CPU per page written, and as much in each commit's syncs.
