@@ -340,12 +340,15 @@ impl FileDestination {
         if self.format == FileFormat::Jsonl {
             return;
         }
-        let ahead = self.open.values().filter(|open| matches!(open.columns, PartColumns::Ahead(_))).count();
-        let (Some(open), Some(table)) = (self.open.get_mut(part), self.tables.get(&part.object)) else { return };
-        let PartColumns::Seen { seen, ahead_failed: false } = &open.columns else { return };
-        if open.spool.records() < WRITE_AHEAD_RECORDS || ahead >= WRITE_AHEAD_PARTS {
+        let big = |open: &OpenPart| open.spool.records() >= WRITE_AHEAD_RECORDS;
+        if !self.open.get(part).is_some_and(big)
+            || self.open.values().filter(|open| matches!(open.columns, PartColumns::Ahead(_))).count()
+                >= WRITE_AHEAD_PARTS
+        {
             return;
         }
+        let (Some(open), Some(table)) = (self.open.get_mut(part), self.tables.get(&part.object)) else { return };
+        let PartColumns::Seen { seen, ahead_failed: false } = &open.columns else { return };
         let out = open.spool.path().with_extension(self.format.name());
         let started = PartWriter::create(self.format, seen.columns(table), &out).and_then(|mut writer| {
             writer.watch(table);
