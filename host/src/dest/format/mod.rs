@@ -258,15 +258,8 @@ impl SeenFields {
     }
 }
 
-/// Render the spool at `spool` as `format` into `out` (durably), with `columns`.
+/// Render the spool at `spool` as `format` (CSV or Parquet) into `out` (durably), with `columns`.
 pub fn render(format: FileFormat, spool: &Path, columns: &[Column], out: &Path) -> Result<()> {
-    if format == FileFormat::Jsonl {
-        super::spool::remove_if_present(out)?;
-        std::fs::copy(spool, out).with_context(|| format!("cannot copy {} to {}", spool.display(), out.display()))?;
-        return File::open(out)
-            .and_then(|file| file.sync_all())
-            .with_context(|| format!("cannot sync {}", out.display()));
-    }
     let mut writer = PartWriter::create(format, columns.to_vec(), out)?;
     writer.spool(spool)?;
     writer.finish()
