@@ -212,26 +212,25 @@ impl OpenPart {
         {
             self.stop_ahead(part, "its writer does not have every record of the spool");
         }
-        match std::mem::replace(&mut self.columns, PartColumns::Unread) {
+        let columns = match std::mem::replace(&mut self.columns, PartColumns::Unread) {
             PartColumns::Ahead(writer) => {
                 let columns = writer.columns().to_vec();
-                match writer.finish() {
-                    Ok(()) => self.columns = PartColumns::Finished(columns),
-                    Err(error) => return self.finish(part, format, table, out).with_context(|| format!("{error:#}")),
+                if let Err(error) = writer.finish() {
+                    // Rendered from the spool instead (the part's columns `Unread`).
+                    return self.finish(part, format, table, out).with_context(|| format!("{error:#}"));
                 }
+                columns
             }
-            PartColumns::Finished(columns) => self.columns = PartColumns::Finished(columns),
+            PartColumns::Finished(columns) => columns,
             unread_or_seen => {
                 self.columns = unread_or_seen;
                 let columns = self.seen(part)?.columns(table);
                 format::render(format, self.spool.path(), &columns, out)?;
-                self.columns = PartColumns::Finished(columns);
+                columns
             }
-        }
-        match &self.columns {
-            PartColumns::Finished(columns) => Ok(columns.clone()),
-            _ => bail!("{part} was not finished"),
-        }
+        };
+        self.columns = PartColumns::Finished(columns.clone());
+        Ok(columns)
     }
 }
 
