@@ -31,7 +31,7 @@ use super::format::{self, FileFormat, PartWriter, SeenFields};
 use super::manifest::{ManifestColumn, PartEntry, RunLog};
 use super::spool::{Marker, Spool};
 use super::syncs::Syncs;
-use super::{Column, Destination, TableSchema, path_component, sync_dir};
+use super::{Column, Destination, TableSchema, create_folders, create_folders_durably, path_component, sync_dir};
 use crate::state::{Checkpoint, PartitionKey};
 
 /// Where published parts and manifests go.
@@ -62,18 +62,19 @@ pub struct LocalDir {
 
 impl LocalDir {
     pub fn new(dir: &Path) -> Result<LocalDir> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        create_folders_durably(dir)?;
         Ok(LocalDir { dir: dir.to_owned(), unsynced: BTreeSet::new() })
     }
 
-    /// `name`'s path, and a temporary path beside it.
-    fn paths(&self, name: &str) -> Result<(PathBuf, PathBuf)> {
+    /// `name`'s path, a temporary path beside it, and the folders whose entries change as it is
+    /// made there (its own, and the parent of each folder made for it), to be synced.
+    fn paths(&self, name: &str) -> Result<(PathBuf, PathBuf, Vec<PathBuf>)> {
         let path = self.dir.join(name);
         let parent = path.parent().ok_or_else(|| anyhow!("'{name}' has no folder"))?;
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create the folder {}", parent.display()))?;
+        let changed = create_folders(parent)?;
         let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("part");
         let temporary = parent.join(format!(".{file_name}.tmp"));
-        Ok((path, temporary))
+        Ok((path, temporary, changed))
     }
 
     /// Move `temporary` into place as `path` (durable once its folder is synced).
@@ -93,7 +94,7 @@ impl Target for LocalDir {
     }
 
     fn publish(&mut self, file: &Path, name: &str) -> Result<()> {
-        let (path, temporary) = self.paths(name)?;
+        let (path, temporary, changed) = self.paths(name)?;
         let _ = std::fs::remove_file(&temporary);
         // A hard link publishes a spool without copying it; across file systems, copy.
         if std::fs::hard_link(file, &temporary).is_err() {
@@ -102,7 +103,7 @@ impl Target for LocalDir {
                 .with_context(|| format!("cannot copy {} to {}", file.display(), temporary.display()))?;
         }
         Self::rename_into_place(&temporary, &path)?;
-        self.unsynced.insert(Self::folder(&path).to_owned());
+        self.unsynced.extend(changed);
         Ok(())
     }
 
@@ -120,12 +121,12 @@ impl Target for LocalDir {
     }
 
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        let (path, temporary) = self.paths(name)?;
+        let (path, temporary, changed) = self.paths(name)?;
         std::fs::write(&temporary, bytes)
             .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
             .with_context(|| format!("cannot write {}", temporary.display()))?;
         Self::rename_into_place(&temporary, &path)?;
-        sync_dir(Self::folder(&path))
+        changed.iter().try_for_each(|folder| sync_dir(folder))
     }
 
     fn commit(&mut self, syncs: &mut Syncs) -> Result<()> {
@@ -522,6 +523,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("files-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn a_part_published_in_a_new_folder_has_that_folders_entry_synced_too() {
+        let root = dir("folders");
+        let mut target = LocalDir::new(&root).unwrap();
+        let file = root.join("spooled");
+        std::fs::write(&file, "{}\n").unwrap();
+        target.publish(&file, "issue/a.jsonl").unwrap();
+        // The part's folder holds its new entry; the destination's folder holds the new folder's.
+        assert_eq!(target.unsynced, BTreeSet::from([root.clone(), root.join("issue")]));
+        target.commit(&mut Syncs::default()).unwrap();
+        target.publish(&file, "issue/b.jsonl").unwrap();
+        assert_eq!(target.unsynced, BTreeSet::from([root.join("issue")]), "the folder is there already");
+        target.put("_manifests/run.json", b"{}").unwrap();
+        assert!(root.join("_manifests/run.json").is_file());
+        let _ = std::fs::remove_dir_all(root);
     }
 
     /// Every record id across the published parts, with how often it appears.

@@ -103,7 +103,7 @@ fn new_run_id() -> String {
 impl RunLog {
     /// Start a run whose lock and journal live in `dir`.
     pub fn start(dir: &Path) -> Result<RunLog> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        super::create_folders_durably(dir)?;
         let (id, lock) = loop {
             let id = new_run_id();
             let path = dir.join(format!("{id}.lock"));

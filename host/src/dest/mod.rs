@@ -220,9 +220,53 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot sync the folder {}", dir.display()))
 }
 
+/// Make `dir` and whatever of its parents is missing. Returns the folders whose entries changed, to
+/// be synced before what is made in `dir` is relied on: the parent of each folder made, then `dir`
+/// itself (which a new file is about to be made in). A folder's entry lives in its parent: syncing
+/// the new folder, or a file in it, does not make that entry durable.
+pub fn create_folders(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    let mut missing = Some(dir);
+    while let Some(folder) = missing.filter(|folder| !folder.as_os_str().is_empty() && !folder.is_dir()) {
+        made.push(folder);
+        missing = folder.parent();
+    }
+    if !made.is_empty() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    }
+    let parent = |folder: &&Path| match folder.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Path::new(".").to_owned(),
+        parent => parent.unwrap_or(Path::new("/")).to_owned(),
+    };
+    let mut changed: Vec<PathBuf> = made.iter().rev().map(parent).collect();
+    changed.push(dir.to_owned());
+    Ok(changed)
+}
+
+/// Make `dir` and whatever of its parents is missing, durably: the parent of each folder made is
+/// synced now. `dir` itself is left for its caller to sync once it has made its files in it.
+pub fn create_folders_durably(dir: &Path) -> Result<()> {
+    let changed = create_folders(dir)?;
+    changed[..changed.len() - 1].iter().try_for_each(|folder| sync_dir(folder))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_folders_made_are_synced_with_their_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("flow/issue");
+        let changed = create_folders(&nested).unwrap();
+        assert_eq!(changed, [dir.path().to_owned(), dir.path().join("flow"), nested.clone()]);
+        assert!(nested.is_dir());
+        assert_eq!(create_folders(&nested).unwrap(), [nested.clone()], "only the folder the file goes in");
+        let relative = create_folders(Path::new("")).unwrap();
+        assert_eq!(relative, [PathBuf::new()], "the current folder is never made");
+        create_folders_durably(&dir.path().join("a/b")).unwrap();
+        assert!(dir.path().join("a/b").is_dir());
+    }
 
     #[test]
     fn parses_every_kind_of_destination() {

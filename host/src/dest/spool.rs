@@ -81,7 +81,7 @@ impl Spool {
     fn file(&mut self) -> Result<&mut File> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent() {
-                self.unsynced_folders = create_dir_all(dir)?;
+                self.unsynced_folders = super::create_folders(dir)?;
             }
             let file = OpenOptions::new()
                 .write(true)
@@ -183,28 +183,6 @@ pub fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
-/// Make `dir` and whatever of its parents is missing. Returns the folders whose entries changed, to
-/// be synced: the parent of each folder made, then `dir` itself (which a new file is about to be made
-/// in).
-fn create_dir_all(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut made = Vec::new();
-    let mut missing = Some(dir);
-    while let Some(folder) = missing.filter(|folder| !folder.as_os_str().is_empty() && !folder.is_dir()) {
-        made.push(folder);
-        missing = folder.parent();
-    }
-    if !made.is_empty() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
-    }
-    let parent = |folder: &&Path| match folder.parent() {
-        Some(parent) if parent.as_os_str().is_empty() => Path::new(".").to_owned(),
-        parent => parent.unwrap_or(Path::new("/")).to_owned(),
-    };
-    let mut changed: Vec<PathBuf> = made.iter().rev().map(parent).collect();
-    changed.push(dir.to_owned());
-    Ok(changed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,18 +213,6 @@ mod tests {
         assert_eq!(spool.records(), 3);
         let long = Marker { bytes: 1000, ..marker };
         assert!(Spool::resume(&path, &long).unwrap_err().to_string().contains("cut short"));
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn the_folders_made_for_a_spool_are_synced_with_their_parents() {
-        let dir = tempdir().join("folders");
-        let _ = std::fs::remove_dir_all(&dir);
-        let nested = dir.join("flow/issue");
-        std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(create_dir_all(&nested).unwrap(), [dir.clone(), dir.join("flow"), nested.clone()]);
-        assert!(nested.is_dir());
-        assert_eq!(create_dir_all(&nested).unwrap(), vec![nested], "only the folder the file goes in");
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -24,7 +24,8 @@ pub fn open_file(path: &Path, what: &str) -> Result<Connection> {
         );
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        // SQLite syncs the folder its files are in; the folders made for them are synced here.
+        crate::dest::create_folders_durably(dir)?;
     }
     Connection::open(path).with_context(|| format!("cannot open {what} {}", path.display()))
 }
