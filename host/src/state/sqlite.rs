@@ -61,22 +61,26 @@ pub fn create_table(db: &Connection) -> Result<()> {
 
 /// The checkpoint of `key` in `db`.
 pub fn load(db: &Connection, key: &PartitionKey) -> Result<Option<Checkpoint>> {
-    db.query_row(
+    // Cached, as `save`'s is: every partition loads its checkpoint, and parsing the statement each
+    // time was 2.5 % of a run of 2,000 one-page partitions.
+    db.prepare_cached(
         "SELECT page_token, read_high, watermark, dest_marker, selection, read_mode FROM _checkpoints
          WHERE flow = ?1 AND object = ?2 AND scope = ?3",
-        params![key.flow, key.object, key.scope],
-        |row| {
-            Ok(Checkpoint {
-                page_token: row.get(0)?,
-                read_high: row.get(1)?,
-                watermark: row.get(2)?,
-                dest_marker: row.get(3)?,
-                selection: row.get(4)?,
-                read_mode: row.get(5)?,
-            })
-        },
     )
-    .optional()
+    .and_then(|mut statement| {
+        statement
+            .query_row(params![key.flow, key.object, key.scope], |row| {
+                Ok(Checkpoint {
+                    page_token: row.get(0)?,
+                    read_high: row.get(1)?,
+                    watermark: row.get(2)?,
+                    dest_marker: row.get(3)?,
+                    selection: row.get(4)?,
+                    read_mode: row.get(5)?,
+                })
+            })
+            .optional()
+    })
     .with_context(|| format!("cannot read the checkpoint of {key}"))
 }
 
