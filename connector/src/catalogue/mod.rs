@@ -193,13 +193,25 @@ fn filter_values(sets: &[(&str, &'static str)], field: &str) -> Vec<&'static str
 
 /// The table's rows for one object label: (field, type, filter operator).
 fn table_rows(label: &str) -> impl Iterator<Item = (&'static str, &'static str, Option<FilterOperator>)> {
-    let rows = APPFLOW_TABLE.lines().skip(1).chain(BEYOND_TABLE.lines().skip(1));
-    rows.filter_map(move |line| {
-        // Most lines are another object's: only a line that starts with the label is split.
-        let mut cells = line.strip_prefix(label)?.strip_prefix('\t')?.split('\t');
+    let rows = lines_of(APPFLOW_TABLE, label).chain(lines_of(BEYOND_TABLE, label));
+    rows.filter_map(|line| {
+        let mut cells = line.split('\t');
         let (field, kind) = (cells.next()?, cells.next()?);
         let operator = cells.next().and_then(FilterOperator::from_table);
         Some((field, kind, operator))
+    })
+}
+
+/// The lines of `table` that start with `label` and a tab, each without them. Most lines are
+/// another object's, and every sandbox compiles the schema it reads anew: the rows are found with
+/// one SIMD substring search for the label at a line's start (a line at a time, this was a tenth of
+/// a one-page partition's CPU).
+fn lines_of(table: &'static str, label: &str) -> impl Iterator<Item = &'static str> {
+    let needle = format!("\n{label}\t");
+    let starts: Vec<usize> = memchr::memmem::find_iter(table.as_bytes(), needle.as_bytes()).collect();
+    starts.into_iter().map(move |at| {
+        let line = &table[at + needle.len()..];
+        line.split_once('\n').map_or(line, |(line, _)| line).trim_end_matches('\r')
     })
 }
 
@@ -221,6 +233,18 @@ mod tests {
         // AppFlow's 16; deployments, environments, issue and merge request notes and merge request
         // approvals beyond them.
         assert_eq!(OBJECTS.len(), 21);
+    }
+
+    #[test]
+    fn an_objects_rows_are_the_lines_that_start_with_its_label() {
+        for table in [APPFLOW_TABLE, BEYOND_TABLE] {
+            for label in OBJECTS.iter().map(|o| o.label).chain(["object", "Issue Not", "ssue", ""]) {
+                let expected: Vec<&str> =
+                    table.lines().skip(1).filter_map(|line| line.strip_prefix(label)?.strip_prefix('\t')).collect();
+                assert_eq!(lines_of(table, label).collect::<Vec<_>>(), expected, "{label}");
+            }
+        }
+        assert_eq!(lines_of("object\tfield\nIssue\tid\r\nIssue\ttitle", "Issue").collect::<Vec<_>>(), ["id", "title"]);
     }
 
     #[test]
