@@ -11,6 +11,7 @@
 //! | instance     | project | `GET /projects?membership=true&simple=true`, keyset by id             |
 //! | instance     | group   | `GET /groups`                                                         |
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ConnectorError, invalid};
@@ -97,15 +98,9 @@ pub fn interpret(plan: &ScopePlan, response: &Response<'_>) -> Result<ScopePage,
         let what = format!("{}{plural} at {}", plan.kind.as_str(), without_query(&plan.url));
         return Err(status_error_for(&what, response));
     }
-    let body: Value = serde_json::from_slice(response.body)
-        .map_err(|e| ConnectorError::Upstream(format!("GitLab sent a body that is not JSON for {}: {e}", plan.url)))?;
-    let items = match (&plan.single_then, body) {
-        (Some(_), item @ Value::Object(_)) => vec![item],
-        (None, Value::Array(items)) => items,
-        (_, other) => {
-            let shown: String = other.to_string().chars().take(80).collect();
-            return Err(ConnectorError::Upstream(format!("GitLab sent an unexpected body for {}: {shown}", plan.url)));
-        }
+    let items = match listed(plan, response.body) {
+        Some(items) => items,
+        None => listed_from_tree(plan, response.body)?,
     };
     let scopes = items.iter().map(|item| entry(plan.kind, item)).collect::<Result<_, _>>()?;
     let next_page_token = match &plan.single_then {
@@ -121,13 +116,57 @@ pub fn interpret(plan: &ScopePlan, response: &Response<'_>) -> Result<ScopePage,
     Ok(ScopePage { scopes, next_page_token })
 }
 
-fn entry(kind: ScopeKind, item: &Value) -> Result<ScopeEntry, ConnectorError> {
+/// What a listed project or group says that a scope needs; GitLab's other fields are skipped unread.
+#[derive(Deserialize)]
+struct Listed {
+    id: Option<Value>,
+    path_with_namespace: Option<Value>,
+    full_path: Option<Value>,
+}
+
+/// The answer read straight into [`Listed`] entries: a page of 100 projects is ~100 KB of fields a
+/// scope does not use, which a tree of it allocated one by one (most of a large group's listing
+/// CPU). `None` when the answer is not the JSON expected, for [`listed_from_tree`] to say why.
+fn listed(plan: &ScopePlan, body: &[u8]) -> Option<Vec<Listed>> {
+    match plan.single_then {
+        Some(_) => serde_json::from_slice::<Listed>(body).ok().map(|item| vec![item]),
+        None => serde_json::from_slice::<Vec<Listed>>(body).ok(),
+    }
+}
+
+/// The answer read as a tree of JSON, for an answer [`listed`] could not take: a body that is not
+/// JSON or not the expected object or list is refused with what it holds; entries that are not
+/// objects, or fields written twice, are read as a tree reads them.
+fn listed_from_tree(plan: &ScopePlan, body: &[u8]) -> Result<Vec<Listed>, ConnectorError> {
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|e| ConnectorError::Upstream(format!("GitLab sent a body that is not JSON for {}: {e}", plan.url)))?;
+    let items = match (&plan.single_then, body) {
+        (Some(_), item @ Value::Object(_)) => vec![item],
+        (None, Value::Array(items)) => items,
+        (_, other) => {
+            let shown: String = other.to_string().chars().take(80).collect();
+            return Err(ConnectorError::Upstream(format!("GitLab sent an unexpected body for {}: {shown}", plan.url)));
+        }
+    };
+    let field = |item: &Value, name: &str| item.get(name).cloned();
+    Ok(items
+        .iter()
+        .map(|item| Listed {
+            id: field(item, "id"),
+            path_with_namespace: field(item, "path_with_namespace"),
+            full_path: field(item, "full_path"),
+        })
+        .collect())
+}
+
+fn entry(kind: ScopeKind, item: &Listed) -> Result<ScopeEntry, ConnectorError> {
     let id = item
-        .get("id")
+        .id
+        .as_ref()
         .and_then(Value::as_i64)
         .ok_or_else(|| ConnectorError::Upstream(format!("GitLab sent a {} without a numeric id", kind.as_str())))?;
-    let label_key = if kind == ScopeKind::Project { "path_with_namespace" } else { "full_path" };
-    let label = item.get(label_key).and_then(Value::as_str).map_or_else(|| id.to_string(), str::to_owned);
+    let label = if kind == ScopeKind::Project { &item.path_with_namespace } else { &item.full_path };
+    let label = label.as_ref().and_then(Value::as_str).map_or_else(|| id.to_string(), str::to_owned);
     let scope = if kind == ScopeKind::Project { Scope::Project(id.to_string()) } else { Scope::Group(id.to_string()) };
     Ok(ScopeEntry { scope, label })
 }
@@ -176,6 +215,32 @@ mod tests {
         assert_eq!(
             page.next_page_token.as_deref(),
             Some("/groups/acme/descendant_groups?order_by=id&sort=asc&per_page=100")
+        );
+    }
+
+    #[test]
+    fn a_listing_is_read_for_its_ids_and_odd_answers_as_a_tree_reads_them() {
+        let listing = plan(&connection(), &Scope::Group("acme".into()), ScopeKind::Project, None).unwrap();
+        let read = |body: &[u8]| interpret(&listing, &Response { status: 200, header: &|_| None, body });
+        let project = |id: &str, label: &str| ScopeEntry { scope: Scope::Project(id.into()), label: label.into() };
+        // GitLab's other fields, of any shape, are skipped; a missing or null label is the id.
+        let body = br#"[{"id":7,"name":"api","namespace":{"id":1,"full_path":"acme"},"tag_list":["x"],"path_with_namespace":"acme/api"},
+                        {"id":8,"path_with_namespace":null},{"id":9}]"#;
+        assert_eq!(read(body).unwrap().scopes, [project("7", "acme/api"), project("8", "8"), project("9", "9")]);
+        // A field written twice is the last one, as in a tree of the JSON.
+        let twice = br#"[{"id":1,"id":2,"path_with_namespace":"a","path_with_namespace":"b"}]"#;
+        assert_eq!(read(twice).unwrap().scopes, [project("2", "b")]);
+        let refused = |body: &[u8]| read(body).unwrap_err().to_string();
+        assert_eq!(refused(br#"[{"id":"7"}]"#), "upstream error: GitLab sent a project without a numeric id");
+        assert_eq!(refused(b"[3]"), "upstream error: GitLab sent a project without a numeric id");
+        let url = "https://gitlab.example.com/api/v4/groups/acme/projects?include_subgroups=true&simple=true&order_by=id&sort=asc&per_page=100";
+        assert_eq!(
+            refused(br#"{"id":7}"#),
+            format!("upstream error: GitLab sent an unexpected body for {url}: {{\"id\":7}}")
+        );
+        assert!(
+            refused(b"[{\"id\":7}")
+                .starts_with(&format!("upstream error: GitLab sent a body that is not JSON for {url}: "))
         );
     }
 
