@@ -261,7 +261,7 @@ mod tests {
         let changed = create_folders(&nested).unwrap();
         assert_eq!(changed, [dir.path().to_owned(), dir.path().join("flow"), nested.clone()]);
         assert!(nested.is_dir());
-        assert_eq!(create_folders(&nested).unwrap(), [nested.clone()], "only the folder the file goes in");
+        assert_eq!(create_folders(&nested).unwrap(), [nested], "only the folder the file goes in");
         let relative = create_folders(Path::new("")).unwrap();
         assert_eq!(relative, [PathBuf::new()], "the current folder is never made");
         create_folders_durably(&dir.path().join("a/b")).unwrap();
