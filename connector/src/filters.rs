@@ -31,7 +31,7 @@ fn push_filter(schema: &Schema, filter: &Filter, query: &mut Vec<(String, String
     let object = schema.spec.name;
     let field = filter.field.as_str();
     let Some(FilterSpec { field_type, operators, values: allowed_values }) = schema.filters.get(field) else {
-        let mut filterable: Vec<&str> = schema.filters.keys().map(String::as_str).collect();
+        let mut filterable: Vec<&str> = schema.filters.keys().copied().collect();
         filterable.sort_unstable();
         let what = if schema.record_field(field).is_some() {
             format!("field '{field}' of object '{object}' cannot be filtered on{}", range_filters(schema, field))
@@ -108,7 +108,7 @@ fn range_filters(schema: &Schema, field: &str) -> String {
         .iter()
         .filter_map(|end| {
             let name = format!("{stem}_{end}");
-            let spec = schema.filters.get(&name)?;
+            let spec = schema.filters.get(name.as_str())?;
             let operators: Vec<&str> = spec.operators.iter().map(|op| op.symbol()).collect();
             Some(format!("'{name}' ({})", operators.join(", ")))
         })

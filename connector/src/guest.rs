@@ -32,7 +32,7 @@ impl Guest for GitLab {
 
     fn describe_schema(object: String) -> Result<wit::ObjectSchema, wit::ConnectorError> {
         let schema = catalogue::schema(&object).map_err(error)?;
-        let described = &schema.described;
+        let described = schema.described();
         Ok(wit::ObjectSchema {
             object: object_info(described.object.clone()),
             fields: described.fields.iter().map(field_info).collect(),

@@ -88,19 +88,19 @@ pub fn projection<'s>(schema: &'s Schema, selected: &[String]) -> Result<Vec<&'s
     let object = schema.spec.name;
     for name in selected {
         if schema.record_field(name).is_none() {
-            let why = if schema.filters.contains_key(name) {
+            let why = if schema.filters.contains_key(name.as_str()) {
                 "is a filter, not a record field"
             } else {
                 "is not a field of this object"
             };
-            let known: Vec<&str> = schema.record_fields.iter().map(|f| f.name.as_str()).collect();
+            let known: Vec<&str> = schema.record_fields.iter().map(|f| f.name).collect();
             return Err(invalid(format!("'{name}' {why}; the fields of '{object}' are: {}", known.join(", "))));
         }
     }
     Ok(schema
         .record_fields
         .iter()
-        .filter(|f| selected.contains(&f.name) || schema.spec.primary_key.contains(&f.name.as_str()))
+        .filter(|f| selected.iter().any(|s| s == f.name) || schema.spec.primary_key.contains(&f.name))
         .collect())
 }
 
@@ -177,7 +177,7 @@ impl<'s> PageShape<'s> {
             schema,
             fields: prefixed,
             scope: scope_id.and_then(|id| {
-                let at = fields.iter().position(|f| schema.spec.scope_field == Some(f.name.as_str()))?;
+                let at = fields.iter().position(|f| schema.spec.scope_field == Some(f.name))?;
                 Some((at, id.to_string().into_bytes()))
             }),
             cursor: schema.spec.cursor.as_ref().and_then(|c| fields.iter().position(|f| f.name == c.field)),
@@ -249,7 +249,7 @@ fn write_record(
     }
     for (i, (field, prefix)) in fields.iter().enumerate() {
         prefix.write(out);
-        let raw = lookup.get(record, i, &field.source, same_keys).filter(|raw| !short_eq(raw.as_bytes(), b"null"));
+        let raw = lookup.get(record, i, field.source, same_keys).filter(|raw| !short_eq(raw.as_bytes(), b"null"));
         let Some(raw) = raw else {
             match scope {
                 Some((at, id)) if *at == i => append(out, id),

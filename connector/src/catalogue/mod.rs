@@ -1,11 +1,17 @@
 //! The catalogue: every object the connector knows, its fields with their types, and its filters.
 //!
-//! It is built once, from data: the AppFlow table (`appflow-fields.tsv`, one row per object and field,
-//! embedded at compile time) and our own table of the objects beyond it (`beyond-fields.tsv`, same
-//! columns) give the fields, types and filter operators; `filter-values.tsv` gives the values of the
-//! filters GitLab accepts only from a fixed set (`state`, `sort`...); [`objects::OBJECTS`] gives
-//! the GitLab side (endpoints, keys, cursors, corrections). [`schema`] joins them into an
-//! [`ObjectSchema`] plus the lookups the reader needs. No object has code of its own.
+//! It is built once, from data: the AppFlow table (`appflow-fields.tsv`, one row per object and field)
+//! and our own table of the objects beyond it (`beyond-fields.tsv`, same columns) give the fields,
+//! types and filter operators; `filter-values.tsv` gives the values of the filters GitLab accepts
+//! only from a fixed set (`state`, `sort`...); [`objects::OBJECTS`] gives the GitLab side
+//! (endpoints, keys, cursors, corrections). [`schema`] joins them into an [`ObjectSchema`] plus the
+//! lookups the reader needs. No object has code of its own.
+//!
+//! ```text
+//!  *.tsv ──► build.rs (at build time: rows split into cells, by object) ──► tables::FIELD_ROWS,
+//!                                                                           tables::FILTER_VALUE_ROWS
+//!  schema(object), once per sandbox ──► compile: its rows + its ObjectSpec ──► Schema
+//! ```
 
 pub mod objects;
 
@@ -16,35 +22,43 @@ use crate::error::{ConnectorError, invalid};
 use crate::types::{FieldInfo, FieldType, FilterOperator, ObjectInfo, ObjectSchema};
 pub use objects::{Children, Cursor, Endpoint, OBJECTS, ObjectSpec};
 
+/// The tables' rows, split into cells by `build.rs`.
+mod tables {
+    include!(concat!(env!("OUT_DIR"), "/tables.rs"));
+}
+
 /// The AppFlow table: `object<TAB>field<TAB>type<TAB>filter operator or empty`, with a header line.
+#[cfg(test)]
 const APPFLOW_TABLE: &str = include_str!("appflow-fields.tsv");
 /// The objects we offer beyond AppFlow's, in the same form.
+#[cfg(test)]
 const BEYOND_TABLE: &str = include_str!("beyond-fields.tsv");
 /// The filters whose values GitLab takes from a fixed set: `object<TAB>field<TAB>value,value...<TAB>where
 /// GitLab says so`, with a header line; the object `*` stands for every object with that filter.
+#[cfg(test)]
 const FILTER_VALUES_TABLE: &str = include_str!("filter-values.tsv");
 
 /// One field that appears in records.
 #[derive(Debug)]
 pub struct RecordField {
     /// The name in records and in the schema.
-    pub name: String,
+    pub name: &'static str,
     /// The key in GitLab's JSON (differs from `name` only where the table misspells it).
-    pub source: String,
+    pub source: &'static str,
     /// The normalized type.
     pub field_type: FieldType,
 }
 
-/// One object's compiled schema: the contract's view plus the lookups reading needs.
+/// One object's compiled schema: the lookups reading needs, and the contract's view of it.
 #[derive(Debug)]
 pub struct Schema {
     pub spec: &'static ObjectSpec,
-    /// What `describe-schema` returns.
-    pub described: ObjectSchema,
     /// The record fields, in record order.
     pub record_fields: Vec<RecordField>,
     /// Every filterable field (record or filter-only), by name.
-    pub filters: HashMap<String, FilterSpec>,
+    pub filters: HashMap<&'static str, FilterSpec>,
+    /// The fields that exist only as filters, in table order.
+    filter_only: Vec<&'static str>,
 }
 
 /// What a filter on one field accepts.
@@ -62,6 +76,19 @@ impl Schema {
     /// The record field named `name`, if any.
     pub fn record_field(&self, name: &str) -> Option<&RecordField> {
         self.record_fields.iter().find(|f| f.name == name)
+    }
+
+    /// What `describe-schema` returns: the record fields, then the filter-only ones. Built when
+    /// asked: a sandbox that reads pages never needs it.
+    pub fn described(&self) -> ObjectSchema {
+        let field = |name: &str, field_type, filter_only| {
+            let (operators, values) =
+                self.filters.get(name).map_or((Vec::new(), &[][..]), |f| (f.operators.clone(), &f.values[..]));
+            field_info(self.spec, name, field_type, operators, values, filter_only)
+        };
+        let records = self.record_fields.iter().map(|f| field(f.name, f.field_type, false));
+        let filters = self.filter_only.iter().map(|name| field(name, self.filters[name].field_type, true));
+        ObjectSchema { object: object_info(self.spec), fields: records.chain(filters).collect() }
     }
 }
 
@@ -102,8 +129,7 @@ fn object_info(spec: &ObjectSpec) -> ObjectInfo {
 /// Join the table's rows for `spec` with `spec`'s GitLab metadata.
 fn compile(spec: &'static ObjectSpec) -> Schema {
     let mut record_fields = Vec::new();
-    let mut record_infos = Vec::new();
-    let mut filter_infos = Vec::new();
+    let mut filter_only = Vec::new();
     let mut filters = HashMap::new();
     let rows: Vec<_> = table_rows(spec.label).collect();
     let value_sets = filter_value_sets(spec.name);
@@ -111,12 +137,7 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
     if let Some(scope_field) = spec.scope_field {
         let in_table = rows.iter().any(|(field, _, _)| *field == scope_field);
         if !in_table {
-            record_fields.push(RecordField {
-                name: scope_field.to_owned(),
-                source: scope_field.to_owned(),
-                field_type: FieldType::Integer,
-            });
-            record_infos.push(field_info(spec, scope_field, FieldType::Integer, Vec::new(), &[], false));
+            record_fields.push(RecordField { name: scope_field, source: scope_field, field_type: FieldType::Integer });
         }
     }
 
@@ -134,22 +155,17 @@ fn compile(spec: &'static ObjectSpec) -> Schema {
             // The cursor field itself accepts `>=`: the host's incremental reads use it.
             operators.push(FilterOperator::GreaterThanOrEqualTo);
         }
-        let filter_only = operator.is_some() && !spec.record_filters.contains(&name);
-        let values = if operators.is_empty() { Vec::new() } else { filter_values(&value_sets, name) };
-        let info = field_info(spec, name, field_type, operators.clone(), &values, filter_only);
-        if !operators.is_empty() {
-            filters.insert(name.to_owned(), FilterSpec { field_type, operators, values });
-        }
-        if filter_only {
-            filter_infos.push(info);
+        if operator.is_some() && !spec.record_filters.contains(&name) {
+            filter_only.push(name);
         } else {
-            record_fields.push(RecordField { name: name.to_owned(), source: name.to_owned(), field_type });
-            record_infos.push(info);
+            record_fields.push(RecordField { name, source: name, field_type });
+        }
+        if !operators.is_empty() {
+            let values = filter_values(&value_sets, name);
+            filters.insert(name, FilterSpec { field_type, operators, values });
         }
     }
-
-    record_infos.extend(filter_infos);
-    Schema { spec, described: ObjectSchema { object: object_info(spec), fields: record_infos }, record_fields, filters }
+    Schema { spec, record_fields, filters, filter_only }
 }
 
 fn field_info(
@@ -173,14 +189,10 @@ fn field_info(
 /// The fixed value sets of `object`'s filters, from the filter-values table: (field, values), the
 /// object's own rows before the rows for every object (`*`), so that the first match of a field wins.
 fn filter_value_sets(object: &str) -> Vec<(&'static str, &'static str)> {
-    let mut sets: Vec<(bool, &str, &str)> = FILTER_VALUES_TABLE
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut cells = line.split('\t');
-            let (row_object, field, values) = (cells.next()?, cells.next()?, cells.next()?);
-            (row_object == object || row_object == "*").then_some((row_object == "*", field, values))
-        })
+    let mut sets: Vec<(bool, &str, &str)> = tables::FILTER_VALUE_ROWS
+        .iter()
+        .filter(|(row_object, _, _)| *row_object == object || *row_object == "*")
+        .map(|&(row_object, field, values)| (row_object == "*", field, values))
         .collect();
     sets.sort_by_key(|(for_every_object, _, _)| *for_every_object);
     sets.into_iter().map(|(_, field, values)| (field, values)).collect()
@@ -193,26 +205,8 @@ fn filter_values(sets: &[(&str, &'static str)], field: &str) -> Vec<&'static str
 
 /// The table's rows for one object label: (field, type, filter operator).
 fn table_rows(label: &str) -> impl Iterator<Item = (&'static str, &'static str, Option<FilterOperator>)> {
-    let rows = lines_of(APPFLOW_TABLE, label).chain(lines_of(BEYOND_TABLE, label));
-    rows.filter_map(|line| {
-        let mut cells = line.split('\t');
-        let (field, kind) = (cells.next()?, cells.next()?);
-        let operator = cells.next().and_then(FilterOperator::from_table);
-        Some((field, kind, operator))
-    })
-}
-
-/// The lines of `table` that start with `label` and a tab, each without them. Most lines are
-/// another object's, and every sandbox compiles the schema it reads anew: the rows are found with
-/// one SIMD substring search for the label at a line's start (a line at a time, this was a tenth of
-/// a one-page partition's CPU).
-fn lines_of(table: &'static str, label: &str) -> impl Iterator<Item = &'static str> {
-    let needle = format!("\n{label}\t");
-    let starts: Vec<usize> = memchr::memmem::find_iter(table.as_bytes(), needle.as_bytes()).collect();
-    starts.into_iter().map(move |at| {
-        let line = &table[at + needle.len()..];
-        line.split_once('\n').map_or(line, |(line, _)| line).trim_end_matches('\r')
-    })
+    let rows = tables::FIELD_ROWS.iter().find(|(l, _)| *l == label).map_or(&[][..], |(_, rows)| rows);
+    rows.iter().map(|&(field, kind, operator)| (field, kind, FilterOperator::from_table(operator)))
 }
 
 #[cfg(test)]
@@ -236,15 +230,30 @@ mod tests {
     }
 
     #[test]
-    fn an_objects_rows_are_the_lines_that_start_with_its_label() {
-        for table in [APPFLOW_TABLE, BEYOND_TABLE] {
-            for label in OBJECTS.iter().map(|o| o.label).chain(["object", "Issue Not", "ssue", ""]) {
-                let expected: Vec<&str> =
-                    table.lines().skip(1).filter_map(|line| line.strip_prefix(label)?.strip_prefix('\t')).collect();
-                assert_eq!(lines_of(table, label).collect::<Vec<_>>(), expected, "{label}");
-            }
+    fn the_rows_split_at_build_time_are_the_tables_lines() {
+        for spec in OBJECTS {
+            let lines = APPFLOW_TABLE.lines().skip(1).chain(BEYOND_TABLE.lines().skip(1));
+            let expected: Vec<(&str, &str, Option<FilterOperator>)> = lines
+                .filter_map(|line| {
+                    let mut cells = line.strip_prefix(spec.label)?.strip_prefix('\t')?.split('\t');
+                    Some((cells.next()?, cells.next()?, cells.next().and_then(FilterOperator::from_table)))
+                })
+                .collect();
+            assert!(!expected.is_empty(), "{}", spec.label);
+            assert_eq!(table_rows(spec.label).collect::<Vec<_>>(), expected, "{}", spec.label);
         }
-        assert_eq!(lines_of("object\tfield\nIssue\tid\r\nIssue\ttitle", "Issue").collect::<Vec<_>>(), ["id", "title"]);
+        let labels: Vec<&str> = OBJECTS.iter().map(|o| o.label).collect();
+        assert!(tables::FIELD_ROWS.iter().all(|(label, _)| labels.contains(label)), "a row of an unknown object");
+        assert_eq!(table_rows("Issue Not").count() + table_rows("object").count(), 0);
+        let value_rows: Vec<(&str, &str, &str)> = FILTER_VALUES_TABLE
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let mut cells = line.split('\t');
+                Some((cells.next()?, cells.next()?, cells.next()?))
+            })
+            .collect();
+        assert_eq!(tables::FILTER_VALUE_ROWS, value_rows);
     }
 
     #[test]
@@ -255,7 +264,8 @@ mod tests {
             let spec = OBJECTS.iter().find(|o| o.label == cells[0]).unwrap();
             let name = spec.renames.iter().find(|(from, _)| *from == cells[1]).map_or(cells[1], |(_, to)| *to);
             let schema = schema(spec.name).unwrap();
-            let described: Vec<&FieldInfo> = schema.described.fields.iter().filter(|f| f.name == name).collect();
+            let described = schema.described();
+            let described: Vec<&FieldInfo> = described.fields.iter().filter(|f| f.name == name).collect();
             assert_eq!(described.len(), 1, "{line}");
             if let Some(operator) = cells.get(3).and_then(|op| FilterOperator::from_table(op)) {
                 assert!(described[0].filter_operators.contains(&operator), "{line}");
@@ -274,7 +284,8 @@ mod tests {
         assert!(issue.record_field("updated_before_after").is_none());
         assert!(issue.record_field("search").is_none());
         assert!(issue.record_field("state").is_some(), "state is both a field and a filter");
-        let search = issue.described.fields.iter().find(|f| f.name == "search").unwrap();
+        let described = issue.described();
+        let search = described.fields.iter().find(|f| f.name == "search").unwrap();
         assert!(search.filter_only);
     }
 
@@ -301,7 +312,7 @@ mod tests {
         assert_eq!(schema("tag").unwrap().filters["sort"].values, ["asc", "desc"]);
         assert_eq!(schema("tag").unwrap().filters["order_by"].values, ["name", "updated", "version"]);
         assert!(schema("issue").unwrap().filters["search"].values.is_empty());
-        let described = schema("project").unwrap().described.fields.iter().find(|f| f.name == "visibility").cloned();
+        let described = schema("project").unwrap().described().fields.iter().find(|f| f.name == "visibility").cloned();
         assert_eq!(described.unwrap().filter_values, ["public", "internal", "private"]);
     }
 
@@ -318,7 +329,7 @@ mod tests {
         let infos = object_infos();
         assert_eq!(infos.len(), OBJECTS.len());
         for info in infos {
-            assert_eq!(info, schema(&info.name).unwrap().described.object);
+            assert_eq!(info, schema(&info.name).unwrap().described().object);
         }
     }
 
