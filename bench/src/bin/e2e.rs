@@ -2,7 +2,7 @@
 //! simulator, each figure next to its goal.
 //!
 //! ```text
-//!  cargo run --release -p bench --bin e2e [-- --records N --runs R --tenants T --only SECTION --host PATH]
+//!  cargo run --release -p bench --bin e2e [-- --records N --runs R --tenants T --only SECTION --host PATH --plugin PATH]
 //!    1. throughput, 0 ms latency: host run (JSONL, SQLite) vs a raw fetch of the same pages with the
 //!       same client stack (hyper, keep-alive, gzip), no wasm, no destination; and into JSONL on
 //!       tmpfs (/dev/shm, where there is one): the same run without the disk's write path; and SQLite
@@ -27,8 +27,8 @@
 //! speed drifts from minute to minute, and a raw phase then a host phase measured that drift too.
 //!
 //! Every figure is the median of `--runs` runs (default 3). The host is the one `cargo xtask build`
-//! builds (target/release/host), so build first; `--host PATH` measures another build of it (an
-//! earlier commit's, to compare).
+//! builds (target/release/host), so build first; `--host PATH` and `--plugin PATH` measure other
+//! builds of the host and of gitlab.wasm (an earlier commit's, to compare).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,12 +53,14 @@ struct Options {
     only: Option<String>,
     /// The host binary, when not target/release/host.
     host: Option<PathBuf>,
+    /// The plugin, when not target/wasm32-wasip2/release/gitlab.wasm.
+    plugin: Option<PathBuf>,
 }
 
 const SECTIONS: [&str; 6] = ["throughput", "latency", "rate", "cold", "tenants", "formats"];
 
 fn main() -> Result<()> {
-    let mut options = Options { records: 100_000, runs: 3, tenants: 1000, only: None, host: None };
+    let mut options = Options { records: 100_000, runs: 3, tenants: 1000, only: None, host: None, plugin: None };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().context("a value after the flag").and_then(|v| Ok(v.parse::<usize>()?));
@@ -71,9 +73,13 @@ fn main() -> Result<()> {
                 other => bail!("--only takes one of {SECTIONS:?}, not {other:?}"),
             },
             "--host" => options.host = Some(args.next().context("a path after --host")?.into()),
+            "--plugin" => options.plugin = Some(args.next().context("a path after --plugin")?.into()),
             "--bench" => {} // what `cargo bench` passes
             other => {
-                bail!("unknown argument {other}: use --records N, --runs R, --tenants T, --only SECTION, --host PATH")
+                bail!(
+                    "unknown argument {other}: use --records N, --runs R, --tenants T, --only SECTION, --host PATH, \
+                     --plugin PATH"
+                )
             }
         }
     }
@@ -82,7 +88,7 @@ fn main() -> Result<()> {
     bench::build_wasm(&["gitlab-connector"])?;
     let target = bench::target_dir();
     let host = options.host.clone().unwrap_or_else(|| target.join("release/host"));
-    let plugin = target.join("wasm32-wasip2/release/gitlab.wasm");
+    let plugin = options.plugin.clone().unwrap_or_else(|| target.join("wasm32-wasip2/release/gitlab.wasm"));
     for path in [&host, &plugin] {
         if !path.exists() {
             bail!("{} is missing: run `cargo xtask build` first", path.display());
