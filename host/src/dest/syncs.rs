@@ -9,13 +9,28 @@
 //! which runs them, then saves the group's checkpoints, then answers the group, while the writer
 //! writes the next group's pages. An `fdatasync` takes about 2 ms on ext4; done on the writer thread,
 //! every group's syncs held up the pages behind it.
+//!
+//! The syncs between two calls run at once, [`SYNCS_AT_ONCE`] at a time: a group of 64 one-page
+//! partitions has 64 spools to sync, and one after the other they waited for the disk 64 times,
+//! where a disk serves many requests at once (and a journaling file system commits concurrent syncs
+//! together). Nothing is durable until all of them are done, so their order among themselves does not
+//! matter; a call runs once every step before it is done.
+//!
+//! ```text
+//!  [data, data, folder, data] ──► up to SYNCS_AT_ONCE threads ──► all done ──► call ──► [data...] ...
+//! ```
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 
-/// The syncs of one commit group, run in the order they were added.
+/// The most syncs of a group that run at once.
+pub const SYNCS_AT_ONCE: usize = 8;
+
+/// The syncs of one commit group.
 #[derive(Default)]
 #[must_use = "what was written is only durable once these syncs have run"]
 pub struct Syncs {
@@ -23,14 +38,18 @@ pub struct Syncs {
 }
 
 enum Step {
+    Sync(Sync),
+    /// Anything else: work the destination leaves to the committer thread once the steps before it
+    /// are done (SQLite's backfill), or in the writer's tests a sync that blocks, or fails, when told to.
+    Call(Box<dyn FnOnce() -> Result<()> + Send>),
+}
+
+enum Sync {
     /// A file's data (and the metadata needed to read it back, as `fdatasync` does), named for
     /// messages by `what` ("the spool ...").
     Data { file: File, what: String },
     /// A folder's entries (files created or renamed in it).
     Folder(PathBuf),
-    /// Anything else: work the destination leaves to the committer thread once the steps before it
-    /// are done (SQLite's backfill), or in the writer's tests a sync that blocks, or fails, when told to.
-    Call(Box<dyn FnOnce() -> Result<()> + Send>),
 }
 
 impl Syncs {
@@ -43,14 +62,14 @@ impl Syncs {
 
     /// Sync the data of `file`, a handle opened for this: `what` names it in an error.
     pub fn data_owned(&mut self, file: File, what: String) {
-        self.steps.push(Step::Data { file, what });
+        self.steps.push(Step::Sync(Sync::Data { file, what }));
     }
 
     /// Sync `dir`'s entries, once however many times it is added: every entry of the group was made
     /// before its syncs run, so one sync, where the folder was first added, covers them all.
     pub fn folder(&mut self, dir: &Path) {
-        if !self.steps.iter().any(|step| matches!(step, Step::Folder(folder) if folder == dir)) {
-            self.steps.push(Step::Folder(dir.to_owned()));
+        if !self.steps.iter().any(|step| matches!(step, Step::Sync(Sync::Folder(folder)) if folder == dir)) {
+            self.steps.push(Step::Sync(Sync::Folder(dir.to_owned())));
         }
     }
 
@@ -60,16 +79,61 @@ impl Syncs {
         self.steps.push(Step::Call(Box::new(call)));
     }
 
-    /// Sync everything, in order; stops at the first failure.
+    /// Sync everything: the syncs between two calls at once, each call after the steps before it.
+    /// Stops at the first failure (the first in the order the steps were added, of those that ran).
     pub fn run(self) -> Result<()> {
+        let mut syncs = Vec::new();
         for step in self.steps {
             match step {
-                Step::Data { file, what } => file.sync_data().with_context(|| format!("cannot sync {what}"))?,
-                Step::Folder(dir) => super::sync_dir(&dir)?,
-                Step::Call(call) => call()?,
+                Step::Sync(sync) => syncs.push(sync),
+                Step::Call(call) => {
+                    run_at_once(&std::mem::take(&mut syncs))?;
+                    call()?;
+                }
             }
         }
-        Ok(())
+        run_at_once(&syncs)
+    }
+}
+
+impl Sync {
+    fn run(&self) -> Result<()> {
+        match self {
+            Sync::Data { file, what } => file.sync_data().with_context(|| format!("cannot sync {what}")),
+            Sync::Folder(dir) => super::sync_dir(dir),
+        }
+    }
+}
+
+/// Run `syncs`, [`SYNCS_AT_ONCE`] at a time (this thread and scoped helpers, as many as there are
+/// syncs beyond the first, when the system gives them). Once one fails no more are started; the error
+/// is that of the first failed sync in `syncs`' order.
+fn run_at_once(syncs: &[Sync]) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<(usize, anyhow::Error)>> = Mutex::new(None);
+    let work = || {
+        loop {
+            let at = next.fetch_add(1, Ordering::Relaxed);
+            let Some(sync) = syncs.get(at) else { return };
+            if let Err(error) = sync.run() {
+                let mut failed = failed.lock().unwrap_or_else(PoisonError::into_inner);
+                if failed.as_ref().is_none_or(|(first, _)| at < *first) {
+                    *failed = Some((at, error));
+                }
+                next.store(syncs.len(), Ordering::Relaxed);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..syncs.len().min(SYNCS_AT_ONCE) {
+            // A helper the system cannot start leaves its share to the others.
+            let _ = std::thread::Builder::new().name("sync".into()).spawn_scoped(scope, work);
+        }
+        work();
+    });
+    match failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        Some((_, error)) => Err(error),
+        None => Ok(()),
     }
 }
 
@@ -107,5 +171,39 @@ mod tests {
         assert!(error.contains("cannot sync the folder") && error.contains("gone"), "{error}");
         assert_eq!(ran.lock().unwrap().len(), 1, "nothing runs after a failed step");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn many_syncs_run_at_once_and_the_first_failure_in_order_is_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<File> = (0..20).map(|i| File::create(dir.path().join(format!("spool-{i}"))).unwrap()).collect();
+        let ran = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut syncs = Syncs::default();
+        for (i, file) in files.iter().enumerate() {
+            syncs.data(file, format!("spool {i}")).unwrap();
+            syncs.folder(&dir.path().join(format!("folder-{}", i % 3)));
+        }
+        let noted = ran.clone();
+        syncs.call(move || {
+            noted.lock().unwrap().push("between");
+            Ok(())
+        });
+        syncs.folder(dir.path());
+        // Folders 0, 1 and 2 are missing: the error is that of folder-0, added first.
+        let error = format!("{:#}", syncs.run().unwrap_err());
+        assert!(error.contains("folder-0"), "{error}");
+        assert!(ran.lock().unwrap().is_empty(), "a call waits for every sync before it");
+
+        let mut syncs = Syncs::default();
+        for (i, file) in files.iter().enumerate() {
+            syncs.data(file, format!("spool {i}")).unwrap();
+        }
+        let noted = ran.clone();
+        syncs.call(move || {
+            noted.lock().unwrap().push("after 20 spools");
+            Ok(())
+        });
+        syncs.run().unwrap();
+        assert_eq!(*ran.lock().unwrap(), ["after 20 spools"]);
     }
 }
