@@ -172,7 +172,9 @@ impl Batch {
                 if failed.as_ref().is_none_or(|(first, _)| at < *first) {
                     *failed = Some((at, error));
                 }
-                self.next.store(self.syncs.len(), Ordering::SeqCst);
+                // An update, not a store, so that the committer's last look at `next` still
+                // synchronizes with every thread that took a sync, and sees it counted in `working`.
+                self.next.fetch_max(self.syncs.len(), Ordering::SeqCst);
             }
         }
     }
