@@ -37,6 +37,14 @@ pub const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 pub const MEMORIES_PER_COMPONENT: u32 = 2;
 pub const TABLES_PER_COMPONENT: u32 = 8;
 
+/// The most sandboxes the engine's pool holds at once, all plugins and tenants together; past it, a
+/// sandbox waits for a free slot. The pool reserves its address space up front, about 4 GiB for each
+/// of a sandbox's [`MEMORIES_PER_COMPONENT`] memories (so that wasm32 code needs no bounds checks):
+/// 4,096 sandboxes take 32 TiB of the 128 TiB a process has on x86-64 Linux. Sizing the pool for
+/// every partition of 2,000 tenants (18,000 sandboxes at 8 partitions each) asked for more than the
+/// process has, and the engine would not start.
+pub const MOST_SANDBOXES: u32 = 4096;
+
 /// How much of a freed slot's tables stays resident for the next sandbox.
 const TABLE_KEEP_RESIDENT: usize = 128 << 10;
 
@@ -72,9 +80,15 @@ pub struct SandboxEngine {
 impl SandboxEngine {
     /// Start the engine (and its epoch ticker) and open the cache, if any.
     pub fn new(options: &EngineOptions) -> Result<SandboxEngine> {
-        let instances = options.instances.max(1);
-        let engine =
-            Engine::new(&config(instances)).map_err(|e| anyhow!("cannot start the WebAssembly engine: {e}"))?;
+        let instances = options.instances.clamp(1, MOST_SANDBOXES);
+        let engine = Engine::new(&config(instances)).map_err(|e| {
+            let reserved = u64::from(instances * MEMORIES_PER_COMPONENT) << 32;
+            anyhow!(
+                "cannot start the WebAssembly engine: {e}: its pool reserves about {} GiB of address space for \
+                 {instances} sandboxes at once; is the process's virtual memory limited (`ulimit -v`)?",
+                reserved >> 30
+            )
+        })?;
         let mut linker = Linker::<SandboxState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -268,5 +282,18 @@ pub struct Plugin {
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_asked_for_more_sandboxes_than_the_address_space_holds_is_capped_and_starts() {
+        // 2,500 tenants at 8 partitions each, plus a planning sandbox per flow: 45,000 memories of
+        // 4 GiB would be 176 TiB, more than the process has.
+        let engine = SandboxEngine::new(&EngineOptions { instances: 22_500, cache_dir: None }).unwrap();
+        assert_eq!(engine.slots.available_permits(), MOST_SANDBOXES as usize);
     }
 }
