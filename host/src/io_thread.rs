@@ -23,21 +23,26 @@ pub struct IoThread {
 }
 
 impl IoThread {
-    /// Start the runtime on a thread called `name`.
+    /// Start the runtime on a thread called `name`. The runtime is made, driven and dropped on that
+    /// thread: a runtime may not be dropped in async code, where an `IoThread` may be started (and
+    /// would be, had its thread failed to start).
     pub fn start(name: &str) -> Result<IoThread> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start an I/O runtime")?;
-        let handle = runtime.handle().clone();
+        let (started, handle) = std::sync::mpsc::sync_channel(1);
         let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || {
-                // Runs the spawned tasks until told to stop (or until the IoThread is dropped).
-                let _ = runtime.block_on(stopped);
-            })
-            .with_context(|| format!("cannot start the {name} thread"))?;
+        let thread = crate::threads::spawn(name, move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => {
+                    let _ = started.send(Ok(runtime.handle().clone()));
+                    // Runs the spawned tasks until told to stop (or until the IoThread is dropped).
+                    let _ = runtime.block_on(stopped);
+                }
+                Err(error) => drop(started.send(Err(error))),
+            }
+        })?;
+        let handle = handle
+            .recv()
+            .map_err(|_| anyhow!("the {name} thread ended before its runtime started"))?
+            .context("cannot start an I/O runtime")?;
         Ok(IoThread { handle, stop: Some(stop), thread: Some(thread) })
     }
 

@@ -19,8 +19,8 @@
 //! stolen afterwards: a lane runs its partitions cooperatively, each plugin call yielding at least
 //! every epoch tick. Planning, the writer's replies and the network's work stay where they were.
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use tokio::task::{AbortHandle, JoinError};
 
@@ -37,13 +37,21 @@ pub struct Lanes {
     lanes: Vec<Lane>,
 }
 
-/// The process's lanes.
-pub fn lanes() -> &'static Lanes {
-    static LANES: LazyLock<Lanes> = LazyLock::new(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Lanes::start(cores).expect("starting the threads that read partitions")
-    });
-    &LANES
+/// The process's lanes, started on first use; an error if the system would not start their threads
+/// (a later call tries again).
+pub fn lanes() -> anyhow::Result<&'static Lanes> {
+    static LANES: OnceLock<Lanes> = OnceLock::new();
+    static STARTING: Mutex<()> = Mutex::new(());
+    if let Some(lanes) = LANES.get() {
+        return Ok(lanes);
+    }
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(lanes) = LANES.get() {
+        return Ok(lanes);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let lanes = Lanes::start(cores)?;
+    Ok(LANES.get_or_init(|| lanes))
 }
 
 impl Lanes {

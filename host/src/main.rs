@@ -19,6 +19,7 @@
 //! - [`state`]: checkpoints, saved after each durable page.
 //! - [`summary`]: the report at the end.
 //! - [`tenant`]: tenants, and many tenants' flows run side by side.
+//! - [`threads`]: the host's own threads, and what to do when the system refuses one.
 
 mod cli;
 mod credential;
@@ -38,6 +39,7 @@ mod sandbox;
 mod state;
 mod summary;
 mod tenant;
+mod threads;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -6,11 +6,14 @@
 //! plain line per object every [`LOG_EVERY`], so that long runs show life without flooding the log;
 //! short runs print nothing but the summary. Partitions report through an [`ObjectProgress`], shared
 //! by every partition of one object.
+//!
+//! The plain lines of every run in the process (1,000 tenants' flows, say) are written by one
+//! thread, which each run's [`Progress`] joins while it lasts; a tenant's lines name it.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -81,16 +84,21 @@ pub struct Progress {
     objects: BTreeMap<String, Arc<ObjectProgress>>,
     /// The terminal's bars, when drawing them.
     bars: Option<MultiProgress>,
-    /// Stops the plain logger, when logging.
-    stop_log: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+    /// What the plain log writes of this run, while the run holds it (when logging).
+    logged: Option<Arc<Logged>>,
 }
 
 impl Progress {
     /// Show the progress of `objects` (each object once; its partitions are counted as they are
-    /// planned) on stderr: bars on a terminal, a log line per object every [`LOG_EVERY`] otherwise.
-    pub fn start(objects: &[String]) -> Progress {
-        let bars =
-            std::io::stderr().is_terminal().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+    /// planned) on stderr: bars on a terminal, a log line per object every [`LOG_EVERY`] otherwise,
+    /// each starting with `label` if there is one (`tenant acme, flow nightly`).
+    pub fn start(objects: &[String], label: Option<String>) -> Progress {
+        Progress::new(objects, label, std::io::stderr().is_terminal())
+    }
+
+    /// [`Progress::start`], with bars or with log lines.
+    fn new(objects: &[String], label: Option<String>, bars: bool) -> Progress {
+        let bars = bars.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         let width = objects.iter().map(String::len).max().unwrap_or(0);
         let style = ProgressStyle::with_template(&format!(
             "{{prefix:{width}}} [{{bar:30}}] {{pos}}/{{len}} partitions  {{msg}}  {{elapsed}}"
@@ -120,8 +128,13 @@ impl Progress {
                 (object.clone(), Arc::new(progress))
             })
             .collect();
-        let stop_log = bars.is_none().then(|| log_every(LOG_EVERY, objects.values().cloned().collect()));
-        Progress { objects, bars, stop_log }
+        let logged = bars.is_none().then(|| {
+            let prefix = label.map_or_else(String::new, |label| format!("{label}: "));
+            let logged = Arc::new(Logged { prefix, objects: objects.values().cloned().collect() });
+            Log::join(&logged, started + LOG_EVERY);
+            logged
+        });
+        Progress { objects, bars, logged }
     }
 
     /// The progress of `object`'s partitions.
@@ -129,7 +142,7 @@ impl Progress {
         self.objects.get(object).cloned()
     }
 
-    /// Stop drawing: clear the bars (the summary follows) or stop the logger.
+    /// Stop drawing: clear the bars (the summary follows) or leave the log.
     pub fn finish(self) {
         for object in self.objects.values() {
             if let Some(bar) = &object.bar {
@@ -139,28 +152,85 @@ impl Progress {
         if let Some(bars) = &self.bars {
             let _ = bars.clear();
         }
-        if let Some((stop, logger)) = self.stop_log {
-            drop(stop);
-            let _ = logger.join();
+        if let Some(logged) = &self.logged {
+            Log::leave(logged);
         }
     }
 }
 
-/// Print a line per object every `every` until the returned sender is dropped.
-fn log_every(every: Duration, objects: Vec<Arc<ObjectProgress>>) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
-    let (stop, stopped) = mpsc::channel::<()>();
-    let logger = std::thread::Builder::new()
-        .name("progress-log".into())
-        .spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                // An object whose scopes were all skipped has nothing to say.
-                for object in objects.iter().filter(|o| o.partitions.load(Ordering::Relaxed) > 0) {
-                    eprintln!("progress: {}", object.line());
+/// What the plain log writes of one run: a line per object that has partitions.
+struct Logged {
+    prefix: String,
+    objects: Vec<Arc<ObjectProgress>>,
+}
+
+impl Logged {
+    /// `progress: tenant acme, flow nightly: issue: 3/150 partitions, ...`, for each object with
+    /// partitions (one whose scopes were all skipped has nothing to say).
+    fn lines(&self) -> Vec<String> {
+        let planned = self.objects.iter().filter(|o| o.partitions.load(Ordering::Relaxed) > 0);
+        planned.map(|object| format!("progress: {}{}", self.prefix, object.line())).collect()
+    }
+}
+
+/// The process's plain log, if it has started.
+static LOG: OnceLock<Option<Arc<Log>>> = OnceLock::new();
+
+/// The plain log: one thread for the process, started by the first run that logs. It looks at its
+/// runs every [`Log::LOOK_EVERY`] and writes the lines of each run whose time has come: the first
+/// [`LOG_EVERY`] after the run started, then every [`LOG_EVERY`].
+struct Log {
+    /// Each run, and when its next lines are due; a run that ended cannot be upgraded and is dropped.
+    runs: Mutex<Vec<(Weak<Logged>, Instant)>>,
+}
+
+impl Log {
+    const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+    /// Have `logged` written from `first` on, every [`LOG_EVERY`], while it lives. If the system
+    /// would not start the log's thread, runs go without lines (it is said once).
+    fn join(logged: &Arc<Logged>, first: Instant) {
+        let log = LOG.get_or_init(|| {
+            let log = Arc::new(Log { runs: Mutex::new(Vec::new()) });
+            let writer = log.clone();
+            match crate::threads::spawn("progress-log", move || writer.write_forever()) {
+                Ok(_) => Some(log),
+                Err(error) => {
+                    tracing::warn!("no progress lines: {error:#}");
+                    None
                 }
             }
-        })
-        .expect("spawning the progress logger");
-    (stop, logger)
+        });
+        if let Some(log) = log {
+            log.runs.lock().unwrap_or_else(PoisonError::into_inner).push((Arc::downgrade(logged), first));
+        }
+    }
+
+    /// Stop writing `logged`: once this returns, no line of it is being written or will be.
+    fn leave(logged: &Arc<Logged>) {
+        if let Some(Some(log)) = LOG.get() {
+            let mut runs = log.runs.lock().unwrap_or_else(PoisonError::into_inner);
+            runs.retain(|(run, _)| !std::ptr::eq(run.as_ptr(), Arc::as_ptr(logged)));
+        }
+    }
+
+    fn write_forever(&self) {
+        loop {
+            std::thread::sleep(Self::LOOK_EVERY);
+            let now = Instant::now();
+            let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+            runs.retain_mut(|(run, due)| {
+                let Some(run) = run.upgrade() else { return false };
+                if now >= *due {
+                    for line in run.lines() {
+                        eprintln!("{line}");
+                    }
+                    *due = now + LOG_EVERY;
+                }
+                true
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -169,7 +239,7 @@ mod tests {
 
     #[test]
     fn counts_per_object() {
-        let progress = Progress::start(&["issue".to_owned(), "project".to_owned()]);
+        let progress = Progress::start(&["issue".to_owned(), "project".to_owned()], None);
         let issues = progress.object("issue").unwrap();
         issues.partition_planned();
         issues.partition_planned();
@@ -180,5 +250,37 @@ mod tests {
         assert!(issues.line().starts_with("issue: 1/2 partitions, 120 records, 2 pages"), "{}", issues.line());
         assert!(progress.object("project").unwrap().line().starts_with("project: 0/1 partitions, 0 records"));
         progress.finish();
+    }
+
+    #[test]
+    fn the_runs_of_a_process_share_one_log_and_leave_it_as_they_finish() {
+        let logged = |progress: &Progress| progress.logged.clone().unwrap();
+        let in_log = |run: &Arc<Logged>| {
+            let log = LOG.get().unwrap().as_ref().unwrap();
+            let runs = log.runs.lock().unwrap();
+            runs.iter().any(|(logged, _)| std::ptr::eq(logged.as_ptr(), Arc::as_ptr(run)))
+        };
+        let acme = Progress::new(&["issue".to_owned()], Some("tenant acme, flow nightly".to_owned()), false);
+        let globex = Progress::new(&["issue".to_owned(), "project".to_owned()], None, false);
+        let (acme_logged, globex_logged) = (logged(&acme), logged(&globex));
+        assert!(in_log(&acme_logged) && in_log(&globex_logged));
+        assert!(acme_logged.lines().is_empty(), "no partition planned yet: nothing to say");
+        acme.object("issue").unwrap().partition_planned();
+        globex.object("project").unwrap().partition_planned();
+        let lines = acme_logged.lines();
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("progress: tenant acme, flow nightly: issue: 0/1 partitions, 0 records"),
+            "{lines:?}"
+        );
+        assert!(
+            globex_logged.lines()[0].starts_with("progress: project: 0/1 partitions"),
+            "{:?}",
+            globex_logged.lines()
+        );
+        acme.finish();
+        assert!(!in_log(&acme_logged) && in_log(&globex_logged));
+        globex.finish();
+        assert!(!in_log(&globex_logged));
     }
 }

@@ -137,12 +137,13 @@ pub async fn run(
             Some(state::open(&url).map_err(|e| fail(flow.origins.error("state.url", format!("{e:#}"))))?)
         }
     };
-    let writer = Writer::start(destination, store);
+    let writer = Writer::start(destination, store).map_err(fail)?;
     let objects: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     for table in tables {
         writer.prepare(table).await.map_err(fail)?;
     }
-    let progress = Arc::new(Progress::start(&objects));
+    let label = flow.tenant.as_ref().map(|tenant| format!("tenant {}, flow {}", tenant.id, flow.id));
+    let progress = Arc::new(Progress::start(&objects, label));
 
     let shared = Arc::new(Shared {
         flow: flow.clone(),
@@ -168,7 +169,11 @@ pub async fn run(
                 let permit = permits.acquire_owned().await.ok();
                 let position = partition.position;
                 let read = async move { read_partition(&shared, partition, permit).await }.in_current_span();
-                (position, lanes::lanes().run(read).await)
+                let report = match lanes::lanes() {
+                    Ok(lanes) => lanes.run(read).await.map_err(|panic| anyhow!("a partition task failed: {panic}")),
+                    Err(error) => Err(error),
+                };
+                (position, report)
             }
             .in_current_span(),
         );
@@ -195,7 +200,8 @@ pub async fn run(
             },
             Some(joined) = tasks.join_next() => match joined {
                 Ok((position, Ok(report))) => reports.push((position, report)),
-                Ok((_, Err(panic))) | Err(panic) => return Err(fail(anyhow!("a partition task failed: {panic}"))),
+                Ok((_, Err(error))) => return Err(fail(error)),
+                Err(panic) => return Err(fail(anyhow!("a partition task failed: {panic}"))),
             },
             else => break,
         }

@@ -2,10 +2,12 @@
 //! side with its own credential, allow-list and limits; a hostile or greedy tenant ends only its own
 //! partitions, naming the limit it hit, while the others finish with exact counts; the summary has each
 //! tenant's figures; the log names the tenant. A single flow's `[tenant]` section sets its limits, and
-//! a flows folder that names an unknown tenant is refused before any request.
+//! a flows folder that names an unknown tenant is refused before any request. Past the system's limit
+//! on threads, the flows that cannot start theirs fail, saying so, and the others finish.
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use serde_json::Value;
@@ -232,4 +234,93 @@ fn tenants_planning_side_by_side_on_one_engine_do_not_wait_for_each_others_sandb
         .map(|p| world.issues(p.id).len())
         .sum();
     assert_eq!(records, expected as u64);
+}
+
+#[test]
+fn past_the_systems_limit_on_threads_the_flows_that_cannot_start_theirs_fail_saying_so() {
+    // The limit is RLIMIT_NPROC, which binds a process of an unprivileged user only: as root, the host
+    // is run as uid 65534 under a limit that lets its runtimes start but not every flow's two threads.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: it needs root, to run the host as another user under a limit on threads");
+        return;
+    }
+    let sim = simulator();
+    let world = sim.world();
+    let dir = temp_dir();
+    let root = dir.path();
+    // Everything the host reads or writes, where uid 65534 may: the binaries copied out of the
+    // workspace (whose folders it may not enter), the output and the compiled-plugin cache its own.
+    let mode = |path: &Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(root, 0o755);
+    let (host, plugin, out, cache, flows) =
+        (root.join("host"), root.join("gitlab.wasm"), root.join("out"), root.join("cache"), root.join("flows"));
+    std::fs::copy(&artifacts().host, &host).unwrap();
+    std::fs::copy(&artifacts().gitlab_wasm, &plugin).unwrap();
+    for folder in [&out, &cache, &flows] {
+        std::fs::create_dir(folder).unwrap();
+        mode(folder, 0o777);
+    }
+    let acme = world.projects_in_group(world.group_by_ref("acme").unwrap().id, true);
+    let projects: Vec<_> = acme.iter().filter(|p| p.issues_enabled).take(20).collect();
+    let mut tenants = String::new();
+    for (n, project) in projects.iter().enumerate() {
+        tenants.push_str(&format!(
+            "[[tenants]]\nid = \"t{n}\"\nconcurrency = 1\ncredential = {{ source = \"env\", var = \"GITLAB_TOKEN\" }}\n"
+        ));
+        let dest = format!("jsonl:{}", out.join(format!("t{n}")).display());
+        let id = project.id.to_string();
+        write(
+            &flows.join(format!("t{n}.toml")),
+            &flow(&format!("t{n}"), &plugin, &sim.base_url(), &[("issue", &id)], &dest),
+        );
+    }
+    write(&root.join("tenants.toml"), &tenants);
+    let summary_path = out.join("summary.json");
+    let tenants_path = root.join("tenants.toml");
+
+    // The runtimes' threads (main, the main runtime's and the network's workers, one lane per core,
+    // the epoch ticker, the progress log) and a few more: far fewer than 20 flows' 40.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let threads = 3 + 3 * cores + 4;
+    let mut command = std::process::Command::new(&host);
+    command
+        .args(tenants_run(&tenants_path, &flows, &summary_path))
+        .env_clear()
+        .env("GITLAB_TOKEN", TOKEN)
+        .env("HOST_CACHE_DIR", &cache)
+        .env("RUST_BACKTRACE", "0")
+        .uid(65534)
+        .gid(65534);
+    // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit { rlim_cur: threads, rlim_max: threads };
+            match libc::setrlimit(libc::RLIMIT_NPROC, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let run: support::HostRun = command.output().expect("running host").into();
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    assert!(!run.output().contains("panicked"), "{}", run.output());
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let flows = summary["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 20, "every flow is in the summary");
+    let mut refused = 0;
+    for flow in flows {
+        let n: usize = flow["tenant"].as_str().unwrap()[1..].parse().unwrap();
+        match flow["error"].as_str() {
+            None => assert_eq!(flow["records"].as_u64(), Some(world.issues(projects[n].id).len() as u64)),
+            Some(error) => {
+                assert!(error.starts_with("cannot start a "), "{error}");
+                assert!(error.contains("the system's limit on threads is reached (`ulimit -u`"), "{error}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "{}", run.output());
 }

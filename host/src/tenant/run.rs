@@ -3,7 +3,7 @@
 //! ```text
 //!  tenants.toml ──► TenantSpec ... ┐
 //!  DIR/*.toml   ──► Flow ([tenant] id) ... ┴─► checked whole: every file, tenant, credential and origin
-//!  one SandboxEngine (pool sized for every tenant's partitions) ─► one Plugin per wasm file
+//!  one SandboxEngine (pool sized for every tenant's partitions, up to MOST_SANDBOXES) ─► one Plugin per wasm file
 //!  per tenant: one credential, one GatePolicy (allow-list, pace, byte budget), one partition semaphore
 //!  per flow: crate::run::run(flow, plugin, the tenant's gate, the tenant's limits, its semaphore)
 //!  ──► a summary per flow, a TenantReport per tenant, one exit status
@@ -50,6 +50,9 @@ pub async fn run_all(
     let engine = crate::start_engine(u32::try_from(instances).unwrap_or(u32::MAX), cache_dir)?;
     let mut plugins = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
+    // Each task's flow, to report a flow whose task panicked.
+    let mut flows_of_tasks = HashMap::new();
+    let started = std::time::Instant::now();
     for TenantRun { spec, flows } in runs {
         let first = &flows[0];
         let limits = crate::limits_of(&args.flow, Some(&spec));
@@ -72,22 +75,33 @@ pub async fn run_all(
             };
             let (policy, limits, permits) = (policy.clone(), limits.clone(), permits.clone());
             let span = tracing::info_span!("tenant", id = %spec.id, flow = %flow.id);
-            tasks.spawn(
-                async move {
-                    let outcome = crate::run::run(&flow, plugin, policy, limits, Some(permits)).await;
-                    match outcome {
-                        Ok(summary) => (summary, None),
-                        Err(failure) => (failure.summary, Some(format!("{:#}", failure.error))),
+            let task = tasks.spawn(
+                {
+                    let flow = flow.clone();
+                    async move {
+                        let outcome = crate::run::run(&flow, plugin, policy, limits, Some(permits)).await;
+                        match outcome {
+                            Ok(summary) => (summary, None),
+                            Err(failure) => (failure.summary, Some(format!("{:#}", failure.error))),
+                        }
                     }
                 }
                 .instrument(span),
             );
+            flows_of_tasks.insert(task.id(), flow);
         }
     }
 
     let mut ended = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        ended.push(joined.map_err(|e| anyhow!("a flow's task failed: {e}"))?);
+    while let Some(joined) = tasks.join_next_with_id().await {
+        ended.push(match joined {
+            Ok((_, ended)) => ended,
+            // A bug in the host, not the tenant's doing: that flow fails, the others go on.
+            Err(failed) => {
+                let flow = &flows_of_tasks[&failed.id()];
+                (Summary::new(flow, Vec::new(), started), Some(format!("the flow's task failed: {failed}")))
+            }
+        });
     }
     ended.sort_by(|a, b| (&a.0.tenant, &a.0.flow).cmp(&(&b.0.tenant, &b.0.flow)));
     report(args, &ended)

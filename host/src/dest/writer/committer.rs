@@ -60,16 +60,14 @@ pub(super) struct Committer {
 impl Committer {
     /// Start the committer, with `store` as the separate checkpoint store if there is one; its
     /// thread adds its CPU time to `cpu` as it ends.
-    pub fn start(store: Option<Box<dyn CheckpointStore>>, failed: Failed, cpu: CpuMeter) -> Committer {
+    /// An error if the system would not start its thread (see [`crate::threads`]).
+    pub fn start(store: Option<Box<dyn CheckpointStore>>, failed: Failed, cpu: CpuMeter) -> Result<Committer> {
         let (orders, queue) = sync_channel(0);
-        let thread = std::thread::Builder::new()
-            .name("destination-committer".into())
-            .spawn(move || {
-                State { store, failed, commit_failed: HashSet::new() }.serve(queue);
-                cpu.add_this_thread();
-            })
-            .expect("spawning the destination committer");
-        Committer { orders: Some(orders), thread: Some(thread) }
+        let thread = crate::threads::spawn("destination-committer", move || {
+            State { store, failed, commit_failed: HashSet::new() }.serve(queue);
+            cpu.add_this_thread();
+        })?;
+        Ok(Committer { orders: Some(orders), thread: Some(thread) })
     }
 
     /// Make `group` durable and answer it (waits until the committer is done with the group before).

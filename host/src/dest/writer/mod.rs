@@ -399,7 +399,8 @@ impl PendingPage {
 impl Writer {
     /// Start the writer thread for `destination`, with `store` as the checkpoint store unless the
     /// destination keeps its own (then `store` is `None`).
-    pub fn start(destination: Box<dyn Destination>, store: Option<Box<dyn CheckpointStore>>) -> Writer {
+    /// An error if the system would not start its threads (see [`crate::threads`]).
+    pub fn start(destination: Box<dyn Destination>, store: Option<Box<dyn CheckpointStore>>) -> Result<Writer> {
         Writer::start_with(destination, store, COMMIT_INTERVAL)
     }
 
@@ -408,7 +409,7 @@ impl Writer {
         mut destination: Box<dyn Destination>,
         store: Option<Box<dyn CheckpointStore>>,
         interval: Duration,
-    ) -> Writer {
+    ) -> Result<Writer> {
         let reader = match &store {
             Some(store) => store.reader(),
             None => destination.checkpoints().and_then(|store| store.reader()),
@@ -417,80 +418,81 @@ impl Writer {
         let (jobs, mut queue) = mpsc::channel::<Message>(64);
         let cpu = CpuMeter::default();
         let meter = cpu.clone();
-        std::thread::Builder::new()
-            .name("destination-writer".into())
-            .spawn(move || {
-                // A clock to wait on the queue with, until the group's commit falls due.
-                let clock = tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                    .expect("a clock for the destination writer");
-                let failed = Failed::default();
-                let mut sink = Sink {
-                    most_jobs: destination.most_jobs_per_commit().max(1),
-                    destination,
-                    store_apart: store.is_some(),
-                    committer: Committer::start(store, failed.clone(), meter.clone()),
-                    unsaved: Vec::new(),
-                    unanswered: Vec::new(),
-                    failed,
-                    due: None,
-                    interval,
-                    deferred: HashMap::new(),
-                    full: false,
-                };
-                loop {
-                    let next = match sink.due {
-                        None => queue.blocking_recv(),
-                        Some(due) => {
-                            let due = tokio::time::Instant::from_std(due);
-                            // The timer is made inside the clock's runtime, which it needs.
-                            match clock.block_on(async { tokio::time::timeout_at(due, queue.recv()).await }) {
-                                Ok(next) => next,
-                                Err(_) => {
-                                    sink.answer();
-                                    continue;
-                                }
+        let failed = Failed::default();
+        let store_apart = store.is_some();
+        let committer = Committer::start(store, failed.clone(), meter.clone())?;
+        crate::threads::spawn("destination-writer", move || {
+            // A clock to wait on the queue with, until the group's commit falls due. Made here: a
+            // runtime may not be dropped where the writer is started (async code). It has no I/O
+            // driver, so it opens nothing that could fail.
+            let clock = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("a runtime with only a timer");
+            let mut sink = Sink {
+                most_jobs: destination.most_jobs_per_commit().max(1),
+                destination,
+                store_apart,
+                committer,
+                unsaved: Vec::new(),
+                unanswered: Vec::new(),
+                failed,
+                due: None,
+                interval,
+                deferred: HashMap::new(),
+                full: false,
+            };
+            loop {
+                let next = match sink.due {
+                    None => queue.blocking_recv(),
+                    Some(due) => {
+                        let due = tokio::time::Instant::from_std(due);
+                        // The timer is made inside the clock's runtime, which it needs.
+                        match clock.block_on(async { tokio::time::timeout_at(due, queue.recv()).await }) {
+                            Ok(next) => next,
+                            Err(_) => {
+                                sink.answer();
+                                continue;
                             }
-                        }
-                    };
-                    let Some(mut message) = next else {
-                        // Every sender is gone: what was written is made durable, for a resumed run.
-                        drop(sink.close());
-                        return meter.add_this_thread();
-                    };
-                    // This message and whatever else is waiting join the group (partitions that
-                    // finish pages at the same moment share one commit).
-                    loop {
-                        match message {
-                            Message::Job(job) => sink.handle(job),
-                            Message::Finish(done) => {
-                                let finished = sink.close().finish();
-                                meter.add_this_thread();
-                                return drop(done.send(finished));
-                            }
-                            // What was written is kept durable for a resumed run.
-                            Message::Abort(done) => {
-                                let aborted = sink.close().abort();
-                                meter.add_this_thread();
-                                return drop(done.send(aborted));
-                            }
-                        }
-                        if sink.unanswered.len() >= sink.most_jobs || sink.full {
-                            break;
-                        }
-                        match queue.try_recv() {
-                            Ok(next) => message = next,
-                            Err(_) => break,
                         }
                     }
-                    if sink.commit_due() {
-                        sink.answer();
+                };
+                let Some(mut message) = next else {
+                    // Every sender is gone: what was written is made durable, for a resumed run.
+                    drop(sink.close());
+                    return meter.add_this_thread();
+                };
+                // This message and whatever else is waiting join the group (partitions that
+                // finish pages at the same moment share one commit).
+                loop {
+                    match message {
+                        Message::Job(job) => sink.handle(job),
+                        Message::Finish(done) => {
+                            let finished = sink.close().finish();
+                            meter.add_this_thread();
+                            return drop(done.send(finished));
+                        }
+                        // What was written is kept durable for a resumed run.
+                        Message::Abort(done) => {
+                            let aborted = sink.close().abort();
+                            meter.add_this_thread();
+                            return drop(done.send(aborted));
+                        }
+                    }
+                    if sink.unanswered.len() >= sink.most_jobs || sink.full {
+                        break;
+                    }
+                    match queue.try_recv() {
+                        Ok(next) => message = next,
+                        Err(_) => break,
                     }
                 }
-            })
-            .expect("spawning the destination writer");
-        Writer { jobs, cpu, direct }
+                if sink.commit_due() {
+                    sink.answer();
+                }
+            }
+        })?;
+        Ok(Writer { jobs, cpu, direct })
     }
 
     /// The CPU time of the writer and committer threads, complete once `finish` or `abort` answered.
@@ -679,7 +681,7 @@ mod tests {
     async fn group(fail_commit: bool) -> (Vec<String>, Vec<Result<()>>) {
         let journal = Journal::default();
         let destination = Noting { journal: journal.clone(), fail_commit, ..Noting::default() };
-        let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone()))));
+        let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone())))).unwrap();
         // Keep the writer thread on the opens while the pages queue up behind them.
         for scope in ["a", "b", "c"] {
             writer.open(&key(scope), None).await.unwrap();
@@ -706,7 +708,7 @@ mod tests {
             let (release, gate) = std::sync::mpsc::channel();
             let destination =
                 Noting { journal: journal.clone(), write_gate: Some(gate), most_jobs, ..Noting::default() };
-            let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone()))));
+            let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone())))).unwrap();
             let scopes = ["a", "b", "c", "d", "e", "f", "g"];
             for scope in scopes {
                 writer.open(&key(scope), None).await.unwrap();
@@ -766,7 +768,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_cpu_of_the_writer_and_of_the_committer_is_counted_by_the_time_finish_answers() {
-        let writer = Writer::start(Box::new(Burning), Some(Box::new(NotingStore(Journal::default()))));
+        let writer = Writer::start(Box::new(Burning), Some(Box::new(NotingStore(Journal::default())))).unwrap();
         let meter = writer.cpu();
         writer.open(&key("a"), None).await.unwrap();
         let page = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
@@ -809,7 +811,7 @@ mod tests {
     async fn after_a_failed_page_the_partitions_later_pages_are_refused_until_it_is_opened_again() {
         let journal = Journal::default();
         let destination = Noting { journal: journal.clone(), fail_first_write_of: Some("a"), ..Noting::default() };
-        let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone()))));
+        let writer = Writer::start(Box::new(destination), Some(Box::new(NotingStore(journal.clone())))).unwrap();
         for scope in ["a", "b"] {
             writer.open(&key(scope), None).await.unwrap();
         }
@@ -860,7 +862,7 @@ mod tests {
         let destination = Noting { journal: journal.clone(), sync_gate, ..Noting::default() };
         let store = Some(Box::new(NotingStore(journal.clone())) as Box<dyn CheckpointStore>);
         // Every page's commit falls due at once.
-        let writer = Writer::start_with(Box::new(destination), store, Duration::ZERO);
+        let writer = Writer::start_with(Box::new(destination), store, Duration::ZERO).unwrap();
         writer.open(&key("a"), None).await.unwrap();
         let mut first = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
         until(&journal, "commit", 1).await;
@@ -898,7 +900,7 @@ mod tests {
         let sync_gate = Some(Arc::new(Mutex::new(gate)));
         let destination = Noting { journal: journal.clone(), sync_gate, ..Noting::default() };
         let store = crate::state::sqlite::SqliteCheckpoints::open(&path).unwrap();
-        let writer = Writer::start_with(Box::new(destination), Some(Box::new(store)), Duration::ZERO);
+        let writer = Writer::start_with(Box::new(destination), Some(Box::new(store)), Duration::ZERO).unwrap();
         // The run's first load goes through the writer (a run of one partition opens no second handle).
         assert_eq!(writer.load(&key("a")).await.unwrap(), None);
         writer.open(&key("a"), None).await.unwrap();
@@ -924,7 +926,7 @@ mod tests {
         let sync_gate = Some(Arc::new(Mutex::new(gate)));
         let destination = Noting { journal: journal.clone(), fail_first_sync: true, sync_gate, ..Noting::default() };
         let store = Some(Box::new(NotingStore(journal.clone())) as Box<dyn CheckpointStore>);
-        let writer = Writer::start_with(Box::new(destination), store, Duration::ZERO);
+        let writer = Writer::start_with(Box::new(destination), store, Duration::ZERO).unwrap();
         writer.open(&key("a"), None).await.unwrap();
         writer.open(&key("b"), None).await.unwrap();
         let first = writer.send_page(&key("a"), b"{}\n".to_vec(), in_progress()).await.unwrap();
@@ -960,7 +962,7 @@ mod tests {
         let journal = Journal::default();
         let destination = Noting { journal: journal.clone(), ..Noting::default() };
         let store = Some(Box::new(NotingStore(journal.clone())) as Box<dyn CheckpointStore>);
-        let writer = Writer::start_with(Box::new(destination), store, interval);
+        let writer = Writer::start_with(Box::new(destination), store, interval).unwrap();
         writer.open(&key("a"), None).await.unwrap();
         (journal, writer)
     }
