@@ -7,12 +7,14 @@
 //! short runs print nothing but the summary. Partitions report through an [`ObjectProgress`], shared
 //! by every partition of one object.
 //!
-//! The plain lines of every run in the process (1,000 tenants' flows, say) are written by one
-//! thread, which each run's [`Progress`] joins while it lasts; a tenant's lines name it.
+//! The plain lines of every run in the process are written by one thread, which each run's
+//! [`Progress`] joins while it lasts; a tenant's lines name it. Flows run side by side (`host run
+//! --tenants`) write lines even on a terminal ([`side_by_side`]): a thousand sets of bars would draw
+//! over each other, each with a thread of its own to tick it.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,14 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How often the plain log says where the run stands.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether flows run side by side in this process (see [`side_by_side`]).
+static SIDE_BY_SIDE: AtomicBool = AtomicBool::new(false);
+
+/// Flows run side by side from now on: their progress is written as lines, even on a terminal.
+pub fn side_by_side() {
+    SIDE_BY_SIDE.store(true, Ordering::Relaxed);
+}
 
 /// One object's figures, updated by its partitions.
 pub struct ObjectProgress {
@@ -90,10 +100,12 @@ pub struct Progress {
 
 impl Progress {
     /// Show the progress of `objects` (each object once; its partitions are counted as they are
-    /// planned) on stderr: bars on a terminal, a log line per object every [`LOG_EVERY`] otherwise,
-    /// each starting with `label` if there is one (`tenant acme, flow nightly`).
+    /// planned) on stderr: bars on a terminal (unless flows run [`side_by_side`]), else a log line
+    /// per object every [`LOG_EVERY`], each starting with `label` if there is one (`tenant acme,
+    /// flow nightly`).
     pub fn start(objects: &[String], label: Option<String>) -> Progress {
-        Progress::new(objects, label, std::io::stderr().is_terminal())
+        let bars = std::io::stderr().is_terminal() && !SIDE_BY_SIDE.load(Ordering::Relaxed);
+        Progress::new(objects, label, bars)
     }
 
     /// [`Progress::start`], with bars or with log lines.

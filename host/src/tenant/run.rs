@@ -45,6 +45,7 @@ pub async fn run_all(
 ) -> Result<ExitCode> {
     let overrides = Overrides { plugin: args.flow.plugin.clone(), mode: args.flow.mode, ..Overrides::default() };
     let runs = plan(&super::load(tenants_path)?, flows_dir, &overrides)?;
+    crate::progress::side_by_side();
 
     let instances: usize = runs.iter().map(|t| t.spec.concurrency() as usize + t.flows.len()).sum();
     let engine = crate::start_engine(u32::try_from(instances).unwrap_or(u32::MAX), cache_dir)?;
