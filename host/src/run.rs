@@ -129,15 +129,19 @@ pub async fn run(
             None => fail(e),
         })?;
 
-    let destination =
-        dest::open(&flow.destination).map_err(|e| fail(flow.origins.error("destination.url", format!("{e:#}"))))?;
-    let store = match StatePlace::choose(&flow.destination, flow.state.as_ref()) {
-        StatePlace::Destination => None,
-        StatePlace::Store(url) => {
-            Some(state::open(&url).map_err(|e| fail(flow.origins.error("state.url", format!("{e:#}"))))?)
-        }
-    };
-    let writer = Writer::start(destination, store).map_err(fail)?;
+    let (destination, state, origins) = (flow.destination.clone(), flow.state.clone(), flow.origins.clone());
+    let writer = Writer::start(move || {
+        let opened = dest::open(&destination).map_err(|e| origins.error("destination.url", format!("{e:#}")))?;
+        let store = match StatePlace::choose(&destination, state.as_ref()) {
+            StatePlace::Destination => None,
+            StatePlace::Store(url) => {
+                Some(state::open(&url).map_err(|e| origins.error("state.url", format!("{e:#}")))?)
+            }
+        };
+        Ok((opened, store))
+    })
+    .await
+    .map_err(fail)?;
     let objects: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     for table in tables {
         writer.prepare(table).await.map_err(fail)?;

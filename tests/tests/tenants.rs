@@ -3,7 +3,8 @@
 //! partitions, naming the limit it hit, while the others finish with exact counts; the summary has each
 //! tenant's figures; the log names the tenant. A single flow's `[tenant]` section sets its limits, and
 //! a flows folder that names an unknown tenant is refused before any request. Past the system's limit
-//! on threads, the flows that cannot start theirs fail, saying so, and the others finish.
+//! on threads, the flows that cannot start theirs fail, saying so, and the others finish. A tenant
+//! whose destination hangs as it opens holds up no other tenant.
 
 mod support;
 
@@ -323,4 +324,106 @@ fn past_the_systems_limit_on_threads_the_flows_that_cannot_start_theirs_fail_say
         }
     }
     assert!(refused > 0, "{}", run.output());
+}
+
+/// A PostgreSQL that accepts connections and never answers, until released.
+struct SilentServer {
+    port: u16,
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl SilentServer {
+    fn start() -> SilentServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (release, released) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while released.try_recv().is_err() {
+                match listener.accept() {
+                    Ok((connection, _)) => held.push(connection),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+            // Dropped here: every connection closed, and the port with them.
+            held.len()
+        });
+        SilentServer { port, release, thread }
+    }
+
+    /// Close every connection and stop listening; the number of connections it held.
+    fn release(self) -> usize {
+        let _ = self.release.send(());
+        self.thread.join().unwrap()
+    }
+}
+
+#[test]
+fn a_tenant_whose_destination_hangs_as_it_opens_holds_up_no_other_tenant() {
+    // More tenants whose PostgreSQL takes the connection and never answers than the async runtime has
+    // threads, and one tenant into JSONL reading eight projects one at a time: that tenant's flow
+    // finishes (its manifest is published) while the others still wait for their databases.
+    let sim = simulator();
+    let world = sim.world();
+    let dir = temp_dir();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let silent = SilentServer::start();
+    let stuck = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
+    let acme = world.projects_in_group(world.group_by_ref("acme").unwrap().id, true);
+    let projects: Vec<_> = acme.iter().filter(|p| p.issues_enabled).take(stuck + 8).collect();
+    let ids: Vec<String> = projects.iter().map(|p| p.id.to_string()).collect();
+    let mut tenants = String::new();
+    let tenant = |id: &str| {
+        format!(
+            "[[tenants]]\nid = \"{id}\"\nconcurrency = 1\ncredential = {{ source = \"env\", var = \"GITLAB_TOKEN\" }}\n"
+        )
+    };
+    for (n, id) in ids[..stuck].iter().enumerate() {
+        tenants.push_str(&tenant(&format!("stuck{n}")));
+        let dest = format!("postgres://gitlab@127.0.0.1:{}/gitlab", silent.port);
+        write(
+            &flows.join(format!("stuck{n}.toml")),
+            &flow(&format!("stuck{n}"), &artifacts().gitlab_wasm, &sim.base_url(), &[("issue", id)], &dest),
+        );
+    }
+    tenants.push_str(&tenant("free"));
+    let out = dir.path().join("out-free");
+    let pairs: Vec<(&str, &str)> = ids[stuck..].iter().map(|id| ("issue", id.as_str())).collect();
+    let dest = format!("jsonl:{}", out.display());
+    write(&flows.join("free.toml"), &flow("free", &artifacts().gitlab_wasm, &sim.base_url(), &pairs, &dest));
+    write(&dir.path().join("tenants.toml"), &tenants);
+    let summary_path = dir.path().join("summary.json");
+    let tenants_path = dir.path().join("tenants.toml");
+    let log = dir.path().join("host.log");
+    let mut child = support::host_command(&tenants_run(&tenants_path, &flows, &summary_path), Some(TOKEN), &[])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("running host");
+    let published = || std::fs::read_dir(out.join("_manifests")).is_ok_and(|mut files| files.next().is_some());
+    let waiting = std::time::Instant::now();
+    while !published() && waiting.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let finished_beside_them = published();
+    let held = silent.release();
+    let status = child.wait().unwrap();
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(finished_beside_them, "the JSONL tenant waited for the others' databases: {output}");
+    assert_eq!(held, stuck, "{output}");
+    assert_eq!(status.code(), Some(1), "{output}");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    for flow in summary["flows"].as_array().unwrap() {
+        match flow["tenant"].as_str().unwrap() {
+            "free" => {
+                assert_eq!(flow["error"], Value::Null, "{output}");
+                let issues: usize = projects[stuck..].iter().map(|p| world.issues(p.id).len()).sum();
+                assert_eq!(flow["records"].as_u64(), Some(issues as u64));
+            }
+            _ => assert!(flow["error"].as_str().unwrap().contains("cannot connect to PostgreSQL"), "{flow}"),
+        }
+    }
 }
