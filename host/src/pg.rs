@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use tokio_postgres::config::{Host, SslMode};
@@ -132,6 +133,10 @@ impl PartialEq for PgUrl {
     }
 }
 
+/// How long a connection to PostgreSQL may take, up to its authentication, where the URL names no
+/// `connect_timeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One connection to PostgreSQL, driven by its own I/O thread.
 pub struct PgClient {
     client: Arc<Client>,
@@ -141,21 +146,38 @@ pub struct PgClient {
 }
 
 impl PgClient {
-    /// Connect to `url`.
+    /// Connect to `url`, within the URL's `connect_timeout` (else [`CONNECT_TIMEOUT`]).
+    ///
+    /// tokio-postgres bounds only the TCP connect by `connect_timeout`: a server that takes the
+    /// connection and never answers (a port that is not PostgreSQL's, a proxy with nothing behind
+    /// it) held the flow for ever. The limit here covers everything up to a usable connection:
+    /// the TCP connect, the startup and the authentication.
     pub fn connect(url: &PgUrl) -> Result<PgClient> {
         let io = IoThread::start("postgres")?;
         let config = url.config.clone();
+        let limit = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT);
         let client = io
             .run(async move {
-                let (client, connection) = config.connect(NoTls).await?;
+                let Ok(connected) = tokio::time::timeout(limit, config.connect(NoTls)).await else {
+                    return Err(None);
+                };
+                let (client, connection) = connected.map_err(Some)?;
                 tokio::spawn(async move {
                     if let Err(error) = connection.await {
                         tracing::warn!("the PostgreSQL connection ended: {error}");
                     }
                 });
-                Ok::<_, tokio_postgres::Error>(client)
+                Ok(client)
             })?
-            .map_err(|e| anyhow!("cannot connect to PostgreSQL at {}: {}", url.shown, describe(&e)))?;
+            .map_err(|error| match error {
+                Some(error) => anyhow!("cannot connect to PostgreSQL at {}: {}", url.shown, describe(&error)),
+                None => anyhow!(
+                    "cannot connect to PostgreSQL at {}: no answer within {} s; is it PostgreSQL listening \
+                     there? (`connect_timeout=SECONDS` in the URL waits longer)",
+                    url.shown,
+                    limit.as_secs_f64()
+                ),
+            })?;
         Ok(PgClient { client: Arc::new(client), shown: url.shown.clone(), io })
     }
 
@@ -207,6 +229,25 @@ mod tests {
         let err = "postgres://etl:s3cret@db:notaport/x".parse::<PgUrl>().unwrap_err().to_string();
         assert!(!err.contains("s3cret"), "{err}");
         assert!(err.contains("postgres://etl:***@db:notaport/x"), "{err}");
+    }
+
+    #[test]
+    fn a_server_that_takes_the_connection_and_never_answers_is_given_up_on_in_time() {
+        // tokio-postgres's own connect_timeout covers only the TCP connect, which succeeds here.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url: PgUrl = format!("postgres://etl:s3cret@127.0.0.1:{port}/warehouse?connect_timeout=1").parse().unwrap();
+        let (answer, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || answer.send(PgClient::connect(&url).err().map(|e| e.to_string())));
+        let error = answered.recv_timeout(Duration::from_secs(20)).expect("given up on within 20 s").expect("an error");
+        assert_eq!(
+            error,
+            format!(
+                "cannot connect to PostgreSQL at postgres://etl@127.0.0.1:{port}/warehouse: no answer within 1 s; \
+                 is it PostgreSQL listening there? (`connect_timeout=SECONDS` in the URL waits longer)"
+            )
+        );
+        assert!(listener.accept().is_ok(), "the connection was made, and not answered");
     }
 
     #[test]
