@@ -3,10 +3,11 @@
 //! ```text
 //!  SIGINT / SIGTERM ──► `listen`'s task ──► first: REQUESTED set, one line on stderr
 //!                                           later: exit 130 at once
-//!  REQUESTED ──► `run`: no partition starts; each reading one stops before its next page (a wait
-//!                for a retry or for the tenant's pace is cut short), once the pages it handed the
-//!                writer are durable and checkpointed (as when a partition fails); the summary is
-//!                printed and the process exits 130
+//!  REQUESTED ──► `run`: planning, or a destination still opening, is given up on (nothing was
+//!                read or written); no partition starts; each reading one stops before its next
+//!                page (a wait for a retry or for the tenant's pace is cut short), once the pages
+//!                it handed the writer are durable and checkpointed (as when a partition fails);
+//!                the summary is printed and the process exits 130
 //! ```
 //!
 //! Either way the next run of the same flow resumes each partition from its last checkpoint: pages

@@ -130,7 +130,9 @@ pub async fn run(
         })?;
 
     let (destination, state, origins) = (flow.destination.clone(), flow.state.clone(), flow.origins.clone());
-    let writer = Writer::start(move || {
+    // A signal while it opens (a database slow to answer) ends the run: the writer thread, given up
+    // on, closes whatever it opened once it sees that no one waits for it.
+    let opening = Writer::start(move || {
         let opened = dest::open(&destination).map_err(|e| origins.error("destination.url", format!("{e:#}")))?;
         let store = match StatePlace::choose(&destination, state.as_ref()) {
             StatePlace::Destination => None,
@@ -139,9 +141,11 @@ pub async fn run(
             }
         };
         Ok((opened, store))
-    })
-    .await
-    .map_err(fail)?;
+    });
+    let writer = interrupt::unless_signalled(opening)
+        .await
+        .unwrap_or_else(|| Err(anyhow!("interrupted while opening the destination: nothing was read or written")))
+        .map_err(fail)?;
     let objects: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     for table in tables {
         writer.prepare(table).await.map_err(fail)?;

@@ -1,7 +1,8 @@
 //! Flows end to end: flow files (good ones run, bad ones are refused whole with `file:line: key`
 //! errors before any request or write), `host check`, incremental reruns from the watermark, and a
-//! `kill -9` or a Ctrl-C in the middle of a run resumed from its checkpoint. The real host, the real
-//! gitlab.wasm, the simulator over real HTTP.
+//! `kill -9` or a Ctrl-C in the middle of a run resumed from its checkpoint; a Ctrl-C while the
+//! destination is being connected to ends the run at once. The real host, the real gitlab.wasm, the
+//! simulator over real HTTP.
 
 mod support;
 
@@ -510,6 +511,48 @@ fn a_run_killed_mid_way_resumes_from_its_checkpoint_and_ends_exact() {
     assert!(asked < 1 + big.total_pages, "killed mid-way ({asked} requests)");
     let next_page = big.next_page_saved();
     big.resume_and_check(&sim, dir.path(), asked, next_page);
+}
+
+#[test]
+fn ctrl_c_while_a_silent_database_is_being_connected_to_ends_the_run_at_once() {
+    // A PostgreSQL destination that takes the connection and never answers: the host would wait for
+    // it up to its 30 s connection limit. A Ctrl-C stops the wait: nothing was read or written.
+    let sim = simulator();
+    let dir = temp_dir();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    silent.set_nonblocking(true).unwrap();
+    let dest = format!("postgres://etl@127.0.0.1:{}/warehouse", silent.local_addr().unwrap().port());
+    let (plugin, base) = (artifacts().gitlab_wasm.display().to_string(), sim.base_url());
+    let args = ["run", "--plugin", &plugin, "--base-url", &base, "--object", "issue", "--project", "demo/api"];
+    let child = command(dir.path(), &args, Some(TOKEN))
+        .args(["--dest", &dest, "--summary-json", "summary.json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let _connection = loop {
+        match silent.accept() {
+            Ok((connection, _)) => break connection,
+            Err(_) => {
+                assert!(Instant::now() < deadline, "the host never connected to its destination");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    let signalled = Instant::now();
+    send_ctrl_c(&child);
+    let run = HostRun::from(child.wait_with_output().unwrap());
+    assert!(signalled.elapsed() < Duration::from_secs(15), "the wait was not cut short: {}", run.output());
+    assert_eq!(run.code, Some(130), "{}", run.output());
+    assert!(
+        run.stderr.contains("error: interrupted while opening the destination: nothing was read or written"),
+        "{}",
+        run.output()
+    );
+    let summary = read_json(&dir.path().join("summary.json"));
+    assert_eq!(summary["partitions"].as_array().map(Vec::len), Some(0), "{}", run.output());
+    assert_eq!(sim.request_count(), 1, "only planning's lookup of the project");
 }
 
 #[test]
