@@ -29,6 +29,20 @@ fn flow(tenant: &str, plugin: &Path, base: &str, objects: &[(&str, &str)], dest:
     text
 }
 
+/// A `[[tenants]]` entry for `id`: one partition at a time, the token from `GITLAB_TOKEN`.
+fn tenant_one_at_a_time(id: &str) -> String {
+    format!(
+        "[[tenants]]\nid = \"{id}\"\nconcurrency = 1\ncredential = {{ source = \"env\", var = \"GITLAB_TOKEN\" }}\n"
+    )
+}
+
+/// A folder `flows` in `dir`, for the flow files of a `--tenants` run.
+fn flows_folder(dir: &Path) -> std::path::PathBuf {
+    let flows = dir.join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    flows
+}
+
 /// `host run --tenants TENANTS --flows FLOWS --summary-json SUMMARY`.
 fn tenants_run<'a>(tenants: &'a Path, flows: &'a Path, summary: &'a Path) -> [&'a str; 7] {
     let path = |p: &'a Path| p.to_str().unwrap();
@@ -180,8 +194,7 @@ fn a_single_flows_tenant_section_sets_its_limits() {
 fn a_flow_naming_an_unknown_tenant_is_refused_before_any_request() {
     let sim = simulator();
     let dir = temp_dir();
-    let flows = dir.path().join("flows");
-    std::fs::create_dir(&flows).unwrap();
+    let flows = flows_folder(dir.path());
     write(&dir.path().join("tenants.toml"), "[[tenants]]\nid = \"acme\"\n");
     let dest = format!("jsonl:{}", dir.path().join("out").display());
     write(&flows.join("a.toml"), &flow("acme", &artifacts().gitlab_wasm, &sim.base_url(), &[("issue", "1")], &dest));
@@ -204,16 +217,13 @@ fn tenants_planning_side_by_side_on_one_engine_do_not_wait_for_each_others_sandb
     let sim = simulator();
     let world = sim.world();
     let dir = temp_dir();
-    let flows = dir.path().join("flows");
-    std::fs::create_dir(&flows).unwrap();
+    let flows = flows_folder(dir.path());
     let acme = world.projects_in_group(world.group_by_ref("acme").unwrap().id, true);
     let projects: Vec<&str> =
         acme.iter().filter(|p| p.issues_enabled).map(|p| p.path_with_namespace.as_str()).take(18).collect();
     let mut tenants = String::new();
     for (n, projects) in projects.chunks(6).enumerate() {
-        tenants.push_str(&format!(
-            "[[tenants]]\nid = \"t{n}\"\nconcurrency = 1\ncredential = {{ source = \"env\", var = \"GITLAB_TOKEN\" }}\n"
-        ));
+        tenants.push_str(&tenant_one_at_a_time(&format!("t{n}")));
         let dest = format!("jsonl:{}", dir.path().join(format!("out-{n}")).display());
         let pairs: Vec<(&str, &str)> = projects.iter().map(|p| ("issue", *p)).collect();
         write(
@@ -268,9 +278,7 @@ fn past_the_systems_limit_on_threads_the_flows_that_cannot_start_theirs_fail_say
     let projects: Vec<_> = acme.iter().filter(|p| p.issues_enabled).take(20).collect();
     let mut tenants = String::new();
     for (n, project) in projects.iter().enumerate() {
-        tenants.push_str(&format!(
-            "[[tenants]]\nid = \"t{n}\"\nconcurrency = 1\ncredential = {{ source = \"env\", var = \"GITLAB_TOKEN\" }}\n"
-        ));
+        tenants.push_str(&tenant_one_at_a_time(&format!("t{n}")));
         let dest = format!("jsonl:{}", out.join(format!("t{n}")).display());
         let id = project.id.to_string();
         write(
@@ -368,28 +376,22 @@ fn a_tenant_whose_destination_hangs_as_it_opens_holds_up_no_other_tenant() {
     let sim = simulator();
     let world = sim.world();
     let dir = temp_dir();
-    let flows = dir.path().join("flows");
-    std::fs::create_dir(&flows).unwrap();
+    let flows = flows_folder(dir.path());
     let silent = SilentServer::start();
     let stuck = std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
     let acme = world.projects_in_group(world.group_by_ref("acme").unwrap().id, true);
     let projects: Vec<_> = acme.iter().filter(|p| p.issues_enabled).take(stuck + 8).collect();
     let ids: Vec<String> = projects.iter().map(|p| p.id.to_string()).collect();
     let mut tenants = String::new();
-    let tenant = |id: &str| {
-        format!(
-            "[[tenants]]\nid = \"{id}\"\nconcurrency = 1\ncredential = {{ source = \"env\", var = \"GITLAB_TOKEN\" }}\n"
-        )
-    };
     for (n, id) in ids[..stuck].iter().enumerate() {
-        tenants.push_str(&tenant(&format!("stuck{n}")));
+        tenants.push_str(&tenant_one_at_a_time(&format!("stuck{n}")));
         let dest = format!("postgres://gitlab@127.0.0.1:{}/gitlab", silent.port);
         write(
             &flows.join(format!("stuck{n}.toml")),
             &flow(&format!("stuck{n}"), &artifacts().gitlab_wasm, &sim.base_url(), &[("issue", id)], &dest),
         );
     }
-    tenants.push_str(&tenant("free"));
+    tenants.push_str(&tenant_one_at_a_time("free"));
     let out = dir.path().join("out-free");
     let pairs: Vec<(&str, &str)> = ids[stuck..].iter().map(|id| ("issue", id.as_str())).collect();
     let dest = format!("jsonl:{}", out.display());
