@@ -133,8 +133,8 @@ impl PartialEq for PgUrl {
     }
 }
 
-/// How long a connection to PostgreSQL may take, up to its authentication, where the URL names no
-/// `connect_timeout`.
+/// How long a connection to each of a URL's hosts may take, up to its authentication, where the URL
+/// names no `connect_timeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One connection to PostgreSQL, driven by its own I/O thread.
@@ -146,16 +146,20 @@ pub struct PgClient {
 }
 
 impl PgClient {
-    /// Connect to `url`, within the URL's `connect_timeout` (else [`CONNECT_TIMEOUT`]).
+    /// Connect to `url`, within the URL's `connect_timeout` (else [`CONNECT_TIMEOUT`]) per host.
     ///
-    /// tokio-postgres bounds only the TCP connect by `connect_timeout`: a server that takes the
+    /// tokio-postgres bounds only each TCP connect by `connect_timeout`: a server that takes the
     /// connection and never answers (a port that is not PostgreSQL's, a proxy with nothing behind
     /// it) held the flow for ever. The limit here covers everything up to a usable connection:
-    /// the TCP connect, the startup and the authentication.
+    /// the TCP connects, the startup and the authentication, the per-host limit times the hosts.
     pub fn connect(url: &PgUrl) -> Result<PgClient> {
         let io = IoThread::start("postgres")?;
-        let config = url.config.clone();
-        let limit = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT);
+        let mut config = url.config.clone();
+        let per_host = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT);
+        // A host that does not answer the TCP connect at all is given up on in time, for the next.
+        config.connect_timeout(per_host);
+        let hosts = u32::try_from(config.get_hosts().len()).unwrap_or(u32::MAX).max(1);
+        let limit = per_host.saturating_mul(hosts);
         let client = io
             .run(async move {
                 let Ok(connected) = tokio::time::timeout(limit, config.connect(NoTls)).await else {

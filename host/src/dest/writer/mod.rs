@@ -3,8 +3,8 @@
 //!
 //! All writes and checkpoint saves of a run go through its [`Writer`], so a destination is only ever
 //! used from one thread, the one that opened it ([`Writer::start`]: file and network work that would
-//! otherwise hold one of the async runtime's few threads); the writer's [`committer`] thread makes the pages durable
-//! and saves their checkpoints while the writer writes on.
+//! otherwise hold one of the async runtime's few threads); the writer's [`committer`] thread makes
+//! the pages durable and saves their checkpoints while the writer writes on.
 //!
 //! A partition hands a page over ([`Writer::send_page`]) and reads on while it is written, with at
 //! most [`PAGES_IN_WRITER`] of its pages in the writer's hands: before handing over another, it waits
