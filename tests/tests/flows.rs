@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use gitlab_sim::Simulator;
 use serde_json::Value;
-use support::{HostRun, TOKEN, artifacts, send_ctrl_c, simulator, sqlite_ids, temp_dir, utc_millis};
+use support::{HostRun, SilentServer, TOKEN, artifacts, send_ctrl_c, simulator, sqlite_ids, temp_dir, utc_millis};
 
 /// A flow file: the plugin and `top` (top-level keys), the simulator with the token from
 /// `GITLAB_TOKEN`, `body` (the objects), and `sqlite:out.db` beside the file.
@@ -519,9 +519,8 @@ fn ctrl_c_while_a_silent_database_is_being_connected_to_ends_the_run_at_once() {
     // it up to its 30 s connection limit. A Ctrl-C stops the wait: nothing was read or written.
     let sim = simulator();
     let dir = temp_dir();
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    silent.set_nonblocking(true).unwrap();
-    let dest = format!("postgres://etl@127.0.0.1:{}/warehouse", silent.local_addr().unwrap().port());
+    let silent = SilentServer::start();
+    let dest = format!("postgres://etl@127.0.0.1:{}/warehouse", silent.port);
     let (plugin, base) = (artifacts().gitlab_wasm.display().to_string(), sim.base_url());
     let args = ["run", "--plugin", &plugin, "--base-url", &base, "--object", "issue", "--project", "demo/api"];
     let child = command(dir.path(), &args, Some(TOKEN))
@@ -531,15 +530,10 @@ fn ctrl_c_while_a_silent_database_is_being_connected_to_ends_the_run_at_once() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let _connection = loop {
-        match silent.accept() {
-            Ok((connection, _)) => break connection,
-            Err(_) => {
-                assert!(Instant::now() < deadline, "the host never connected to its destination");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    };
+    while silent.connections() == 0 {
+        assert!(Instant::now() < deadline, "the host never connected to its destination");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let signalled = Instant::now();
     send_ctrl_c(&child);
     let run = HostRun::from(child.wait_with_output().unwrap());

@@ -12,7 +12,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{TOKEN, artifacts, host_with_env, host_within, read_jsonl_object, simulator, sqlite_ids, temp_dir};
+use support::{
+    SilentServer, TOKEN, artifacts, host_with_env, host_within, read_jsonl_object, simulator, sqlite_ids, temp_dir,
+};
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
@@ -334,40 +336,6 @@ fn past_the_systems_limit_on_threads_the_flows_that_cannot_start_theirs_fail_say
     assert!(refused > 0, "{}", run.output());
 }
 
-/// A PostgreSQL that accepts connections and never answers, until released.
-struct SilentServer {
-    port: u16,
-    release: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<usize>,
-}
-
-impl SilentServer {
-    fn start() -> SilentServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (release, released) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while released.try_recv().is_err() {
-                match listener.accept() {
-                    Ok((connection, _)) => held.push(connection),
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
-                }
-            }
-            // Dropped here: every connection closed, and the port with them.
-            held.len()
-        });
-        SilentServer { port, release, thread }
-    }
-
-    /// Close every connection and stop listening; the number of connections it held.
-    fn release(self) -> usize {
-        let _ = self.release.send(());
-        self.thread.join().unwrap()
-    }
-}
-
 #[test]
 fn a_tenant_whose_destination_hangs_as_it_opens_holds_up_no_other_tenant() {
     // More tenants whose PostgreSQL takes the connection and never answers than the async runtime has
@@ -400,9 +368,10 @@ fn a_tenant_whose_destination_hangs_as_it_opens_holds_up_no_other_tenant() {
     let summary_path = dir.path().join("summary.json");
     let tenants_path = dir.path().join("tenants.toml");
     let log = dir.path().join("host.log");
+    let log_file = std::fs::File::create(&log).unwrap();
     let mut child = support::host_command(&tenants_run(&tenants_path, &flows, &summary_path), Some(TOKEN), &[])
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(log_file.try_clone().unwrap())
+        .stdout(log_file)
         .spawn()
         .expect("running host");
     let published = || std::fs::read_dir(out.join("_manifests")).is_ok_and(|mut files| files.next().is_some());

@@ -12,7 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use gitlab_sim::{SimConfig, Simulator, WorldShape};
@@ -197,6 +198,51 @@ pub fn host_run(sim: &Simulator, rest: &[&str], token: Option<&str>) -> HostRun 
     let mut args = vec!["run", "--plugin", &plugin, "--base-url", &base];
     args.extend_from_slice(rest);
     host(&args, token)
+}
+
+/// A PostgreSQL that accepts connections and never answers, until released.
+pub struct SilentServer {
+    pub port: u16,
+    connections: Arc<AtomicUsize>,
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SilentServer {
+    pub fn start() -> SilentServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let (release, released) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while released.try_recv().is_err() {
+                match listener.accept() {
+                    Ok((connection, _)) => {
+                        held.push(connection);
+                        counted.store(held.len(), Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            // Dropped here: every connection closed, and the port with them.
+        });
+        SilentServer { port, connections, release, thread }
+    }
+
+    /// The connections it holds.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Close every connection and stop listening; the number of connections it held.
+    pub fn release(self) -> usize {
+        let _ = self.release.send(());
+        self.thread.join().unwrap();
+        self.connections.load(Ordering::SeqCst)
+    }
 }
 
 /// A fresh temporary folder, removed when dropped.
